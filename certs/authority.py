@@ -180,6 +180,8 @@ class CertificateAuthority:
         return KeyPair(cert.public_bytes(serialization.Encoding.PEM), _key_pem(key))
 
 
-def needs_renewal(keypair: KeyPair, *, before: dt.timedelta, now: dt.datetime | None = None) -> bool:
+def needs_renewal(
+    keypair: KeyPair, *, before: dt.timedelta, now: dt.datetime | None = None
+) -> bool:
     """True when the certificate expires within `before` (renew early, never on the last day)."""
     return keypair.not_after - (now or _now()) <= before

@@ -53,7 +53,7 @@ _DISABLED_CONTROLLERS: Final = (
     "route",
     "service",
 )
-_LOCK_DIR: Final = Path("/tmp/fma-localcluster-locks")  # noqa: S108 - machine-wide by design
+_LOCK_DIR: Final = Path("/tmp/fma-localcluster-locks")
 START_TIMEOUT_S: Final = 60.0
 
 
@@ -155,7 +155,7 @@ class LocalCluster:
 
     def kubectl(self, *args: str, check: bool = True, input_text: str | None = None) -> str:
         """Runs the kubectl built with the cluster against it, as admin; returns stdout."""
-        result = subprocess.run(  # noqa: S603 - fixed binary, arguments from our callers
+        result = subprocess.run(
             [str(k8s_binary("kubectl")), f"--kubeconfig={self.kubeconfig}", *args],
             capture_output=True,
             text=True,
@@ -391,5 +391,5 @@ def _http_ok(url: str, *, verify: ssl.SSLContext | bool = True) -> bool:
 
 def default_workdir(name: str = "localcluster") -> Path:
     """A per-user scratch directory for clusters started by hand (CLI, demo)."""
-    base = Path(os.environ.get("XDG_RUNTIME_DIR", "/tmp"))  # noqa: S108
+    base = Path(os.environ.get("XDG_RUNTIME_DIR", "/tmp"))
     return base / f"fma-{name}-{os.getpid()}"

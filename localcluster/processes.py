@@ -65,7 +65,7 @@ class ManagedProcess:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         self._log_file = self.log_path.open("ab")
         _log.debug("starting %s: %s", self.name, " ".join(self.argv))
-        self._popen = subprocess.Popen(  # noqa: S603 - argv comes from our own configuration
+        self._popen = subprocess.Popen(
             self.argv,
             stdin=subprocess.DEVNULL,
             stdout=self._log_file,

@@ -14,7 +14,9 @@ from pathlib import Path
 
 import kubernetes.client
 import pytest
+import yaml
 
+from crds import CRD_FILES
 from localcluster.controlplane import LocalCluster
 
 
@@ -43,7 +45,9 @@ def core_v1(api_client: kubernetes.client.ApiClient) -> kubernetes.client.CoreV1
 
 
 @pytest.fixture
-def namespace(request: pytest.FixtureRequest, core_v1: kubernetes.client.CoreV1Api) -> Iterator[str]:
+def namespace(
+    request: pytest.FixtureRequest, core_v1: kubernetes.client.CoreV1Api
+) -> Iterator[str]:
     """A fresh namespace whose `default` ServiceAccount has its token (Pods can be created)."""
     stem = re.sub(r"[^a-z0-9-]+", "-", request.node.name.lower()).strip("-")[:40].rstrip("-")
     name = f"{stem}-{secrets.token_hex(3)}"
@@ -58,6 +62,16 @@ def namespace(request: pytest.FixtureRequest, core_v1: kubernetes.client.CoreV1A
         time.sleep(0.1)
     yield name
     core_v1.delete_namespace(name)
+
+
+@pytest.fixture(scope="session")
+def crds_installed(cluster: LocalCluster) -> None:
+    """fma's CRDs, applied once per session and Established before any test uses them."""
+    for path in CRD_FILES:
+        cluster.kubectl("apply", "-f", str(path))
+    for path in CRD_FILES:
+        name = yaml.safe_load(path.read_text())["metadata"]["name"]
+        cluster.kubectl("wait", "--for=condition=Established", "--timeout=30s", f"crd/{name}")
 
 
 @pytest.fixture(scope="session")
