@@ -1,4 +1,4 @@
-"""fma's CRDs on the real apiserver: examples are accepted, bad input gets a 422 naming the field."""
+"""fma's CRDs on the real apiserver: examples pass, bad input gets a 422 naming the field."""
 
 from __future__ import annotations
 
