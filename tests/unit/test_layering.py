@@ -1,0 +1,45 @@
+"""The import direction between fma's top-level packages, checked on the source.
+
+Lower layers never import upper ones (see docs/architecture.md, "Code layout"): `crds` and
+`certs` are the bottom; `launcher` and `webhook` build on them; `controller` may use the
+launcher's wire models; nothing shipped in the image imports `localcluster`, which exists only
+for tests, benchmarks and the demo.
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+PACKAGES = ("crds", "certs", "launcher", "webhook", "controller", "localcluster")
+ALLOWED: dict[str, set[str]] = {
+    "crds": set(),
+    "certs": set(),
+    "launcher": {"crds", "certs"},
+    "webhook": {"crds", "certs"},
+    "controller": {"crds", "certs", "launcher"},
+    "localcluster": {"crds", "certs", "launcher"},
+}
+
+
+def _imported_packages(path: Path) -> set[str]:
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+        if isinstance(node, ast.Import):
+            found.update(alias.name.split(".")[0] for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            found.add(node.module.split(".")[0])
+    return found & set(PACKAGES)
+
+
+@pytest.mark.parametrize("package", PACKAGES)
+def test_package_imports_only_lower_layers(package: str) -> None:
+    offenders = {
+        str(path.relative_to(ROOT)): sorted(_imported_packages(path) - ALLOWED[package] - {package})
+        for path in sorted((ROOT / package).rglob("*.py"))
+    }
+    offenders = {file: names for file, names in offenders.items() if names}
+    assert not offenders, f"{package} must import only {sorted(ALLOWED[package])}: {offenders}"
