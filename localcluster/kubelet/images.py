@@ -42,12 +42,18 @@ def normalize_image(image: str) -> str:
 
 
 def find_image(images: Mapping[str, ImageConfig], image: str) -> ImageConfig | None:
-    """The config entry for `image`: an exact key first, else one naming the same image."""
+    """The config entry for `image`: an exact key first, else one naming the same image, else a
+    `repository:*` key matching any tag of that repository (so a config need not follow every
+    release of fma's own image)."""
     if image in images:
         return images[image]
     wanted = normalize_image(image)
     for key, entry in images.items():
         if normalize_image(key) == wanted:
+            return entry
+    repository = wanted.split("@", 1)[0].rsplit(":", 1)[0]
+    for key, entry in images.items():
+        if key.endswith(":*") and normalize_image(key[:-2]).rsplit(":", 1)[0] == repository:
             return entry
     return None
 

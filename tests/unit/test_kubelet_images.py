@@ -86,3 +86,11 @@ def test_executables_resolve_through_the_container_path(tmp_path: Path) -> None:
     assert find_executable("missing-tool", env, "/") is None
     assert "executable file not found in $PATH" in describe_missing(["missing-tool"], env)
     assert "no command specified" in describe_missing([], env)
+
+
+def test_a_wildcard_tag_matches_any_tag_of_its_repository() -> None:
+    entry = ImageConfig(path=["/opt/fma/bin"])
+    images = {"ghcr.io/llm-d/fma:*": entry}
+    assert find_image(images, "ghcr.io/llm-d/fma:v0.1.0") is entry
+    assert find_image(images, "ghcr.io/llm-d/fma") is entry
+    assert find_image(images, "ghcr.io/llm-d/other:v0.1.0") is None
