@@ -44,14 +44,16 @@ class LocalStack:
     kubelet: HollowKubeletHandle
 
     def apply_crds(self) -> None:
-        """Applies fma's CRDs and waits until the apiserver serves them."""
-        for path in CRD_FILES:
-            self.cluster.kubectl("apply", "-f", str(path))
-        for path in CRD_FILES:
-            name = yaml.safe_load(path.read_text())["metadata"]["name"]
-            self.cluster.kubectl(
-                "wait", "--for=condition=Established", "--timeout=30s", f"crd/{name}"
-            )
+        install_crds(self.cluster)
+
+
+def install_crds(cluster: LocalCluster) -> None:
+    """Applies fma's CRDs and waits until the apiserver serves them (Established)."""
+    for path in CRD_FILES:
+        cluster.kubectl("apply", "-f", str(path))
+    for path in CRD_FILES:
+        name = yaml.safe_load(path.read_text())["metadata"]["name"]
+        cluster.kubectl("wait", "--for=condition=Established", "--timeout=30s", f"crd/{name}")
 
 
 @contextlib.contextmanager

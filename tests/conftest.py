@@ -14,10 +14,9 @@ from pathlib import Path
 
 import kubernetes.client
 import pytest
-import yaml
 
-from crds import CRD_FILES
 from localcluster.controlplane import LocalCluster
+from localcluster.stack import install_crds
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -67,11 +66,7 @@ def namespace(
 @pytest.fixture(scope="session")
 def crds_installed(cluster: LocalCluster) -> None:
     """fma's CRDs, applied once per session and Established before any test uses them."""
-    for path in CRD_FILES:
-        cluster.kubectl("apply", "-f", str(path))
-    for path in CRD_FILES:
-        name = yaml.safe_load(path.read_text())["metadata"]["name"]
-        cluster.kubectl("wait", "--for=condition=Established", "--timeout=30s", f"crd/{name}")
+    install_crds(cluster)
 
 
 @pytest.fixture(scope="session")
