@@ -1,0 +1,101 @@
+"""`fma-requester`: the process in every requester Pod.
+
+Configuration comes from the environment, as in the reference (which documents flags but reads
+`PROBES_PORT`/`SPI_PORT`, known-gaps F); the flags below only override it, for local runs.
+Stops cleanly on SIGTERM/SIGINT with exit code 0.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import dataclasses
+import logging
+import signal
+import sys
+from collections.abc import Sequence
+
+from launcher.requester import logs
+from launcher.requester.gpus import GpuError
+from launcher.requester.logs import fields
+from launcher.requester.server import RequesterConfig, serve_requester
+
+_log = logging.getLogger("fma.requester")
+
+_EPILOG = """\
+environment:
+  POD_IP                       address to bind (default: all interfaces)
+  PROBES_PORT, SPI_PORT        ports (default 8080, 8081)
+  NVIDIA_VISIBLE_DEVICES       GPU UUIDs when NVML is unavailable (void/none: no GPUs)
+  FMA_REQUESTER_GPU_SOURCE     auto (NVML, else NVIDIA_VISIBLE_DEVICES), nvml or env
+  FMA_REQUESTER_FAKE_MEMORY_MIB, FMA_REQUESTER_FAKE_MEMORY_FILE
+                               memory in use without a GPU, JSON {"<uuid>": MiB}
+  FMA_REQUESTER_TOKEN, FMA_REQUESTER_TOKEN_FILE
+                               bearer token required by the mutating SPI calls (default: none)
+stdout carries only the relayed vLLM log; the stub's own log is JSON lines on stderr.
+"""
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="fma-requester",
+        description="The requester stub: readiness probe and the controller's SPI.",
+        epilog=_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--host", help="override POD_IP")
+    parser.add_argument("--probes-port", type=int, help="override PROBES_PORT")
+    parser.add_argument("--spi-port", type=int, help="override SPI_PORT")
+    parser.add_argument("--log-level", default="info", help="default: info")
+    return parser
+
+
+async def _run(config: RequesterConfig) -> None:
+    handle = await serve_requester(config)
+    try:
+        gpus: object = config.gpus.accelerators()
+    except GpuError as e:
+        gpus = f"error: {e}"
+    _log.info(
+        "serving",
+        extra=fields(
+            host=config.host, probes_port=handle.probes_port, spi_port=handle.spi_port, gpus=gpus
+        ),
+    )
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    _log.info("stopping")
+    await handle.close()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    logs.configure(args.log_level)
+    try:
+        config = RequesterConfig.from_env()
+    except ValueError as e:
+        _log.error("bad configuration", extra=fields(error=str(e)))
+        return 2
+    overrides = {
+        k: v
+        for k, v in {
+            "host": args.host,
+            "probes_port": args.probes_port,
+            "spi_port": args.spi_port,
+        }.items()
+        if v is not None
+    }
+    config = dataclasses.replace(config, **overrides)
+    try:
+        asyncio.run(_run(config))
+    except OSError as e:
+        _log.error("cannot listen", extra=fields(error=str(e)))
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
