@@ -1,0 +1,231 @@
+"""The built webhook configurations: the exact selectors, policies and client configs."""
+
+from __future__ import annotations
+
+import base64
+from typing import Any
+
+import pytest
+
+from certs.authority import CertificateAuthority
+from webhook.registration import (
+    RegistrationSettings,
+    ServiceReference,
+    build_webhook_configurations,
+    label_namespaces,
+)
+
+CA = CertificateAuthority.create("test-ca").cert_pem
+SERVICE = RegistrationSettings(
+    ca_bundle=CA, service=ServiceReference(namespace="fma-system", name="fma-webhook")
+)
+LOCAL = RegistrationSettings(ca_bundle=CA, url="https://127.0.0.1:9443/")
+NOT_OWN_NAMESPACE = {
+    "key": "fma.llm-d.ai/webhook-namespace",
+    "operator": "NotIn",
+    "values": ["true"],
+}
+COMMON = {
+    "sideEffects": "None",
+    "admissionReviewVersions": ["v1"],
+    "timeoutSeconds": 5,
+    "matchPolicy": "Equivalent",
+}
+
+
+def pod_rule(*operations: str) -> dict[str, Any]:
+    return {
+        "apiGroups": [""],
+        "apiVersions": ["v1"],
+        "resources": ["pods"],
+        "operations": list(operations),
+        "scope": "Namespaced",
+    }
+
+
+def service(path: str) -> dict[str, Any]:
+    return {
+        "service": {"namespace": "fma-system", "name": "fma-webhook", "path": path, "port": 443},
+        "caBundle": base64.b64encode(CA).decode(),
+    }
+
+
+def test_mutating_configuration() -> None:
+    mutating, _ = build_webhook_configurations(SERVICE)
+    assert mutating == {
+        "apiVersion": "admissionregistration.k8s.io/v1",
+        "kind": "MutatingWebhookConfiguration",
+        "metadata": {"name": "fma-webhook", "labels": {"app.kubernetes.io/managed-by": "fma"}},
+        "webhooks": [
+            {
+                "name": "inject-namespace.fma.llm-d.ai",
+                "clientConfig": service("/mutate-pods"),
+                "rules": [pod_rule("CREATE")],
+                **COMMON,
+                "namespaceSelector": {
+                    "matchExpressions": [
+                        {"key": "fma.llm-d.ai/inject", "operator": "In", "values": ["enabled"]},
+                        NOT_OWN_NAMESPACE,
+                    ]
+                },
+                "objectSelector": {
+                    "matchExpressions": [
+                        {"key": "fma.llm-d.ai/inject", "operator": "NotIn", "values": ["false"]}
+                    ]
+                },
+                "failurePolicy": "Ignore",
+                "reinvocationPolicy": "Never",
+            },
+            {
+                "name": "inject-pod.fma.llm-d.ai",
+                "clientConfig": service("/mutate-pods"),
+                "rules": [pod_rule("CREATE")],
+                **COMMON,
+                "namespaceSelector": {
+                    "matchExpressions": [
+                        {"key": "fma.llm-d.ai/inject", "operator": "NotIn", "values": ["enabled"]},
+                        NOT_OWN_NAMESPACE,
+                    ]
+                },
+                "objectSelector": {"matchLabels": {"fma.llm-d.ai/inject": "true"}},
+                "failurePolicy": "Ignore",
+                "reinvocationPolicy": "Never",
+            },
+        ],
+    }
+
+
+def test_validating_configuration() -> None:
+    _, validating = build_webhook_configurations(SERVICE)
+    assert validating == {
+        "apiVersion": "admissionregistration.k8s.io/v1",
+        "kind": "ValidatingWebhookConfiguration",
+        "metadata": {"name": "fma-webhook", "labels": {"app.kubernetes.io/managed-by": "fma"}},
+        "webhooks": [
+            {
+                "name": "custom-resources.fma.llm-d.ai",
+                "clientConfig": service("/validate-fma"),
+                "rules": [
+                    {
+                        "apiGroups": ["fma.llm-d.ai"],
+                        "apiVersions": ["v1alpha1"],
+                        "resources": [
+                            "inferenceserverconfigs",
+                            "launcherconfigs",
+                            "launcherpopulationpolicies",
+                        ],
+                        "operations": ["CREATE", "UPDATE"],
+                        "scope": "Namespaced",
+                    }
+                ],
+                **COMMON,
+                "failurePolicy": "Fail",
+            },
+            {
+                "name": "pods.fma.llm-d.ai",
+                "clientConfig": service("/validate-pods"),
+                "rules": [pod_rule("CREATE", "UPDATE")],
+                **COMMON,
+                "failurePolicy": "Fail",
+                "namespaceSelector": {
+                    "matchExpressions": [
+                        {"key": "fma.llm-d.ai/served", "operator": "In", "values": ["true"]},
+                        NOT_OWN_NAMESPACE,
+                    ]
+                },
+            },
+        ],
+    }
+
+
+def selector_matches(selector: dict[str, Any], labels: dict[str, str]) -> bool:
+    """metav1.LabelSelector semantics, enough for the selectors built here."""
+    if any(labels.get(k) != v for k, v in selector.get("matchLabels", {}).items()):
+        return False
+    for expression in selector.get("matchExpressions", []):
+        present, value = expression["key"] in labels, labels.get(expression["key"])
+        if expression["operator"] == "In" and (not present or value not in expression["values"]):
+            return False
+        if expression["operator"] == "NotIn" and present and value in expression["values"]:
+            return False
+    return True
+
+
+@pytest.mark.parametrize(
+    ("namespace", "pod", "mutated_by"),
+    [
+        ({"fma.llm-d.ai/inject": "enabled"}, {}, ["inject-namespace.fma.llm-d.ai"]),
+        (
+            {"fma.llm-d.ai/inject": "enabled"},
+            {"fma.llm-d.ai/inject": "true"},
+            ["inject-namespace.fma.llm-d.ai"],
+        ),
+        ({"fma.llm-d.ai/inject": "enabled"}, {"fma.llm-d.ai/inject": "false"}, []),
+        ({}, {"fma.llm-d.ai/inject": "true"}, ["inject-pod.fma.llm-d.ai"]),
+        (
+            {"fma.llm-d.ai/inject": "disabled"},
+            {"fma.llm-d.ai/inject": "true"},
+            ["inject-pod.fma.llm-d.ai"],
+        ),
+        ({}, {}, []),
+        ({}, {"fma.llm-d.ai/inject": "yes"}, []),
+        ({"fma.llm-d.ai/inject": "enabled", "fma.llm-d.ai/webhook-namespace": "true"}, {}, []),
+        ({"fma.llm-d.ai/webhook-namespace": "true"}, {"fma.llm-d.ai/inject": "true"}, []),
+    ],
+)
+def test_each_opted_in_pod_is_mutated_exactly_once(
+    namespace: dict[str, str], pod: dict[str, str], mutated_by: list[str]
+) -> None:
+    mutating, _ = build_webhook_configurations(SERVICE)
+    matched = [
+        hook["name"]
+        for hook in mutating["webhooks"]
+        if selector_matches(hook["namespaceSelector"], namespace)
+        and selector_matches(hook["objectSelector"], pod)
+    ]
+    assert matched == mutated_by
+
+
+def test_local_url_mode() -> None:
+    mutating, validating = build_webhook_configurations(LOCAL)
+    urls = [h["clientConfig"]["url"] for h in mutating["webhooks"] + validating["webhooks"]]
+    assert urls == [
+        "https://127.0.0.1:9443/mutate-pods",
+        "https://127.0.0.1:9443/mutate-pods",
+        "https://127.0.0.1:9443/validate-fma",
+        "https://127.0.0.1:9443/validate-pods",
+    ]
+    assert all("service" not in h["clientConfig"] for h in mutating["webhooks"])
+
+
+def test_names_and_timeouts_are_settings() -> None:
+    settings = RegistrationSettings(
+        ca_bundle=CA, url="https://127.0.0.1:1", configuration_name="rel-fma", timeout_seconds=2
+    )
+    mutating, validating = build_webhook_configurations(settings)
+    assert mutating["metadata"]["name"] == validating["metadata"]["name"] == "rel-fma"
+    assert {h["timeoutSeconds"] for h in mutating["webhooks"] + validating["webhooks"]} == {2}
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({}, "exactly one of service and url"),
+        (
+            {"url": "https://a", "service": ServiceReference(namespace="n", name="s")},
+            "exactly one",
+        ),
+        ({"url": "http://127.0.0.1:9443"}, "must be https"),
+        ({"url": "https://a", "timeout_seconds": 31}, "timeout_seconds"),
+        ({"url": "https://a", "ca_bundle": b"not pem"}, "PEM"),
+    ],
+)
+def test_settings_are_checked(kwargs: dict[str, Any], message: str) -> None:
+    values: dict[str, Any] = {"ca_bundle": CA, **kwargs}
+    with pytest.raises(ValueError, match=message):
+        RegistrationSettings(**values)
+
+
+def test_webhook_namespace_cannot_be_served() -> None:
+    with pytest.raises(ValueError, match="cannot be both"):
+        label_namespaces(None, webhook_namespace="fma", served_namespaces=["fma"])
