@@ -1,0 +1,305 @@
+"""The bound path (contracts §8.5): create or wake the server, then relay readiness.
+
+fma's changes: readiness in launcher mode is the launcher's instance phase `ready` (the
+launcher health-checks its children, known-gaps A4/C3); an instance that stops, fails or never
+becomes ready is reported in the requester's status (exit code and reason) and the requester is
+deleted only after `failed_requester_delete_after` (A1); before a wake or an instance start the
+GPU memory gate runs (B1); a wake that keeps failing deletes the sleeper so a fresh instance is
+started (B1); routing labels that collide are skipped and reported (E3).
+"""
+
+from __future__ import annotations
+
+import json
+
+from controller.core import _actions as a
+from controller.core import _names as n
+from controller.core._direct_pod import ProviderBuildError, vllm_port
+from controller.core._gpu_memory import memory_gate
+from controller.core._routing import collisions, is_applied, parse_committed
+from controller.core._snapshot import (
+    ServerSnapshot,
+    admin_port,
+    container,
+    ref,
+    requester_update,
+    status_only,
+)
+from controller.core._views import InstanceView, LauncherView, PodView
+
+
+def decide_bound_launcher(snap: ServerSnapshot, provider: PodView) -> list[a.Action]:
+    """Launcher mode, provider bound and neither Pod being deleted."""
+    annotations = provider.annotations
+    for key in n.BIND_ANNOTATIONS:
+        if key not in annotations:
+            return status_only(
+                snap,
+                [f'bound launcher Pod "{provider.name}" is missing annotation "{key}"'],
+                provider=provider,
+            )
+    iid, port_text = annotations[n.INSTANCE_ID], annotations[n.SERVER_PORT]
+    routing = parse_committed(annotations[n.ROUTING_METADATA])
+    config = _json_object(annotations[n.VLLM_CONFIG])
+    if not port_text.isdigit() or routing is None or config is None:
+        return status_only(
+            snap,
+            [
+                f'bound launcher Pod "{provider.name}" has invalid annotation "{n.SERVER_PORT}", '
+                f'"{n.VLLM_CONFIG}" or "{n.ROUTING_METADATA}"; delete the requester to start over'
+            ],
+            provider=provider,
+        )
+    if snap.memory.failure is not None:
+        return failed(snap, provider, iid)
+    launcher = snap.launcher(provider)
+    if provider.ip is None or not provider.ready or launcher.instances is None:
+        return _launcher_not_ready(snap, provider, iid)
+    cleanup = [
+        a.DeleteInstance(launcher=ref(provider), ip=provider.ip, instance_id=i.id, reason="stopped")
+        for i in launcher.instances
+        if i.stopped and i.id != iid
+    ]
+    inst = launcher.instance(iid)
+    if inst is None:
+        return cleanup + _absent(snap, provider, iid, config)
+    seen: list[a.Action] = [] if snap.memory.instance_known else [a.Remember(what="instance-seen")]
+    return seen + cleanup + _present(snap, launcher, inst, int(port_text), routing)
+
+
+def _json_object(text: str) -> dict[str, object] | None:
+    try:
+        value = json.loads(text)
+    except ValueError:
+        return None
+    return value if isinstance(value, dict) else None
+
+
+def _launcher_not_ready(snap: ServerSnapshot, provider: PodView, iid: str) -> list[a.Action]:
+    deadline = provider.created_at + snap.settings.launcher_start_deadline
+    if snap.now >= deadline and not provider.ready:
+        message = (
+            f'launcher Pod "{provider.name}" did not become Ready within '
+            f"{snap.settings.launcher_start_deadline:.0f}s"
+        )
+        return _report_failure(snap, provider, iid, message)
+    return [
+        *requester_update(snap, errors=[], provider=provider, instance_id=iid),
+        a.Requeue(after=deadline - snap.now, reason="launcher starting"),
+    ]
+
+
+def _absent(
+    snap: ServerSnapshot, provider: PodView, iid: str, config: dict[str, object]
+) -> list[a.Action]:
+    req = snap.requester
+    assert req is not None and provider.ip is not None
+    created = snap.memory.instance_created_at
+    if snap.memory.instance_known and created is not None:
+        grace = created + snap.settings.instance_list_grace - snap.now
+        if grace > 0:  # the launcher's stream has not shown our PUT yet
+            return [a.Requeue(after=grace, reason="waiting for the launcher to list the instance")]
+    if snap.memory.instance_known:
+        message = (
+            f'instance {iid} is gone from launcher Pod "{provider.name}" (launcher '
+            "restarted?); deleting the requester so that it is recreated"
+        )
+        return [
+            a.UpdateProvider(pod=ref(provider), patch=a.PodPatch(labels={n.SLEEPING: "true"})),
+            a.EmitEvent(pod=ref(req), type="Warning", reason="InstanceLost", message=message),
+            a.DeleteRequester(pod=ref(req), reason=message),
+        ]
+    gpus = snap.memory.gpu_uuids or ()
+    if gate := memory_gate(snap, gpus=gpus, keep_instance=iid):
+        return gate
+    return [
+        a.CreateInstance(launcher=ref(provider), ip=provider.ip, instance_id=iid, config=config),
+        *requester_update(snap, errors=[], provider=provider, instance_id=iid),
+    ]
+
+
+def _present(
+    snap: ServerSnapshot, launcher: LauncherView, inst: InstanceView, port: int, routing: object
+) -> list[a.Action]:
+    provider = launcher.pod
+    assert provider.ip is not None
+    if inst.stopped:
+        code = "unknown" if inst.exit_code is None else str(inst.exit_code)
+        why = f": {inst.reason}" if inst.reason else ""
+        message = (
+            f'instance {inst.id} in launcher Pod "{provider.name}" stopped (exit code {code}){why}'
+        )
+        return _report_failure(snap, provider, inst.id, message)
+    sleeping = inst.phase == "sleeping" if inst.phase is not None else snap.memory.sleeping
+    if inst.phase == "starting" or (inst.phase is None and sleeping is None):
+        return _starting(snap, provider, inst, port)
+    if sleeping:
+        return _wake(snap, provider, inst, port)
+    return _serving(snap, provider, inst.id, routing, ready=inst.phase in ("ready", None))
+
+
+def _starting(
+    snap: ServerSnapshot, provider: PodView, inst: InstanceView, port: int
+) -> list[a.Action]:
+    started = snap.memory.instance_created_at or inst.created_at or snap.now
+    deadline = started + snap.settings.startup_deadline
+    if snap.now >= deadline:
+        message = (
+            f'instance {inst.id} in launcher Pod "{provider.name}" did not become ready '
+            f"within {snap.settings.startup_deadline:.0f}s"
+        )
+        return _report_failure(snap, provider, inst.id, message)
+    actions = requester_update(snap, errors=[], provider=provider, instance_id=inst.id)
+    actions += _relay(snap, ready=False)
+    if inst.phase is None:
+        assert provider.ip is not None
+        actions.append(a.QuerySleeping(ip=provider.ip, port=port))
+    actions.append(a.Requeue(after=deadline - snap.now, reason="instance starting"))
+    return actions
+
+
+def _wake(snap: ServerSnapshot, provider: PodView, inst: InstanceView, port: int) -> list[a.Action]:
+    assert provider.ip is not None
+    if snap.memory.wake_failures >= snap.settings.max_wake_failures:
+        reason = snap.memory.last_wake_error or "unknown error"
+        req = snap.requester
+        assert req is not None
+        message = (
+            f"waking instance {inst.id} failed {snap.memory.wake_failures} times "
+            f"({reason}); deleting it to start a fresh one"
+        )
+        return [
+            a.EmitEvent(pod=ref(req), type="Warning", reason="WakeFailed", message=message),
+            a.DeleteInstance(
+                launcher=ref(provider), ip=provider.ip, instance_id=inst.id, reason="wedged"
+            ),
+        ]
+    if gate := memory_gate(snap, gpus=snap.memory.gpu_uuids or (), keep_instance=inst.id):
+        return gate
+    return [
+        a.Wake(ip=provider.ip, port=port),
+        *requester_update(snap, errors=[], provider=provider, instance_id=inst.id),
+    ]
+
+
+def _serving(
+    snap: ServerSnapshot, provider: PodView, iid: str, routing: object, *, ready: bool
+) -> list[a.Action]:
+    """Awake: sleeping label, routing metadata (minus collisions), status, readiness."""
+    from controller.core._routing import RoutingMetadata
+
+    assert isinstance(routing, RoutingMetadata)
+    problems: list[str] = []
+    labels: dict[str, str | None] = {}
+    annotations: dict[str, str | None] = {}
+    if provider.labels.get(n.SLEEPING) != "false":
+        labels[n.SLEEPING] = "false"
+    if not is_applied(routing, provider.labels, provider.annotations):
+        problems, usable = collisions(routing, provider.labels, provider.annotations)
+        labels.update({k: v for k, v in usable.labels.items() if provider.labels.get(k) != v})
+        annotations.update(
+            {k: v for k, v in usable.annotations.items() if provider.annotations.get(k) != v}
+        )
+    actions: list[a.Action] = []
+    if labels or annotations:
+        patch = a.PodPatch(labels=labels, annotations=annotations)
+        actions.append(a.UpdateProvider(pod=ref(provider), patch=patch))
+    actions += requester_update(snap, errors=problems, provider=provider, instance_id=iid)
+    return actions + _relay(snap, ready=ready)
+
+
+def decide_bound_direct(snap: ServerSnapshot, provider: PodView) -> list[a.Action]:  # noqa: PLR0911
+    """Direct mode, provider bound and neither Pod being deleted."""
+    try:
+        port = vllm_port(container(provider.raw))
+    except ProviderBuildError as error:
+        return status_only(snap, [str(error)], provider=provider)
+    if snap.memory.failure is not None:
+        return failed(snap, provider, None)
+    deadline = provider.created_at + snap.settings.startup_deadline
+    if provider.phase == "Failed" or (snap.memory.sleeping is None and snap.now >= deadline):
+        message = (
+            f'server-providing Pod "{provider.name}" did not start serving within '
+            f"{snap.settings.startup_deadline:.0f}s (phase {provider.phase})"
+        )
+        return _report_failure(snap, provider, None, message)
+    if provider.ip is None or snap.memory.sleeping is None:
+        actions = requester_update(snap, errors=[], provider=provider) + _relay(snap, ready=False)
+        if provider.ip is not None:
+            actions.append(a.QuerySleeping(ip=provider.ip, port=port))
+        return [*actions, a.Requeue(after=snap.settings.retry_after, reason="vLLM starting")]
+    if snap.memory.sleeping:
+        gpus = snap.memory.gpu_uuids or ()
+        indices = _direct_indices(snap, provider, gpus)
+        if gate := memory_gate(snap, gpus=gpus, gpu_indices=indices):
+            return gate
+        return [
+            a.Wake(ip=provider.ip, port=port),
+            *requester_update(snap, errors=[], provider=provider),
+        ]
+    serving: list[a.Action] = []
+    if provider.labels.get(n.SLEEPING) != "false":
+        patch = a.PodPatch(labels={n.SLEEPING: "false"})
+        serving.append(a.UpdateProvider(pod=ref(provider), patch=patch))
+    serving += requester_update(snap, errors=[], provider=provider)
+    return serving + _relay(snap, ready=provider.ready)
+
+
+def _direct_indices(
+    snap: ServerSnapshot, provider: PodView, gpus: tuple[str, ...]
+) -> dict[str, int]:
+    node = provider.node or ""
+    mapping = (snap.gpu_map or {}).get(node, {})
+    return {u: mapping[u] for u in gpus if u in mapping}
+
+
+def _report_failure(
+    snap: ServerSnapshot, provider: PodView, iid: str | None, message: str
+) -> list[a.Action]:
+    """First sight of a failure: remember it (timer starts), report it, relay unready."""
+    req = snap.requester
+    assert req is not None
+    return [
+        a.Remember(what="failure", message=message),
+        a.EmitEvent(pod=ref(req), type="Warning", reason="ServerFailed", message=message),
+        *requester_update(snap, errors=[message], provider=provider, instance_id=iid),
+        *_relay(snap, ready=False),
+        a.Requeue(after=snap.settings.failed_requester_delete_after, reason="failure reported"),
+    ]
+
+
+def failed(snap: ServerSnapshot, provider: PodView, iid: str | None) -> list[a.Action]:
+    """A reported failure: keep it visible, then delete the requester after the timeout."""
+    req = snap.requester
+    assert req is not None and snap.memory.failure is not None
+    message = snap.memory.failure
+    since = snap.memory.failed_at if snap.memory.failed_at is not None else snap.now
+    remaining = since + snap.settings.failed_requester_delete_after - snap.now
+    if remaining > 0:
+        actions = requester_update(snap, errors=[message], provider=provider, instance_id=iid)
+        return [*actions, *_relay(snap, ready=False), a.Requeue(after=remaining, reason=message)]
+    return [a.DeleteRequester(pod=ref(req), reason=message)]
+
+
+def _relay(snap: ServerSnapshot, *, ready: bool) -> list[a.Action]:
+    """§8.5 step 10: relay readiness when it changed; observe the actuation on the first ready."""
+    req = snap.requester
+    memory = snap.memory
+    if req is None or req.ip is None or memory.relayed_ready == ready:
+        return []
+    if req.server_ready == ready:
+        return [a.Remember(what="relayed", ready=ready)]
+    port = admin_port(req)
+    if not ready:
+        return [a.RelayUnready(ip=req.ip, port=port)]
+    actions: list[a.Action] = [a.RelayReady(ip=req.ip, port=port)]
+    if not memory.actuation_observed and req.server_running and req.server_started_at is not None:
+        actions.append(
+            a.ObserveActuation(
+                path=memory.path or "hot",
+                instances_deleted=memory.instances_deleted,
+                seconds=max(snap.now - req.server_started_at, 0.0),
+                isc_name=req.annotations.get(n.ISC_ANNOTATION, ""),
+            )
+        )
+    return actions

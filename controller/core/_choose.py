@@ -1,0 +1,203 @@
+"""Launcher mode without a provider: choose a launcher (hot, warm, reclaim) or create one.
+
+Contracts §8.3 with two fma changes: the reclaim plan with the **fewest** victims wins, then the
+one whose victims were used least recently (known-gaps B2; the reference prefers more victims),
+and a launcher that is past the stuck threshold or labelled `launcher-stuck` is not waited for
+(A5), so a broken launcher does not block the cold path.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from controller.core import _actions as a
+from controller.core import _names as n
+from controller.core._goyaml import GoYamlError
+from controller.core._hashes import VllmConfig, instance_id, routing_metadata_json, vllm_config
+from controller.core._launcher_pod import LauncherTemplateError, build_launcher_template
+from controller.core._routing import RoutingMetadata, validate
+from controller.core._snapshot import ServerSnapshot, ref, requester_update, status_only
+from controller.core._views import InstanceView, LauncherView, PodView
+
+
+@dataclass(frozen=True, slots=True)
+class Desired:
+    """What the requester asks for: the instance ID, its config and routing metadata."""
+
+    isc_name: str
+    instance_id: str
+    port: int
+    config: VllmConfig
+    routing: RoutingMetadata
+
+    def bind_annotations(self) -> dict[str, str]:
+        """The four controller annotations written at bind (§4.4)."""
+        return {
+            n.INSTANCE_ID: self.instance_id,
+            n.SERVER_PORT: str(self.port),
+            n.VLLM_CONFIG: self.config.go_json(),
+            n.ROUTING_METADATA: routing_metadata_json(
+                self.routing.labels, self.routing.annotations
+            ),
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    """A chosen launcher and the instances to delete first."""
+
+    launcher: LauncherView
+    victims: tuple[InstanceView, ...]
+
+
+def desired(snap: ServerSnapshot, gpus: tuple[str, ...]) -> Desired | str:
+    """The desired instance, or the status error that prevents computing it."""
+    req = snap.requester
+    assert req is not None
+    name = req.annotations.get(n.ISC_ANNOTATION, "")
+    if not name:
+        return f'empty value for annotation "{n.ISC_ANNOTATION}"'
+    if snap.isc is None:
+        return f'failed to get InferenceServerConfig "{name}": {snap.isc_error or "not found"}'
+    cfg = snap.isc.spec.model_server_config
+    try:
+        iid = instance_id(cfg, gpus)
+    except GoYamlError as error:
+        return f"failed to configure inference server: {error}"
+    routing = RoutingMetadata(dict(cfg.labels or {}), dict(cfg.annotations or {}))
+    return Desired(name, iid, cfg.port, vllm_config(name, cfg, gpus), routing)
+
+
+def decide_unbound_launcher_mode(  # noqa: PLR0911 - each lookup can end the pass
+    snap: ServerSnapshot, gpus: tuple[str, ...]
+) -> list[a.Action]:
+    """§8.3: bind to the best launcher on the node, or create a bound one."""
+    req = snap.requester
+    assert req is not None and req.node_name is not None
+    want = desired(snap, gpus)
+    if isinstance(want, str):
+        return status_only(snap, [want])
+    lc_name = snap.isc.spec.launcher_config_name if snap.isc else ""
+    if snap.lc is None:
+        return status_only(
+            snap, [f'failed to get LauncherConfig "{lc_name}": {snap.lc_error or "not found"}']
+        )
+    try:
+        template = build_launcher_template(snap.lc)
+    except LauncherTemplateError as error:
+        message = f'LauncherConfig "{lc_name}" is malformed: {error}'
+        return status_only(snap, [message], retry=snap.settings.retry_after)
+    if problems := validate(want.routing):
+        return status_only(snap, problems)
+    config_hash = template.config_hash(req.node_name)
+    cleanup, usable, pending = _classify(snap, config_hash)
+    plan = rank(usable, want, snap.lc.spec.max_instances)
+    if plan is not None:
+        return cleanup + _bind(snap, plan, want)
+    if pending:
+        # Wait for a launcher that is still starting; its Ready event re-runs this, and the
+        # requeue covers the moment it would count as stuck.
+        first_stuck = min(lv.pod.created_at for lv in pending) + snap.settings.stuck_launcher_after
+        wait = a.Requeue(after=max(first_stuck - snap.now, 0.0), reason="launcher starting")
+        return [*cleanup, *requester_update(snap, errors=[]), wait]
+    pod = _cold_launcher(template.for_node(req.node_name), req, want)
+    return [
+        *cleanup,
+        a.CreateLauncher(pod=pod, lc_name=lc_name),
+        *requester_update(snap, errors=[]),
+    ]
+
+
+def _classify(
+    snap: ServerSnapshot, config_hash: str
+) -> tuple[list[a.Action], list[LauncherView], list[LauncherView]]:
+    """Cleanup actions, launchers usable now, and launchers worth waiting for."""
+    cleanup: list[a.Action] = []
+    usable, pending = [], []
+    for launcher in sorted(snap.launchers, key=lambda lv: lv.name):
+        pod = launcher.pod
+        if pod.annotations.get(n.CONFIG_HASH) != config_hash:
+            continue
+        if pod.phase == "Failed" or pod.deleting or pod.bound_to is not None:
+            continue
+        if pod.ip is None or not pod.ready or launcher.instances is None:
+            if not _stuck(snap, pod):
+                pending.append(launcher)
+            continue
+        for inst in launcher.instances:
+            if inst.stopped or inst.port is None:
+                reason: a.DeleteReason = "stopped" if inst.stopped else "invalid"
+                cleanup.append(
+                    a.DeleteInstance(
+                        launcher=ref(pod), ip=pod.ip, instance_id=inst.id, reason=reason
+                    )
+                )
+        usable.append(launcher)
+    return cleanup, usable, pending
+
+
+def _stuck(snap: ServerSnapshot, pod: PodView) -> bool:
+    """Known-gaps A5: do not wait for a launcher that is stuck."""
+    if pod.labels.get(n.STUCK) == "true":
+        return True
+    return snap.now - pod.created_at > snap.settings.stuck_launcher_after
+
+
+def _live(launcher: LauncherView) -> list[InstanceView]:
+    return [i for i in launcher.instances or () if not i.stopped and i.port is not None]
+
+
+def rank(launchers: list[LauncherView], want: Desired, max_instances: int) -> Plan | None:
+    """P1 hot, P2 warm, P3 reclaim with the fewest victims, then the least recently used."""
+    for launcher in launchers:
+        if any(i.id == want.instance_id for i in _live(launcher)):
+            return Plan(launcher, ())
+    max_others = max_instances - 1
+    for launcher in launchers:
+        live = _live(launcher)
+        if all(i.port != want.port for i in live) and len(live) <= max_others:
+            return Plan(launcher, ())
+    best: tuple[tuple[int, float, str], Plan] | None = None
+    for launcher in launchers:
+        live = _live(launcher)
+        conflicts = [i for i in live if i.port == want.port]
+        others = sorted((i for i in live if i.port != want.port), key=_last_used)
+        room = max(len(live) - max_others, 1) - len(conflicts)
+        victims = tuple(conflicts + others[: max(room, 0)])
+        newest = max((_last_used(v) for v in victims), default=0.0)
+        key = (len(victims), newest, launcher.name)
+        if best is None or key < best[0]:
+            best = (key, Plan(launcher, victims))
+    return best[1] if best else None
+
+
+def _last_used(inst: InstanceView) -> float:
+    return inst.last_used or inst.created_at or 0.0
+
+
+def _bind(snap: ServerSnapshot, plan: Plan, want: Desired) -> list[a.Action]:
+    req = snap.requester
+    assert req is not None
+    pod = plan.launcher.pod
+    assert pod.ip is not None
+    actions: list[a.Action] = [
+        a.DeleteInstance(launcher=ref(pod), ip=pod.ip, instance_id=v.id, reason="reclaim")
+        for v in plan.victims
+    ]
+    patch = a.PodPatch(
+        labels={n.DUAL: req.name},
+        annotations={n.REQUESTER: f"{req.uid} {req.name}", **want.bind_annotations()},
+        add_finalizers=(n.PROVIDER_FINALIZER,),
+    )
+    actions.append(a.BindProvider(pod=ref(pod), patch=patch))
+    return actions + requester_update(snap, errors=[])
+
+
+def _cold_launcher(pod: dict[str, Any], req: PodView, want: Desired) -> dict[str, Any]:
+    """§4.2 additions for a launcher the DPC creates: bound from the start."""
+    meta = pod["metadata"]
+    meta["annotations"].update({n.REQUESTER: f"{req.uid} {req.name}", **want.bind_annotations()})
+    meta["labels"][n.DUAL] = req.name
+    meta["finalizers"] = [n.PROVIDER_FINALIZER]
+    return pod

@@ -1,0 +1,190 @@
+"""The launcher Pod built from a LauncherConfig (contracts §4.2).
+
+The DPC (cold path) and the launcher-populator build the same node-independent Pod, hash it
+(`launcher-populator-template-hash`), and then specialize it for a node
+(`launcher-config-hash`). A launcher is reused only when its hash equals the one computed now,
+so every byte of the build matters: the sorts, the labels, the ownerReference with the LC's UID.
+
+fma differs from the reference in one optional point: it has no `state-change-reflector`
+sidecar (known-gaps C1: the controller follows the launcher's watch stream instead). The
+sidecar is added only when `with_reflector=True`; it is added after the hash is computed, so
+it does not change `launcher-config-hash` either way.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+from typing import Any, Final
+
+from controller.core import _names as n
+from controller.core._deindividualize import deindividualize
+from controller.core._hashes import launcher_config_hash, template_hash
+from controller.core._podjson import PodEncodeError, encode_pod
+from crds.models import LauncherConfig
+
+FORCED_ENV: Final = (
+    ("PYTHONPATH", "/app"),
+    ("NVIDIA_VISIBLE_DEVICES", "all"),
+    ("NVIDIA_DRIVER_CAPABILITIES", "compute,utility"),
+    ("VLLM_SERVER_DEV_MODE", "1"),
+)
+LIVENESS_PROBE: Final = {
+    "httpGet": {"path": "/health", "port": n.LAUNCHER_PORT, "scheme": "HTTP"},
+    "initialDelaySeconds": 10,
+    "periodSeconds": 20,
+    "timeoutSeconds": 1,
+    "successThreshold": 1,
+    "failureThreshold": 3,
+}
+READINESS_PROBE: Final = {
+    "httpGet": {"path": "/v2/vllm/instances", "port": n.LAUNCHER_PORT, "scheme": "HTTP"},
+    "initialDelaySeconds": 2,
+    "periodSeconds": 5,
+    "timeoutSeconds": 2,
+    "successThreshold": 1,
+    "failureThreshold": 3,
+}
+
+
+class LauncherTemplateError(ValueError):
+    """The LauncherConfig's template cannot make a launcher Pod (the LC is malformed)."""
+
+
+@dataclass(frozen=True, slots=True)
+class LauncherTemplate:
+    """The node-independent launcher Pod of an LC and its hash."""
+
+    lc_name: str
+    pod: dict[str, Any]
+    template_hash: str
+
+    def for_node(self, node: str) -> dict[str, Any]:
+        """The node-specialized Pod (labels, nodeSelector, `launcher-config-hash`)."""
+        pod = copy.deepcopy(self.pod)
+        meta = pod["metadata"]
+        meta["labels"][n.NODE_NAME] = node
+        meta["annotations"][n.CONFIG_HASH] = self.config_hash(node)
+        pod["spec"].setdefault("nodeSelector", {})[n.HOSTNAME] = node
+        return pod
+
+    def config_hash(self, node: str) -> str:
+        """The `launcher-config-hash` of this template on `node`."""
+        return launcher_config_hash(self.template_hash, node)
+
+
+def build_launcher_template(
+    lc: LauncherConfig, *, with_reflector: bool = False
+) -> LauncherTemplate:
+    """Build, hash and complete the launcher Pod of `lc`; raise LauncherTemplateError."""
+    name = lc.metadata.name or ""
+    template = lc.spec.pod_template
+    spec = (
+        copy.deepcopy(template.spec.model_dump(mode="json", by_alias=True, exclude_none=True))
+        if template and template.spec
+        else {}
+    )
+    meta_in = template.metadata if template and template.metadata else None
+    spec = _sorted_spec(deindividualize(spec))
+    labels = dict(meta_in.labels or {}) if meta_in else {}
+    labels.update({n.COMPONENT: "launcher", n.LC_NAME: name, n.SLEEPING: "true"})
+    metadata: dict[str, Any] = {
+        "generateName": f"launcher-{name}-",
+        "namespace": lc.metadata.namespace or "",
+        "labels": labels,
+        "ownerReferences": [
+            {
+                "apiVersion": n.LC_API_VERSION,
+                "kind": "LauncherConfig",
+                "name": name,
+                "uid": lc.metadata.uid or "",
+                "controller": False,
+                "blockOwnerDeletion": False,
+            }
+        ],
+    }
+    if meta_in and meta_in.annotations:
+        metadata["annotations"] = dict(meta_in.annotations)
+    pod: dict[str, Any] = {"metadata": metadata, "spec": spec}
+    try:
+        digest = template_hash(encode_pod(pod))
+    except PodEncodeError as error:
+        raise LauncherTemplateError(f"spec.podTemplate: {error}") from error
+    metadata.setdefault("annotations", {})[n.TEMPLATE_HASH] = digest
+    _complete_container(spec, with_reflector=with_reflector)
+    return LauncherTemplate(lc_name=name, pod=pod, template_hash=digest)
+
+
+def _sorted_spec(spec: dict[str, Any]) -> dict[str, Any]:
+    """The stable sorts of §4.2 step 1, so list order in the LC does not change the hash."""
+
+    def by(*keys: str, default: Any = "") -> Any:
+        return lambda item: tuple(item.get(k, default if k != "containerPort" else 0) for k in keys)
+
+    for key, sort_key in (
+        ("volumes", by("name")),
+        ("tolerations", by("key", "operator", "value", "effect")),
+        ("imagePullSecrets", by("name")),
+    ):
+        if spec.get(key):
+            spec[key] = sorted(spec[key], key=sort_key)
+    for group in ("containers", "initContainers"):
+        for container in spec.get(group) or []:
+            for key, sort_key in (
+                ("volumeMounts", by("name", "mountPath")),
+                ("ports", by("name", "containerPort", "protocol")),
+                ("envFrom", by("prefix")),
+            ):
+                if container.get(key):
+                    container[key] = sorted(container[key], key=sort_key)
+    return spec
+
+
+def _complete_container(spec: dict[str, Any], *, with_reflector: bool) -> None:
+    """Step 4 (env, probes, GPU zeroing) and, optionally, step 5 (the sidecar)."""
+    containers = spec.get("containers") or []
+    server = next((c for c in containers if c.get("name") == n.INFERENCE_SERVER), None)
+    if server is None:
+        raise LauncherTemplateError(f'container "{n.INFERENCE_SERVER}" not found')
+    env = server.setdefault("env", [])
+    for name, value in FORCED_ENV:
+        entry = next((e for e in env if e.get("name") == name), None)
+        if entry is None:
+            env.append({"name": name, "value": value})
+        else:
+            entry.clear()
+            entry.update({"name": name, "value": value})
+    server["livenessProbe"] = copy.deepcopy(LIVENESS_PROBE)
+    server["readinessProbe"] = copy.deepcopy(READINESS_PROBE)
+    resources = server.get("resources") or {}
+    for key in ("limits", "requests"):
+        if isinstance(resources.get(key), dict):
+            resources[key][n.GPU_RESOURCE] = "0"
+    if isinstance(spec.get("overhead"), dict):
+        spec["overhead"].pop(n.GPU_RESOURCE, None)
+    if with_reflector:
+        _add_reflector(containers, server)
+
+
+def _add_reflector(containers: list[dict[str, Any]], server: dict[str, Any]) -> None:
+    sidecar: dict[str, Any] = {
+        "name": n.REFLECTOR,
+        "image": server.get("image", ""),
+        "command": ["python3", "/app/launcher_pod_notifier.py"],
+        "env": [
+            {"name": "LAUNCHER_BASE_URL", "value": f"http://127.0.0.1:{n.LAUNCHER_PORT}"},
+            {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
+            {"name": "NAMESPACE", "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}}},
+        ],
+        "resources": {
+            "requests": {"cpu": "10m", "memory": "64Mi"},
+            "limits": {"cpu": "100m", "memory": "128Mi"},
+        },
+    }
+    if server.get("imagePullPolicy"):
+        sidecar["imagePullPolicy"] = server["imagePullPolicy"]
+    for index, container in enumerate(containers):
+        if container.get("name") == n.REFLECTOR:
+            containers[index] = sidecar
+            return
+    containers.append(sidecar)

@@ -1,0 +1,134 @@
+"""Unbind (contracts §8.6): routing labels off, sleep (or delete), then one unbinding Update.
+
+fma's changes: an instance that is obsolete, failed, stopped or still starting is deleted
+rather than slept (a half-started instance would make the requester wait for its start); a
+server that cannot be slept within `sleep_deadline` of the unbind's start is deleted instead —
+the instance in launcher mode, the provider in direct mode (known-gaps A3). A direct provider
+gets the `last-used` annotation on unbind (B2).
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from controller.core import _actions as a
+from controller.core import _names as n
+from controller.core._direct_pod import ProviderBuildError, vllm_port
+from controller.core._hashes import instance_id
+from controller.core._routing import parse_committed
+from controller.core._snapshot import ServerSnapshot, container, ref
+from controller.core._views import InstanceView, PodView
+
+
+def decide_unbind(snap: ServerSnapshot, provider: PodView) -> list[a.Action]:
+    """Requester gone or being deleted while the provider is bound."""
+    memory, settings = snap.memory, snap.settings
+    if provider.restarts > 0 and not provider.ready:
+        return [a.DeleteProvider(pod=ref(provider), reason="in trouble: restarted and not Ready")]
+    if memory.unbind_started_at is None:
+        return [a.Remember(what="unbind-started")]
+    wedged = snap.now - memory.unbind_started_at >= settings.sleep_deadline
+    if n.LC_NAME in provider.labels:
+        first = _launcher_sleep(snap, provider, wedged=wedged)
+    else:
+        first = _direct_sleep(snap, provider, wedged=wedged)
+    if first is None:
+        return [
+            a.Requeue(after=settings.retry_after, reason="waiting for the launcher's instances")
+        ]
+    if any(isinstance(action, a.DeleteProvider) for action in first):
+        return first
+    return [*first, _unbind_update(snap, provider), *_release_requester(snap)]
+
+
+def _launcher_sleep(
+    snap: ServerSnapshot, provider: PodView, *, wedged: bool
+) -> list[a.Action] | None:
+    """Routing labels off, then sleep or delete the bound instance; None = wait for the list."""
+    actions: list[a.Action] = []
+    routing = parse_committed(provider.annotations.get(n.ROUTING_METADATA))
+    present = [k for k in (routing.labels if routing else {}) if k in provider.labels]
+    if present:
+        patch = a.PodPatch(labels=dict.fromkeys(present))
+        actions.append(a.UpdateProvider(pod=ref(provider), patch=patch))
+    iid = provider.annotations.get(n.INSTANCE_ID)
+    if provider.ip is None or iid is None:
+        return actions
+    launcher = snap.launcher(provider)
+    if launcher.instances is None:
+        return None
+    inst = launcher.instance(iid)
+    if inst is None:
+        return actions
+    reason = _delete_reason(snap, inst, iid, wedged=wedged)
+    if reason is not None:
+        actions.append(
+            a.DeleteInstance(launcher=ref(provider), ip=provider.ip, instance_id=iid, reason=reason)
+        )
+    elif not _asleep(snap, inst):
+        port = inst.port or int(provider.annotations.get(n.SERVER_PORT, "0") or 0)
+        actions.append(a.Sleep(ip=provider.ip, port=port))
+    return actions
+
+
+def _delete_reason(
+    snap: ServerSnapshot, inst: InstanceView, iid: str, *, wedged: bool
+) -> a.DeleteReason | None:
+    if inst.stopped or inst.phase == "starting" or snap.memory.failure is not None:
+        return "failed"
+    isc = snap.iscs.get(inst.isc_name or "")
+    if isc is None or (
+        inst.gpu_uuids and instance_id(isc.spec.model_server_config, inst.gpu_uuids) != iid
+    ):
+        return "obsolete"
+    if wedged and not _asleep(snap, inst):
+        return "wedged"
+    return None
+
+
+def _asleep(snap: ServerSnapshot, inst: InstanceView) -> bool:
+    if inst.phase is not None:
+        return inst.phase == "sleeping"
+    return snap.memory.sleeping is True
+
+
+def _direct_sleep(snap: ServerSnapshot, provider: PodView, *, wedged: bool) -> list[a.Action]:
+    if snap.memory.sleeping is True or provider.ip is None or snap.memory.failure is not None:
+        if snap.memory.failure is not None:
+            return [a.DeleteProvider(pod=ref(provider), reason="failed")]
+        return []
+    if wedged:
+        return [a.DeleteProvider(pod=ref(provider), reason="wedged: could not be put to sleep")]
+    try:
+        port = vllm_port(container(provider.raw))
+    except ProviderBuildError:
+        return [a.DeleteProvider(pod=ref(provider), reason="no vLLM port to put to sleep")]
+    return [a.Sleep(ip=provider.ip, port=port)]
+
+
+def _unbind_update(snap: ServerSnapshot, provider: PodView) -> a.UnbindProvider:
+    routing = parse_committed(provider.annotations.get(n.ROUTING_METADATA))
+    labels: dict[str, str | None] = {n.SLEEPING: "true", n.DUAL: None}
+    annotations: dict[str, str | None] = {n.REQUESTER: None}
+    if routing is not None:
+        labels.update(dict.fromkeys(routing.labels))
+        annotations.update(dict.fromkeys(routing.annotations))
+    annotations.update(dict.fromkeys(n.BIND_ANNOTATIONS))
+    if n.NOMINAL in provider.annotations:
+        stamp = datetime.fromtimestamp(snap.now, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        annotations[n.LAST_USED] = stamp
+    patch = a.PodPatch(
+        labels=labels, annotations=annotations, remove_finalizers=(n.PROVIDER_FINALIZER,)
+    )
+    return a.UnbindProvider(pod=ref(provider), patch=patch)
+
+
+def _release_requester(snap: ServerSnapshot) -> list[a.Action]:
+    """Once unbound, the requester (if still there) loses its finalizer and binding labels."""
+    req = snap.requester
+    if req is None:
+        return []
+    labels = {k: None for k in (n.DUAL, n.INSTANCE_LABEL) if k in req.labels}
+    has = n.REQUESTER_FINALIZER in req.finalizers
+    patch = a.PodPatch(labels=labels, remove_finalizers=(n.REQUESTER_FINALIZER,) if has else ())
+    return [a.UpdateRequester(pod=ref(req), patch=patch)] if patch else []
