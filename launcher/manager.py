@@ -1,0 +1,315 @@
+"""The instance manager: creates, observes and stops instances, and records every change.
+
+All state lives on the event loop's thread and changes only between awaits, so the list, the
+revision counter and the events always agree. Each change of an instance is one event, and the
+event's revision is stamped on the instance before the event's object is taken: a client that
+lists and then watches with `since=<list revision>` misses nothing and sees nothing twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import time
+import uuid
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+from launcher import _proc, options, phases
+from launcher.events import EventLog, EventType
+from launcher.forkclient import ForkServer, ForkServerError
+from launcher.gpus import GpuMap
+from launcher.metrics import LauncherMetrics
+from launcher.probes import Prober
+from launcher.settings import Settings
+from launcher.state import Instance, VllmConfig, log_file_name, validate_instance_id
+
+_log = logging.getLogger(__name__)
+
+
+class NotFoundError(LookupError):
+    pass
+
+
+class ConflictError(ValueError):
+    pass
+
+
+class InvalidRequestError(ValueError):
+    """The request cannot work as written (HTTP 422); the message names the field and the fix."""
+
+
+class UnavailableError(RuntimeError):
+    """The launcher cannot start instances right now (HTTP 503)."""
+
+
+class InstanceManager:
+    def __init__(self, settings: Settings, gpus: GpuMap, metrics: LauncherMetrics) -> None:
+        self.settings = settings
+        self.gpus = gpus
+        self.metrics = metrics
+        self.events = EventLog(settings.watch_buffer)
+        self.instances: dict[str, Instance] = {}
+        self._reserved: set[str] = set()
+        self._early_exits: dict[str, tuple[int, int]] = {}
+        self._prober = Prober()
+        self._announcer: asyncio.Task[None] | None = None
+        self.forkserver = ForkServer(
+            entry=settings.instance_entry, on_exit=self._on_exit, on_lost=self._on_forkserver_lost
+        )
+        metrics.watch_phases(self.phase_counts)
+
+    # ---- reading -------------------------------------------------------------------------
+    def get(self, instance_id: str) -> Instance:
+        instance = self.instances.get(instance_id)
+        if instance is None:
+            raise NotFoundError(f"Instance {instance_id} not found")
+        return instance
+
+    def snapshot(self) -> list[dict[str, Any]]:
+        return [i.to_json() for i in self.instances.values()]
+
+    def phase_counts(self) -> dict[str, int]:
+        return dict(Counter(i.phase for i in self.instances.values()))
+
+    # ---- creating ------------------------------------------------------------------------
+    async def create(self, instance_id: str | None, config: VllmConfig) -> Instance:
+        """Validates, forks the child, records `CREATED`, and starts watching the child."""
+        requested = time.monotonic()
+        if instance_id is None:
+            instance_id = str(uuid.uuid4())
+        elif problem := validate_instance_id(instance_id):
+            raise InvalidRequestError(problem)
+        if instance_id in self.instances or instance_id in self._reserved:
+            raise ConflictError(f"Instance {instance_id} already exists")
+        config, argv, port, host = self._validate(config)
+        self._reserved.add(instance_id)  # held across the awaits below: no duplicate can slip in
+        try:
+            await self._wait_forkserver()
+            log_path, pid = await self._spawn(instance_id, argv, config.env_vars or {})
+        finally:
+            self._reserved.discard(instance_id)
+        instance = Instance(
+            instance_id=instance_id,
+            config=config,
+            port=port,
+            host=host,
+            log_path=log_path,
+            created_at=requested,
+            pid=pid,
+        )
+        self.instances[instance_id] = instance
+        self.metrics.creates.inc()
+        self._record("CREATED", instance)
+        _log.info("instance %s: started pid %d on port %d", instance_id, pid, port)
+        if early := self._early_exits.pop(instance_id, None):
+            self._on_exit(instance_id, *early)
+        else:
+            instance.monitor = asyncio.create_task(self._monitor(instance))
+        return instance
+
+    async def _spawn(
+        self, instance_id: str, argv: list[str], env_vars: dict[str, str]
+    ) -> tuple[Path, int]:
+        """Creates the empty log file and asks the fork server for the child; returns its PID."""
+        info = self.forkserver.info
+        command = options.build_command(
+            argv, env_vars, sleep_mode_available=bool(info and info.sleep_mode_available)
+        )
+        for note in command.notes:
+            _log.info("instance %s: %s", instance_id, note)
+        log_path = self.settings.log_dir / log_file_name(os.getpid(), instance_id)
+        try:
+            log_path.parent.mkdir(parents=True, exist_ok=True)
+            log_path.write_bytes(b"")
+            pid = await self.forkserver.spawn(
+                instance_id,
+                argv=command.argv,
+                env=command.env,
+                log_path=log_path,
+                notes=command.notes,
+            )
+        except ForkServerError as err:
+            log_path.unlink(missing_ok=True)
+            raise UnavailableError(f"cannot start instance {instance_id}: {err}") from None
+        except BaseException:
+            log_path.unlink(missing_ok=True)
+            raise
+        return log_path, pid
+
+    def _validate(self, config: VllmConfig) -> tuple[VllmConfig, list[str], int, str]:
+        """Pure checks before anything starts; raises `InvalidRequestError` naming the field."""
+        try:
+            argv = options.split_options(config.options)
+            port = options.instance_port(argv)
+            cuda = self.gpus.visible_devices(config.gpu_uuids) if config.gpu_uuids else None
+        except ValueError as err:  # OptionsError, UnknownGpuError
+            raise InvalidRequestError(str(err)) from None
+        if cuda is not None:
+            env_vars = {**(config.env_vars or {}), "CUDA_VISIBLE_DEVICES": cuda}
+            config = config.model_copy(update={"env_vars": env_vars})
+        return config, argv, port, options.probe_host(argv, self.settings.host)
+
+    async def _wait_forkserver(self) -> None:
+        if self.forkserver.ready:
+            return
+        try:
+            await self.forkserver.wait_ready(20)
+        except Exception as err:
+            raise UnavailableError(
+                f"the launcher cannot start instances yet: {err}; retry later"
+            ) from None
+        if not self.forkserver.ready:
+            raise UnavailableError("the launcher's fork server is not running")
+
+    # ---- observing -----------------------------------------------------------------------
+    def _record(self, type_: EventType, instance: Instance) -> None:
+        instance.revision = self.events.next_revision()
+        self.events.append(type_, instance.to_json())
+
+    def _observe(self, instance: Instance, seen: phases.Observation) -> bool:
+        """Applies an observation; records `UPDATED` if the phase changed. True if it did."""
+        new = phases.advance(instance.phase, seen)
+        if new == instance.phase:
+            return False
+        if instance.phase == "starting" and new in ("ready", "sleeping"):
+            instance.ready_seconds = time.monotonic() - instance.created_at
+            self.metrics.start_seconds.observe(instance.ready_seconds)
+            _log.info(
+                "instance %s: ready after %.2fs", instance.instance_id, instance.ready_seconds
+            )
+        instance.phase = new
+        if isinstance(seen, phases.Exited | phases.StartTimedOut):
+            instance.reason = phases.failure_reason(seen, self._log_tail(instance))
+            cause = "exited" if isinstance(seen, phases.Exited) else "start_timeout"
+            self.metrics.failures.labels(cause=cause).inc()
+        if not isinstance(seen, phases.Exited):  # an exit is recorded as STOPPED by the caller
+            self._record("UPDATED", instance)
+        return True
+
+    def _log_tail(self, instance: Instance) -> str:
+        try:
+            with instance.log_path.open("rb") as log:
+                log.seek(max(0, log.seek(0, os.SEEK_END) - 16384))
+                return phases.tail_lines(log.read())
+        except OSError:
+            return ""
+
+    async def _monitor(self, instance: Instance) -> None:
+        """Probes until ready (or the start timeout), then follows the sleep state."""
+        interval = self.settings.probe_interval
+        deadline = instance.created_at + self.settings.start_timeout
+        host, port = instance.host, instance.port
+        while instance.status == "running" and instance.phase == "starting":
+            if await self._prober.healthy(host, port):
+                self._observe(instance, phases.Healthy())
+                break
+            if time.monotonic() >= deadline:
+                self._observe(instance, phases.StartTimedOut(self.settings.start_timeout))
+                _log.warning("instance %s: not ready in time; stopping it", instance.instance_id)
+                await self._stop_process(instance)
+                return
+            await asyncio.sleep(min(interval / 4, 0.25))
+        while instance.status == "running" and instance.phase != "failed":
+            sleeping = await self._prober.sleeping(host, port)
+            if sleeping is not None:
+                self._observe(instance, phases.SleepState(sleeping))
+            await asyncio.sleep(interval)
+
+    def _on_exit(self, ref: str, pid: int, exit_code: int) -> None:
+        instance = self.instances.get(ref)
+        if instance is None or instance.pid != pid:
+            if ref in self._reserved:  # exited before create() registered it
+                self._early_exits[ref] = (pid, exit_code)
+            return
+        instance.status = "stopped"
+        instance.exit_code = exit_code
+        instance.exited.set()
+        if instance.deleting:
+            return  # DELETE records the DELETED event
+        self._observe(instance, phases.Exited(exit_code))
+        _log.warning("instance %s: %s", ref, phases.describe_exit(exit_code))
+        self._record("STOPPED", instance)
+
+    def _on_forkserver_lost(self) -> None:
+        self.metrics.failures.labels(cause="forkserver_lost").inc()
+        for instance in list(self.instances.values()):
+            if instance.status == "running" and instance.pid is not None:
+                self._on_exit(instance.instance_id, instance.pid, -int(signal.SIGKILL))
+
+    # ---- stopping ------------------------------------------------------------------------
+    async def _stop_process(self, instance: Instance) -> None:
+        """SIGTERM the instance's process group, SIGKILL after the grace period, await the exit."""
+        if instance.status != "running" or instance.pid is None:
+            return
+        _proc.kill_group(instance.pid, signal.SIGTERM)
+        try:
+            await asyncio.wait_for(instance.exited.wait(), self.settings.stop_grace)
+            return
+        except TimeoutError:
+            _log.warning(
+                "instance %s ignored SIGTERM for %gs; killing it",
+                instance.instance_id,
+                self.settings.stop_grace,
+            )
+        _proc.kill_group(instance.pid, signal.SIGKILL)
+        try:
+            await asyncio.wait_for(instance.exited.wait(), 30)
+        except TimeoutError:
+            _log.error("instance %s: pid %d survived SIGKILL", instance.instance_id, instance.pid)
+
+    async def delete(self, instance_id: str) -> Instance:
+        instance = self.get(instance_id)
+        if instance.deleting:
+            raise NotFoundError(f"Instance {instance_id} is already being deleted")
+        instance.deleting = True
+        if instance.monitor is not None:
+            instance.monitor.cancel()
+        await self._stop_process(instance)
+        instance.status = "stopped"
+        with contextlib.suppress(OSError):
+            instance.log_path.unlink(missing_ok=True)
+        del self.instances[instance_id]
+        self._record("DELETED", instance)
+        _log.info("instance %s: deleted", instance_id)
+        return instance
+
+    async def delete_all(self) -> list[str]:
+        ids = [i for i, inst in self.instances.items() if not inst.deleting]
+        results = await asyncio.gather(*(self.delete(i) for i in ids), return_exceptions=True)
+        return [i for i, r in zip(ids, results, strict=True) if isinstance(r, Instance)]
+
+    # ---- life cycle ----------------------------------------------------------------------
+    async def start(self) -> None:
+        await self.forkserver.start()
+        self._announcer = asyncio.create_task(self._announce_ready(), name="forkserver-ready")
+
+    async def _announce_ready(self) -> None:
+        try:
+            info = await self.forkserver.wait_ready(self.settings.forkserver_timeout)
+        except Exception as err:
+            _log.error("the launcher cannot start instances: %s", err)
+            return
+        _log.info(
+            "fork server %d ready: imported %s in %.1fs; sleep mode %s; %d thread(s)",
+            info.pid,
+            self.settings.instance_entry,
+            info.import_seconds,
+            "available" if info.sleep_mode_available else "unavailable (no CUDA)",
+            info.threads,
+        )
+        if info.threads > 1:
+            _log.warning("the fork server runs %d threads; forks copy only one", info.threads)
+
+    async def shutdown(self) -> None:
+        """Ends watches, stops every instance the DELETE way, then the fork server."""
+        self.events.close()
+        stopped = await self.delete_all()
+        if stopped:
+            _log.info("stopped %d instance(s) at shutdown", len(stopped))
+        await self.forkserver.close()
+        await self._prober.close()

