@@ -87,12 +87,27 @@ class AdmissionRequest(_Wire):
     options: dict[str, Any] | None = None
 
 
+class StatusCause(_Wire):
+    """One `metav1.StatusCause`: what kubectl prints after "is invalid: "."""
+
+    reason: str | None = None
+    message: str | None = None
+    field: str | None = None
+
+
+class StatusDetails(_Wire):
+    """`metav1.StatusDetails`: kubectl prints an Invalid error only through its causes."""
+
+    causes: list[StatusCause] | None = None
+
+
 class ResponseStatus(_Wire):
     """`response.status` (a `metav1.Status`): why a request was denied."""
 
     code: int | None = None
     message: str | None = None
     reason: str | None = None
+    details: StatusDetails | None = None
 
 
 class AdmissionResponse(_Wire):
@@ -155,7 +170,15 @@ def deny(
     uid: str, message: str, *, code: int = 403, warnings: Sequence[str] = ()
 ) -> AdmissionReview:
     """Refuse the request; `message` is what `kubectl` prints after "denied the request: "."""
-    status = ResponseStatus(code=code, message=message, reason=_REASONS.get(code))
+    reason = _REASONS.get(code)
+    # kubectl shows an "Invalid" error as "The request is invalid" unless it carries causes, so
+    # the message travels as a cause too (kubectl then prints it after "is invalid: ").
+    details = (
+        StatusDetails(causes=[StatusCause(reason="FieldValueInvalid", message=message)])
+        if reason == "Invalid"
+        else None
+    )
+    status = ResponseStatus(code=code, message=message, reason=reason, details=details)
     return _review(
         AdmissionResponse(uid=uid, allowed=False, status=status, warnings=_warnings(warnings))
     )

@@ -102,7 +102,15 @@ def test_deny_carries_code_reason_and_message() -> None:
     assert wire["response"] == {
         "uid": "u",
         "allowed": False,
-        "status": {"code": 422, "message": "spec.x: bad (fix: y)", "reason": "Invalid"},
+        "status": {
+            "code": 422,
+            "message": "spec.x: bad (fix: y)",
+            "reason": "Invalid",
+            # kubectl prints an Invalid error's message only from its causes.
+            "details": {
+                "causes": [{"reason": "FieldValueInvalid", "message": "spec.x: bad (fix: y)"}]
+            },
+        },
     }
     assert deny("u", "no").to_wire()["response"]["status"]["code"] == 403
     assert_valid_response(wire, "u")
