@@ -214,16 +214,17 @@ def review_body(index: int) -> bytes:
 
 
 def serve(cert: Path, key: Path, port: int) -> None:
-    from webhook import logs
+    import jsonlog
     from webhook.app import create_app
     from webhook.cache import WebhookCache
+    from webhook.cli import UVICORN_LOGGERS
     from webhook.handlers import Handlers
     from webhook.metrics import WebhookMetrics
     from webhook.mutation import MutationSettings
     from webhook.server import run_event_loop, serve_tls
     from webhook.validation import ValidationSettings
 
-    logs.configure("info")
+    jsonlog.configure("info", adopt=UVICORN_LOGGERS)
     metrics = WebhookMetrics()
     handlers = Handlers(
         cache=WebhookCache.from_objects(cluster_objects()),

@@ -8,49 +8,22 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import logging
 import os
 import sys
-import time
 from pathlib import Path
 from types import FrameType
 from typing import Any
 
 import uvicorn
 
+import jsonlog
 from launcher import gpus
 from launcher.app import create_app
 from launcher.settings import DEFAULT_ENTRY, Settings
 
 _log = logging.getLogger("launcher")
 LEVELS = ("critical", "error", "warning", "info", "debug")
-
-
-class JsonFormatter(logging.Formatter):
-    """One JSON object per line: time, level, logger, message (and the exception, if any)."""
-
-    def format(self, record: logging.LogRecord) -> str:
-        entry: dict[str, Any] = {
-            "ts": self.formatTime(record, "%Y-%m-%dT%H:%M:%S") + f".{int(record.msecs):03d}Z",
-            "level": record.levelname.lower(),
-            "logger": record.name,
-            "msg": record.getMessage(),
-        }
-        if record.exc_info:
-            entry["exc"] = self.formatException(record.exc_info)
-        return json.dumps(entry)
-
-
-def configure_logging(level: str) -> None:
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(JsonFormatter())
-    logging.Formatter.converter = time.gmtime
-    root = logging.getLogger()
-    root.handlers[:] = [handler]
-    root.setLevel(level.upper())
-    # One line per probe request would drown everything else.
-    logging.getLogger("httpx").setLevel(logging.WARNING)
 
 
 def parse_args(argv: list[str] | None) -> Settings:
@@ -119,7 +92,7 @@ class _Server(uvicorn.Server):
 
 def main(argv: list[str] | None = None) -> int:
     settings = parse_args(argv)
-    configure_logging(settings.log_level)
+    jsonlog.configure(settings.log_level, adopt=("uvicorn", "uvicorn.error", "uvicorn.access"))
     gpu_map = gpus.load(mock=settings.mock_gpus, mock_count=settings.mock_gpu_count)
     app = create_app(settings, gpu_map)
     config = uvicorn.Config(

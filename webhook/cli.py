@@ -20,7 +20,7 @@ import kubernetes.client
 import kubernetes.config
 import yaml
 
-from webhook import logs
+import jsonlog
 from webhook.registration import (
     DEFAULT_CONFIGURATION_NAME,
     DEFAULT_TIMEOUT_SECONDS,
@@ -30,6 +30,9 @@ from webhook.registration import (
     build_webhook_configurations,
 )
 from webhook.settings import DEFAULT_PORT, WebhookSettings, default_namespace
+
+# uvicorn installs handlers of its own; its lines are re-routed to our JSON formatter.
+UVICORN_LOGGERS = ("uvicorn", "uvicorn.error", "uvicorn.access")
 
 _log = logging.getLogger("webhook.cli")  # not __main__ under `python -m`
 
@@ -118,7 +121,7 @@ def serve(settings: WebhookSettings) -> None:
     )
     _log.info(
         "starting",
-        extra=logs.fields(
+        extra=jsonlog.fields(
             event="starting",
             port=settings.port,
             namespace=settings.namespace,
@@ -149,7 +152,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     _serve_parser(sub)
     _register_parser(sub)
     args = parser.parse_args(argv)
-    logs.configure(getattr(args, "log_level", "info"))
+    jsonlog.configure(getattr(args, "log_level", "info"), adopt=UVICORN_LOGGERS)
     if args.command == "serve":
         serve(settings_from(args))
         return 0
@@ -208,7 +211,7 @@ def register(args: argparse.Namespace) -> int:
         )
     finally:
         api.close()
-    _log.info("registered", extra=logs.fields(event="registered", name=args.name))
+    _log.info("registered", extra=jsonlog.fields(event="registered", name=args.name))
     return 0
 
 

@@ -23,9 +23,9 @@ from typing import Any, Final, Literal, Protocol
 from pydantic import ValidationError
 
 from crds.models import InferenceServerConfig
+from jsonlog import fields
 from webhook.admission import AdmissionRequest, AdmissionReview, allow, parse_review, patch_response
 from webhook.cache import OWNER_KINDS, OwnerSelector
-from webhook.logs import fields
 from webhook.metrics import WebhookMetrics
 from webhook.mutation import MutationContext, MutationResult, MutationSettings, mutate_pod
 from webhook.validation import (

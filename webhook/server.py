@@ -28,7 +28,7 @@ from typing import Any
 import uvicorn
 from cryptography import x509
 
-from webhook.logs import fields
+from jsonlog import fields
 from webhook.metrics import WebhookMetrics
 
 _log = logging.getLogger(__name__)

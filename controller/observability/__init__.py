@@ -14,6 +14,8 @@ from controller.observability._metrics import (
     new_registry,
 )
 from controller.observability._server import ObservabilityServer, ServerSettings
+from jsonlog import JsonFormatter, fields
+from jsonlog import configure as configure_logging
 
 __all__ = [
     "ACTUATION_BUCKETS",
@@ -26,9 +28,12 @@ __all__ = [
     "HealthChecks",
     "InformerCollector",
     "InformerState",
+    "JsonFormatter",
     "ObservabilityServer",
     "QueuePrometheusMetrics",
     "ServerSettings",
     "all_synced",
+    "configure_logging",
+    "fields",
     "new_registry",
 ]

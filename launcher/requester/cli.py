@@ -15,9 +15,9 @@ import signal
 import sys
 from collections.abc import Sequence
 
-from launcher.requester import logs
+import jsonlog
+from jsonlog import fields
 from launcher.requester.gpus import GpuError
-from launcher.requester.logs import fields
 from launcher.requester.server import RequesterConfig, serve_requester
 
 _log = logging.getLogger("fma.requester")
@@ -73,7 +73,7 @@ async def _run(config: RequesterConfig) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    logs.configure(args.log_level)
+    jsonlog.configure(args.log_level)
     try:
         config = RequesterConfig.from_env()
     except ValueError as e:

@@ -27,9 +27,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from jsonlog import fields
 from launcher.requester.gpus import GPU_SOURCES, GpuError, Gpus, GpuSource, discover_gpus
 from launcher.requester.logrelay import ByteSink, LogRelay
-from launcher.requester.logs import fields
 from launcher.requester.minihttp import Handler, HttpServer, Request, Response, Router, text
 
 _log = logging.getLogger("fma.requester")

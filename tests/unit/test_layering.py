@@ -1,7 +1,7 @@
 """The import direction between fma's top-level packages, checked on the source.
 
-Lower layers never import upper ones (see docs/architecture.md, "Code layout"): `crds` and
-`certs` are the bottom; `launcher` and `webhook` build on them; `controller` may use the
+Lower layers never import upper ones (see docs/architecture.md, "Code layout"): `jsonlog`,
+`crds` and `certs` are the bottom; `launcher` and `webhook` build on them; `controller` may use the
 launcher's wire models; nothing shipped in the image imports `localcluster`, which exists only
 for tests, benchmarks and the demo.
 """
@@ -14,14 +14,16 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-PACKAGES = ("crds", "certs", "launcher", "webhook", "controller", "localcluster")
+PACKAGES = ("jsonlog", "crds", "certs", "launcher", "webhook", "controller", "localcluster")
+_BOTTOM = {"jsonlog", "crds", "certs"}
 ALLOWED: dict[str, set[str]] = {
+    "jsonlog": set(),
     "crds": set(),
     "certs": set(),
-    "launcher": {"crds", "certs"},
-    "webhook": {"crds", "certs"},
-    "controller": {"crds", "certs", "launcher"},
-    "localcluster": {"crds", "certs", "launcher"},
+    "launcher": _BOTTOM,
+    "webhook": _BOTTOM,
+    "controller": _BOTTOM | {"launcher"},
+    "localcluster": _BOTTOM | {"launcher"},
 }
 
 
