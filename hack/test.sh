@@ -11,20 +11,22 @@ echo "== ruff check"; "$PY/ruff" check .
 echo "== ruff format --check"; "$PY/ruff" format --check .
 echo "== mypy --strict"; "$PY/mypy"
 
-# Processes of the kind the tests start; none may outlive the run.
+# Processes of the kind the tests start; none may outlive the run. Only this run's count: their
+# command lines name this checkout or this run's pytest temp dir (other checkouts may be busy).
+BASETEMP="$(mktemp -d "${TMPDIR:-/tmp}/fma-test-XXXXXX")"
+PATTERN='kube-apiserver|kube-controller-manager|kube-scheduler|etcdbin/etcd|fma-hollow-kubelet|localcluster\.kubelet|vllm\.entrypoints|vllm_standin|fma-requester|launcher\.requester|fma-launcher|launcher\.forkserver|-m launcher|fma-webhook|webhook\.cli|fma-controller|controller\.cli'
 leftovers() {
-  pgrep -f 'kube-apiserver|kube-controller-manager|kube-scheduler|etcdbin/etcd|fma-hollow-kubelet|localcluster\.kubelet|vllm\.entrypoints|vllm_standin|fma-requester|launcher\.requester|fma-launcher|launcher\.forkserver|-m launcher|fma-webhook|fma-controller' \
-    | grep -v "^$$\$" || true
+  pgrep -af "$PATTERN" | grep -F -e "$ROOT/" -e "$BASETEMP" | grep -v "^$$ " | cut -d' ' -f1 || true
 }
-before="$(leftovers)"
 echo "== pytest"
 status=0
-"$PY/pytest" "$@" || status=$?
-after="$(leftovers)"
-new="$(comm -13 <(sort <<<"$before") <(sort <<<"$after") | sed '/^$/d')"
+"$PY/pytest" --basetemp "$BASETEMP" "$@" || status=$?
+sleep 1  # processes told to stop may need a moment to exit
+new="$(leftovers)"
 if [[ -n "$new" ]]; then
   echo "processes left behind by the tests:" >&2
   ps -o pid,args -p "$(paste -sd, <<<"$new")" >&2 || true
   exit 1
 fi
+rm -rf "$BASETEMP"
 exit "$status"
