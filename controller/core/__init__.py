@@ -63,15 +63,18 @@ from controller.core._memory import ServerMemory, Settings, record_failure, reco
 from controller.core._podjson import PodEncodeError, encode_pod
 from controller.core._populator import (
     HANDS_OFF,
+    LauncherPhase,
     LcBuild,
     PolicyTable,
     PopulationDecision,
     PopulatorSettings,
+    build_changed,
     build_lcs,
     decide_population,
     launcher_phase,
     lc_status_errors,
     policy_table,
+    status_patch,
 )
 from controller.core._server import decide_server
 from controller.core._smp import PatchError, strategic_merge_pod
@@ -107,6 +110,7 @@ __all__ = [
     "GoYamlError",
     "InstancePhase",
     "InstanceView",
+    "LauncherPhase",
     "LauncherTemplate",
     "LauncherTemplateError",
     "LauncherView",
@@ -141,6 +145,7 @@ __all__ = [
     "UpdateRequester",
     "VllmConfig",
     "Wake",
+    "build_changed",
     "build_direct_provider",
     "build_launcher_template",
     "build_lcs",
@@ -164,6 +169,7 @@ __all__ = [
     "record_success",
     "routing_metadata_json",
     "status_json",
+    "status_patch",
     "strategic_merge_pod",
     "template_hash",
     "vllm_config",

@@ -223,12 +223,18 @@ class RelayUnready(RelayReadiness):
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ObserveActuation(Action):
-    """Observe `fma_actuation_seconds{path, instancesDeleted, isc_name}`."""
+    """Observe `fma_actuation_seconds{path, instancesDeleted, isc_name}`.
+
+    `seconds` runs from the requester container's start (`started_at`) to the decision; the
+    executor measures to the reply of the ready relay instead when it knows that moment
+    (`ServerMemory.relayed_at`), which is what the contract asks for (§8.5 step 10).
+    """
 
     path: Path
     instances_deleted: int
     seconds: float
     isc_name: str
+    started_at: float | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

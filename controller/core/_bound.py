@@ -14,6 +14,7 @@ import json
 
 from controller.core import _actions as a
 from controller.core import _names as n
+from controller.core._choose import victims
 from controller.core._direct_pod import ProviderBuildError, vllm_port
 from controller.core._gpu_memory import memory_gate
 from controller.core._routing import collisions, is_applied, parse_committed
@@ -62,7 +63,7 @@ def decide_bound_launcher(snap: ServerSnapshot, provider: PodView) -> list[a.Act
     ]
     inst = launcher.instance(iid)
     if inst is None:
-        return cleanup + _absent(snap, provider, iid, config)
+        return cleanup + _absent(snap, launcher, iid, int(port_text), config)
     seen: list[a.Action] = [] if snap.memory.instance_known else [a.Remember(what="instance-seen")]
     return seen + cleanup + _present(snap, launcher, inst, int(port_text), routing)
 
@@ -90,9 +91,9 @@ def _launcher_not_ready(snap: ServerSnapshot, provider: PodView, iid: str) -> li
 
 
 def _absent(
-    snap: ServerSnapshot, provider: PodView, iid: str, config: dict[str, object]
+    snap: ServerSnapshot, launcher: LauncherView, iid: str, port: int, config: dict[str, object]
 ) -> list[a.Action]:
-    req = snap.requester
+    req, provider = snap.requester, launcher.pod
     assert req is not None and provider.ip is not None
     created = snap.memory.instance_created_at
     if snap.memory.instance_known and created is not None:
@@ -109,12 +110,26 @@ def _absent(
             a.EmitEvent(pod=ref(req), type="Warning", reason="InstanceLost", message=message),
             a.DeleteRequester(pod=ref(req), reason=message),
         ]
+    if reclaim := _make_room(snap, launcher, iid, port):
+        return reclaim
     gpus = snap.memory.gpu_uuids or ()
     if gate := memory_gate(snap, gpus=gpus, keep_instance=iid):
         return gate
     return [
         a.CreateInstance(launcher=ref(provider), ip=provider.ip, instance_id=iid, config=config),
         *requester_update(snap, errors=[], provider=provider, instance_id=iid),
+    ]
+
+
+def _make_room(snap: ServerSnapshot, launcher: LauncherView, iid: str, port: int) -> list[a.Action]:
+    """§8.3 P3, done once the launcher is bound to us: free the port and `maxInstances`."""
+    provider = launcher.pod
+    assert provider.ip is not None
+    live = [i for i in launcher.instances or () if not i.stopped and i.id != iid]
+    limit = snap.lc.spec.max_instances if snap.lc is not None else len(live) + 1
+    return [
+        a.DeleteInstance(launcher=ref(provider), ip=provider.ip, instance_id=v.id, reason="reclaim")
+        for v in victims(live, port=port, max_others=limit - 1)
     ]
 
 
@@ -282,24 +297,40 @@ def failed(snap: ServerSnapshot, provider: PodView, iid: str | None) -> list[a.A
 
 
 def _relay(snap: ServerSnapshot, *, ready: bool) -> list[a.Action]:
-    """§8.5 step 10: relay readiness when it changed; observe the actuation on the first ready."""
+    """§8.5 step 10: relay readiness when it changed; observe the actuation on the first ready.
+
+    fma's change: when the ready relay was answered before the cache showed the requester's
+    container as Running (a fast hot path beats the kubelet's status update), the actuation is
+    observed on a later pass, from the container's start to that answer (`relayed_at`).
+    """
     req = snap.requester
     memory = snap.memory
-    if req is None or req.ip is None or memory.relayed_ready == ready:
+    if req is None or req.ip is None:
         return []
+    if memory.relayed_ready == ready:
+        late = ready and memory.relayed_at is not None
+        return _observation(snap, end=memory.relayed_at) if late else []
     if req.server_ready == ready:
         return [a.Remember(what="relayed", ready=ready)]
     port = admin_port(req)
     if not ready:
         return [a.RelayUnready(ip=req.ip, port=port)]
-    actions: list[a.Action] = [a.RelayReady(ip=req.ip, port=port)]
-    if not memory.actuation_observed and req.server_running and req.server_started_at is not None:
-        actions.append(
-            a.ObserveActuation(
-                path=memory.path or "hot",
-                instances_deleted=memory.instances_deleted,
-                seconds=max(snap.now - req.server_started_at, 0.0),
-                isc_name=req.annotations.get(n.ISC_ANNOTATION, ""),
-            )
+    return [a.RelayReady(ip=req.ip, port=port), *_observation(snap, end=snap.now)]
+
+
+def _observation(snap: ServerSnapshot, *, end: float | None) -> list[a.Action]:
+    """`ObserveActuation` once per server, when the requester container's start is known."""
+    req, memory = snap.requester, snap.memory
+    assert req is not None
+    started = req.server_started_at
+    if memory.actuation_observed or not req.server_running or started is None or end is None:
+        return []
+    return [
+        a.ObserveActuation(
+            path=memory.path or "hot",
+            instances_deleted=memory.instances_deleted,
+            seconds=max(end - started, 0.0),
+            isc_name=req.annotations.get(n.ISC_ANNOTATION, ""),
+            started_at=started,
         )
-    return actions
+    ]

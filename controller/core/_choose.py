@@ -45,7 +45,7 @@ class Desired:
 
 @dataclass(frozen=True, slots=True)
 class Plan:
-    """A chosen launcher and the instances to delete first."""
+    """A chosen launcher and the instances that will have to go (deleted once bound)."""
 
     launcher: LauncherView
     victims: tuple[InstanceView, ...]
@@ -160,16 +160,21 @@ def rank(launchers: list[LauncherView], want: Desired, max_instances: int) -> Pl
             return Plan(launcher, ())
     best: tuple[tuple[int, float, str], Plan] | None = None
     for launcher in launchers:
-        live = _live(launcher)
-        conflicts = [i for i in live if i.port == want.port]
-        others = sorted((i for i in live if i.port != want.port), key=_last_used)
-        room = max(len(live) - max_others, 1) - len(conflicts)
-        victims = tuple(conflicts + others[: max(room, 0)])
-        newest = max((_last_used(v) for v in victims), default=0.0)
-        key = (len(victims), newest, launcher.name)
+        doomed = victims(_live(launcher), port=want.port, max_others=max_others)
+        newest = max((_last_used(v) for v in doomed), default=0.0)
+        key = (len(doomed), newest, launcher.name)
         if best is None or key < best[0]:
-            best = (key, Plan(launcher, victims))
+            best = (key, Plan(launcher, doomed))
     return best[1] if best else None
+
+
+def victims(live: list[InstanceView], *, port: int, max_others: int) -> tuple[InstanceView, ...]:
+    """What must go for one more instance on `port`: every instance on that port, then the
+    least recently used others until at most `max_others` remain."""
+    conflicts = [i for i in live if i.port == port]
+    others = sorted((i for i in live if i.port != port), key=_last_used)
+    extra = max(len(live) - max_others - len(conflicts), 0)
+    return tuple(conflicts + others[:extra])
 
 
 def _last_used(inst: InstanceView) -> float:
@@ -177,21 +182,22 @@ def _last_used(inst: InstanceView) -> float:
 
 
 def _bind(snap: ServerSnapshot, plan: Plan, want: Desired) -> list[a.Action]:
+    """Claim the launcher with one conditional Update; nothing is destroyed before that.
+
+    fma's change: the reference deletes a reclaim plan's victims first and binds after. Two
+    requesters of one node decided at the same time may then both plan on one launcher: the
+    loser's bind fails, but only after it deleted an instance the winner may have just woken.
+    Here the victims are deleted by the bound path (`_bound`), once the launcher is ours.
+    """
     req = snap.requester
     assert req is not None
     pod = plan.launcher.pod
-    assert pod.ip is not None
-    actions: list[a.Action] = [
-        a.DeleteInstance(launcher=ref(pod), ip=pod.ip, instance_id=v.id, reason="reclaim")
-        for v in plan.victims
-    ]
     patch = a.PodPatch(
         labels={n.DUAL: req.name},
         annotations={n.REQUESTER: f"{req.uid} {req.name}", **want.bind_annotations()},
         add_finalizers=(n.PROVIDER_FINALIZER,),
     )
-    actions.append(a.BindProvider(pod=ref(pod), patch=patch))
-    return actions + requester_update(snap, errors=[])
+    return [a.BindProvider(pod=ref(pod), patch=patch), *requester_update(snap, errors=[])]
 
 
 def _cold_launcher(pod: dict[str, Any], req: PodView, want: Desired) -> dict[str, Any]:

@@ -35,6 +35,8 @@ class ServerMemory:
     wake_failures: int = 0
     last_wake_error: str | None = None
     relayed_ready: bool | None = None
+    relayed_at: float | None = None
+    """When our `POST /v1/become-ready` was answered (not set by a mere `Remember`)."""
     actuation_observed: bool = False
     failure: str | None = None
     failed_at: float | None = None
@@ -84,7 +86,7 @@ def record_success(  # noqa: PLR0911, PLR0912 - one case per action type
         case a.Sleep():
             return replace(memory, sleeping=True, sleep_failures=0)
         case a.RelayReadiness(ready=ready):
-            return replace(memory, relayed_ready=ready)
+            return replace(memory, relayed_ready=ready, relayed_at=now if ready else None)
         case a.ObserveActuation():
             return replace(memory, actuation_observed=True)
         case a.Remember(what="failure", message=message):

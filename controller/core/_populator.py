@@ -10,9 +10,10 @@ fewest), then least recently used, instead of "from the end of the list".
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+import math
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Final, Literal
+from typing import Any, Final, Literal
 
 from controller.core import _actions as a
 from controller.core import _names as n
@@ -28,6 +29,8 @@ from crds.models import LauncherConfig, LauncherPopulationPolicy
 
 HANDS_OFF: Final = -1
 Phase = Literal["bound", "unbound", "stuck_scheduling", "stuck_starting", "stale"]
+LauncherPhase = Phase
+"""The phase of a launcher Pod in `fma_launcher_pod_count` and the stuck logic (§10)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,9 +54,44 @@ def build_lcs(lcs: Iterable[LauncherConfig], *, with_reflector: bool = False) ->
     return out
 
 
-def lc_status_errors(build: LcBuild) -> list[str] | None:
-    """`LC.status.errors`: the build error, or None (absent) when the template is fine."""
-    return [build.error] if build.error else None
+def lc_status_errors(build: LcBuild, *, rejection: str | None = None) -> list[str] | None:
+    """`LC.status.errors`: the build error, or None (absent) when the template is fine.
+
+    fma's addition: `rejection` is the apiserver's answer when it refused the last launcher
+    Pod built from this template (422, e.g. an extended resource with requests but no limits),
+    which the template build cannot foresee; without it the user would see nothing but retries.
+    """
+    if build.error:
+        return [build.error]
+    if rejection:
+        return [f"the apiserver rejects launcher Pods built from spec.podTemplate: {rejection}"]
+    return None
+
+
+def build_changed(old: LcBuild | None, new: LcBuild | None) -> bool:
+    """Whether an LC's existence, validity or template hash changed (its keys need a pass)."""
+
+    def identity(build: LcBuild | None) -> tuple[bool, str | None, str | None]:
+        if build is None:
+            return (False, None, None)
+        return (True, build.template.template_hash if build.template else None, build.error)
+
+    return identity(old) != identity(new)
+
+
+def status_patch(
+    status: Mapping[str, Any] | None, *, generation: int | None, errors: Sequence[str] | None
+) -> dict[str, Any] | None:
+    """The `status` merge patch of an LC or LPP, or None when the status already says so.
+
+    An empty error list and an absent one are the same; the patch removes `errors` (null)
+    when there are none, so the written status never carries an empty list.
+    """
+    want = list(errors) if errors else None
+    current = status or {}
+    if current.get("observedGeneration") == generation and (current.get("errors") or None) == want:
+        return None
+    return {"observedGeneration": generation, "errors": want}
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,6 +100,14 @@ class PolicyTable:
 
     desired: Mapping[tuple[str, str], int]
     lpp_errors: Mapping[str, list[str]]
+
+    def changed_keys(self, other: PolicyTable) -> set[tuple[str, str]]:
+        """The (node, LC) entries whose desired count differs between the two tables."""
+        return {
+            key
+            for key in self.desired.keys() | other.desired.keys()
+            if self.desired.get(key) != other.desired.get(key)
+        }
 
 
 def policy_table(
@@ -118,6 +164,12 @@ class PopulatorSettings:
 
     stuck_scheduling_after: float = 120.0
     stuck_starting_after: float = 450.0
+    keep_sleepers_for: float = 0.0
+    """fma's addition (known-gaps E2): on a key no LPP covers, an unbound launcher that holds
+    instances is kept until this long after its most recent instance was last used (or
+    created); instances of unknown age, or a launcher whose instances are unknown, keep it
+    indefinitely. 0 is the reference: such launchers are deleted as soon as they are unbound,
+    sleepers and all, which ends the hot path for nodes no policy covers."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -171,25 +223,20 @@ def decide_population(
     if desired == HANDS_OFF or template is None or node is None or node.deleting:
         return PopulationDecision(phase_counts=counts, requeue_after=requeue)
     want = desired if desired is not None else 0
-    deleting = [lv for lv in pods if lv.pod.deleting]
-    live = [lv for lv in pods if not lv.pod.deleting]
-    bound = [lv for lv in live if lv.pod.bound_to is not None]
-    stale = [
-        lv
-        for lv in live
-        if lv.pod.bound_to is None and lv.pod.annotations.get(n.TEMPLATE_HASH) != th
-    ]
-    current = [lv for lv in live if lv.pod.bound_to is None and lv not in stale]
+    deleting, bound, stale, current = _classify(pods, th)
     actions: list[a.Action] = [
         a.DeletePod(pod=ref(lv.pod), reason="stale template") for lv in stale
     ]
     diff = want - (len(bound) + len(current) + len(stale))
     if diff < 0:
-        excess = sorted(current, key=_deletion_order)[:-diff]
+        held = _held(current, now, settings) if desired is None else {}
+        excess = sorted((lv for lv in current if lv.name not in held), key=_deletion_order)
         actions += [
-            a.DeletePod(pod=ref(lv.pod), reason="more launchers than desired") for lv in excess
+            a.DeletePod(pod=ref(lv.pod), reason="more launchers than desired")
+            for lv in excess[:-diff]
         ]
-        current = [lv for lv in current if lv not in excess]
+        current = [lv for lv in current if lv not in excess[:-diff]]
+        requeue = _earliest(requeue, [until - now for until in held.values()])
     actions += _stuck_reports(current, th, now, settings)
     if actions or deleting:
         return PopulationDecision(
@@ -199,6 +246,39 @@ def decide_population(
         )
     pods_to_create = tuple(template.for_node(node.name) for _ in range(max(diff, 0)))
     return PopulationDecision(create=pods_to_create, phase_counts=counts, requeue_after=requeue)
+
+
+def _classify(
+    pods: list[LauncherView], template_hash: str | None
+) -> tuple[list[LauncherView], list[LauncherView], list[LauncherView], list[LauncherView]]:
+    """§10 step 4: being deleted, bound, stale (unbound, other template), current unbound."""
+    deleting = [lv for lv in pods if lv.pod.deleting]
+    live = [lv for lv in pods if not lv.pod.deleting]
+    bound = [lv for lv in live if lv.pod.bound_to is not None]
+    unbound = [lv for lv in live if lv.pod.bound_to is None]
+    stale = [lv for lv in unbound if lv.pod.annotations.get(n.TEMPLATE_HASH) != template_hash]
+    return deleting, bound, stale, [lv for lv in unbound if lv not in stale]
+
+
+def _held(current: list[LauncherView], now: float, settings: PopulatorSettings) -> dict[str, float]:
+    """Launchers kept for their sleepers (E2), by name: until when (inf: indefinitely)."""
+    if settings.keep_sleepers_for <= 0:
+        return {}
+    held = {}
+    for lv in current:
+        if lv.instances == ():
+            continue
+        times = [i.last_used or i.created_at for i in lv.instances or ()]
+        if lv.instances is None or None in times:
+            held[lv.name] = math.inf
+        elif (until := max(t for t in times if t is not None) + settings.keep_sleepers_for) > now:
+            held[lv.name] = until
+    return held
+
+
+def _earliest(requeue: float | None, delays: Iterable[float]) -> float | None:
+    finite = [d for d in delays if d < math.inf]
+    return min([*finite, *([requeue] if requeue is not None else [])], default=None)
 
 
 def _deletion_order(lv: LauncherView) -> tuple[int, float, str]:

@@ -10,14 +10,17 @@ from controller.core import (
     EmitEvent,
     LauncherView,
     NodeView,
+    PolicyTable,
     PopulationDecision,
     PopulatorSettings,
     UpdatePod,
+    build_changed,
     build_lcs,
     decide_population,
     launcher_phase,
     lc_status_errors,
     policy_table,
+    status_patch,
 )
 from crds.models import LauncherConfig, LauncherPopulationPolicy
 from tests.unit.core_fixtures import LC, NOW, TEMPLATE, instance, launcher_pod
@@ -56,6 +59,12 @@ def lpp(
 def test_lc_status() -> None:
     assert lc_status_errors(BUILDS["lc1"]) is None
     assert lc_status_errors(BUILDS["bad"]) == ['container "inference-server" not found']
+    assert lc_status_errors(BUILDS["lc1"], rejection="spec: invalid") == [
+        "the apiserver rejects launcher Pods built from spec.podTemplate: spec: invalid"
+    ]
+    assert lc_status_errors(BUILDS["bad"], rejection="x") == [
+        'container "inference-server" not found'
+    ]
 
 
 def test_policy_table_max_selectors_and_hands_off() -> None:
@@ -167,3 +176,78 @@ def test_stuck_labels_events_and_recovery() -> None:
 def test_deleting_pods_make_it_wait() -> None:
     decision = decide(3, current("a", deleting=True))
     assert decision.create == () and decision.requeue_after == 1.0
+
+
+def test_status_patch_only_when_generation_or_errors_differ() -> None:
+    assert status_patch(None, generation=1, errors=None) == {
+        "observedGeneration": 1,
+        "errors": None,
+    }
+    assert status_patch({"observedGeneration": 1}, generation=1, errors=[]) is None
+    assert status_patch({"observedGeneration": 1, "errors": []}, generation=1, errors=None) is None
+    assert status_patch({"observedGeneration": 1}, generation=2, errors=None) == {
+        "observedGeneration": 2,
+        "errors": None,
+    }
+    assert status_patch({"observedGeneration": 2}, generation=2, errors=["e"]) == {
+        "observedGeneration": 2,
+        "errors": ["e"],
+    }
+    assert (
+        status_patch({"observedGeneration": 2, "errors": ["e"]}, generation=2, errors=["e"]) is None
+    )
+
+
+def test_build_changed_compares_existence_validity_and_hash() -> None:
+    other = build_lcs(
+        [LC.model_copy(update={"metadata": LC.metadata.model_copy(update={"uid": "new-uid"})})]
+    )["lc1"]
+    assert not build_changed(None, None)
+    assert build_changed(None, BUILDS["lc1"])
+    assert build_changed(BUILDS["lc1"], None)
+    assert not build_changed(BUILDS["lc1"], build_lcs([LC])["lc1"])
+    assert build_changed(BUILDS["lc1"], other), "a new LC UID changes the template hash"
+    assert build_changed(BUILDS["lc1"], BUILDS["bad"])
+
+
+def test_changed_keys_between_tables() -> None:
+    old = PolicyTable({("n1", "a"): 1, ("n1", "b"): 2}, {})
+    new = PolicyTable({("n1", "a"): 1, ("n1", "b"): HANDS_OFF, ("n2", "a"): 0}, {})
+    assert old.changed_keys(new) == {("n1", "b"), ("n2", "a")}
+    assert new.changed_keys(PolicyTable({}, {})) == set(new.desired)
+
+
+def test_uncovered_keys_keep_launchers_holding_sleepers_when_asked() -> None:
+    keep = PopulatorSettings(keep_sleepers_for=600.0)
+    empty = current("a", instances=())
+    recent = current("b", instances=(instance("I1", last_used=NOW - 100),))
+    old = current("c", instances=(instance("I2", last_used=NOW - 700),))
+    unknown = LauncherView(pod=current("d").pod, instances=None)
+    undated = current("e", instances=(instance("I3", last_used=None, created_at=None),))
+    pods = (empty, recent, old, unknown, undated)
+
+    def deleted(desired: int | None, settings: PopulatorSettings) -> list[str]:
+        decision = decide_population(
+            node=GPU_NODE,
+            lc_name="lc1",
+            desired=desired,
+            build=BUILDS["lc1"],
+            launchers=pods,
+            now=NOW,
+            settings=settings,
+        )
+        return sorted(a.pod.name for a in decision.actions if isinstance(a, DeletePod))
+
+    assert deleted(None, PopulatorSettings()) == ["a", "b", "c", "d", "e"], "the reference"
+    assert deleted(None, keep) == ["a", "c"]
+    assert deleted(0, keep) == ["a", "b", "c", "d", "e"], "an LPP asking for 0 is obeyed"
+    decision = decide_population(
+        node=GPU_NODE,
+        lc_name="lc1",
+        desired=None,
+        build=BUILDS["lc1"],
+        launchers=(recent,),
+        now=NOW,
+        settings=keep,
+    )
+    assert decision.actions == () and decision.requeue_after == 500.0

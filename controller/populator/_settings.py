@@ -1,0 +1,82 @@
+"""The launcher-populator's settings: contracts §10 flags, with the reference's defaults."""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass
+from typing import Final
+
+from controller.core import PopulatorSettings
+
+COMPONENT: Final = "launcher-populator"
+"""Event source and field manager (contracts §2.4)."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class Settings:
+    """How the populator runs; seconds throughout."""
+
+    namespace: str
+    """The focus namespace (`--namespace`): LPPs, LCs and launcher Pods live here."""
+    expectation_timeout_s: float = 5.0
+    """`--expectation-timeout`: how long a key waits for the cache to show its own writes
+    before it LISTs its Pods from the apiserver."""
+    stuck_scheduling_threshold_s: float = 120.0
+    """`--stuck-scheduling-threshold`: an unscheduled launcher is stuck this long after its
+    creation."""
+    stuck_starting_threshold_s: float = 450.0
+    """`--stuck-starting-threshold`: a scheduled launcher that is not Ready is stuck this long
+    after its `PodScheduled` transition."""
+    keep_sleepers_s: float = 1800.0
+    """`--keep-sleepers` (fma's addition, known-gaps E2): on a (node, LC) that no LPP covers, an
+    unbound launcher holding instances stays this long after its latest instance was last used,
+    so the hot path survives a scale to zero; instances of unknown age keep it indefinitely.
+    0 restores the reference (delete it as soon as it is unbound)."""
+    workers: int = 4
+    """Keys handled at once (one key is never handled by two workers)."""
+    with_reflector: bool = False
+    """Add the reference's `state-change-reflector` sidecar to launchers (known-gaps C1)."""
+
+    def __post_init__(self) -> None:
+        if not self.namespace:
+            raise ValueError("the populator needs a namespace")
+        if self.workers < 1:
+            raise ValueError(f"workers must be at least 1, not {self.workers}")
+
+    @property
+    def thresholds(self) -> PopulatorSettings:
+        """The stuck thresholds, as the decision core takes them."""
+        return PopulatorSettings(
+            stuck_scheduling_after=self.stuck_scheduling_threshold_s,
+            stuck_starting_after=self.stuck_starting_threshold_s,
+            keep_sleepers_for=self.keep_sleepers_s,
+        )
+
+
+_UNITS: Final = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
+_PART: Final = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|ms|s|m|h)")
+
+
+def parse_duration(text: str) -> float:
+    """Seconds of a Go duration (`5s`, `2m`, `7m30s`, `1.5h`, `250ms`); a bare number is seconds."""
+    value = text.strip()
+    try:
+        seconds = float(value)
+    except ValueError:
+        seconds = _go_duration(value)
+    if not 0 <= seconds < math.inf:
+        raise ValueError(f"invalid duration {text!r}: must be a non-negative number of seconds")
+    return seconds
+
+
+def _go_duration(value: str) -> float:
+    total, position = 0.0, 0
+    for match in _PART.finditer(value):
+        if match.start() != position:
+            break
+        total += float(match.group(1)) * _UNITS[match.group(2)]
+        position = match.end()
+    if position != len(value) or not value:
+        raise ValueError(f"invalid duration {value!r} (examples: 5s, 2m, 7m30s)")
+    return total

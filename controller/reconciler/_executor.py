@@ -1,0 +1,299 @@
+"""The executor: performs one decision's actions, in order, and reports their results.
+
+The contract is the decision core's (controller/core/_actions.py):
+
+- actions run in order; the first failure stops the pass (the worker then retries the item
+  with backoff) and is reported to `record_failure`, every success to `record_success`, which
+  is how answers (GPUs, sleep state, relayed readiness) reach the next decision;
+- Kubernetes writes carry the UID and resourceVersion the decision saw; a second write to the
+  same Pod in one pass carries the version the first one returned;
+- the item's next pass waits until the caches show this pass's own writes (`Expectations` for
+  Pods, `InstanceBook` holds for the launcher's instances).
+
+Besides, the executor tells what happened: a Normal Event per significant success on the
+user's Pod (`_notes`), `fma_actuation_seconds` for `ObserveActuation` (measured up to the
+moment the ready relay was answered), `fma_launcher_create_seconds` for launcher creates.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+from controller.core import (
+    Action,
+    CreateInstance,
+    CreateLauncher,
+    CreatePod,
+    DeleteInstance,
+    DeletePod,
+    EmitEvent,
+    EnqueueRequesters,
+    ForgetServer,
+    ObserveActuation,
+    QueryAccelerators,
+    QueryMemoryUsage,
+    QuerySleeping,
+    RelayReadiness,
+    Remember,
+    Requeue,
+    ServerMemory,
+    Sleep,
+    UpdatePod,
+    Wake,
+    record_failure,
+    record_success,
+)
+from controller.kube import ApiError, EventRecorder, JsonObject, metadata
+from controller.observability import ControllerMetrics
+from controller.reconciler._expectations import Expectations
+from controller.reconciler._http import CallError
+from controller.reconciler._instances import InstanceBook
+from controller.reconciler._keys import Key
+from controller.reconciler._notes import note_for
+from controller.reconciler._peers import Peers
+from controller.reconciler._podwrites import PodWrites
+from controller.reconciler._state import ClusterState
+
+_log = logging.getLogger(__name__)
+_QUIET = (QueryAccelerators, QueryMemoryUsage, QuerySleeping, Remember)
+
+
+@dataclass(frozen=True, kw_only=True)
+class PassContext:
+    """What one pass is about: the item, when it was decided, whom to tell."""
+
+    item: Key
+    decided_at: float
+    """Wall-clock time of the snapshot the actions were decided on."""
+    isc_name: str = ""
+    target: JsonObject | None = None
+    """The Pod that gets the Normal Events (the requester, else the provider or launcher)."""
+
+
+@dataclass(kw_only=True)
+class Outcome:
+    memory: ServerMemory
+    requeue_after: float | None = None
+    failure: str | None = None
+    acted: bool = False
+    """Something changed (a write, a call, a memory update): decide again."""
+    forget: bool = False
+    expected: bool = False
+    """The failure is routine: a stale cache (409, 404) or a peer still starting."""
+
+
+@dataclass
+class _Written:
+    """The Pods this pass wrote, as the apiserver returned them (by UID)."""
+
+    pods: dict[str, JsonObject] = field(default_factory=dict)
+
+    def version(self, uid: str, default: str) -> str:
+        obj = self.pods.get(uid)
+        return str(metadata(obj).get("resourceVersion") or default) if obj else default
+
+
+class Executor:
+    """Runs actions against the apiserver and the peers; see the module docstring."""
+
+    def __init__(
+        self,
+        *,
+        pods: PodWrites,
+        peers: Peers,
+        state: ClusterState,
+        book: InstanceBook,
+        expectations: Expectations,
+        recorder: EventRecorder,
+        metrics: ControllerMetrics,
+        enqueue_node: Callable[[str], None],
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.pods = pods
+        self.peers = peers
+        self.state = state
+        self.book = book
+        self.expectations = expectations
+        self.recorder = recorder
+        self.metrics = metrics
+        self.enqueue_node = enqueue_node
+        self.clock = clock
+
+    async def run(
+        self, actions: Sequence[Action], memory: ServerMemory, ctx: PassContext
+    ) -> Outcome:
+        outcome = Outcome(memory=memory)
+        written = _Written()
+        for action in actions:
+            if self._bookkeeping(action, outcome, ctx):
+                continue
+            started = time.monotonic()
+            try:
+                result, created = await self._perform(action, written, ctx)
+            except (ApiError, CallError, ValueError) as exc:
+                error = str(exc)
+                now = self.clock()
+                outcome.memory = record_failure(outcome.memory, action, now=now, error=error)
+                outcome.failure = f"{type(action).__name__} failed: {error}"
+                outcome.expected = _routine(action, exc)
+                break
+            outcome.memory = record_success(outcome.memory, action, now=self.clock(), result=result)
+            outcome.acted = True
+            self._report(action, ctx, created, time.monotonic() - started)
+        return outcome
+
+    def _bookkeeping(self, action: Action, outcome: Outcome, ctx: PassContext) -> bool:
+        """Actions without I/O; True when `action` was one of them."""
+        match action:
+            case Requeue(after=after):
+                current = outcome.requeue_after
+                outcome.requeue_after = after if current is None else min(current, after)
+            case ForgetServer():
+                outcome.forget = True
+            case EnqueueRequesters(node=node):
+                self.enqueue_node(node)
+            case EmitEvent():
+                self._emit(action)
+            case Remember():
+                outcome.memory = record_success(outcome.memory, action, now=self.clock())
+                outcome.acted = True
+            case ObserveActuation():
+                self._observe(action, ctx, outcome.memory)
+                outcome.memory = record_success(outcome.memory, action, now=self.clock())
+            case _:
+                return False
+        return True
+
+    async def _perform(
+        self, action: Action, written: _Written, ctx: PassContext
+    ) -> tuple[object, str]:
+        """Performs one I/O action; returns (result for the memory, name of a created Pod)."""
+        if isinstance(action, UpdatePod | DeletePod | CreatePod):
+            return await self._pod_write(action, written, ctx)
+        return await self._peer_call(action, ctx.isc_name), ""
+
+    async def _pod_write(
+        self, action: UpdatePod | DeletePod | CreatePod, written: _Written, ctx: PassContext
+    ) -> tuple[object, str]:
+        if isinstance(action, CreatePod):
+            started = time.monotonic()
+            success = "false"
+            try:
+                _created, expectation = await self.pods.create(action)
+                success = "true"
+            finally:
+                if isinstance(action, CreateLauncher):
+                    self.metrics.launcher_create_seconds.labels(
+                        self.pods.namespace, action.lc_name, success
+                    ).observe(time.monotonic() - started)
+            self.expectations.expect(ctx.item, expectation)
+            return None, expectation.name
+        ref = action.pod
+        version = written.version(ref.uid, ref.resource_version)
+        if isinstance(action, UpdatePod):
+            base = written.pods.get(ref.uid) or self.state.pod_by_uid(ref.uid)
+            obj, expectation = await self.pods.update(action, base, version)
+        else:
+            obj, expectation = await self.pods.delete(action, version)
+        if obj.get("kind", "Pod") == "Pod" and obj:
+            written.pods[ref.uid] = obj
+        self.expectations.expect(ctx.item, expectation)
+        return None, ""
+
+    async def _peer_call(self, action: Action, isc: str) -> object:  # noqa: PLR0911 - a dispatch
+        peers = self.peers
+        match action:
+            case CreateInstance():
+                return await peers.create_instance(action, isc)
+            case DeleteInstance(launcher=launcher, instance_id=iid):
+                seen = self.state.instance_revision(launcher.uid, iid)
+                await peers.delete_instance(action, isc)
+                if seen is not None:
+                    self.book.hold(launcher.uid, iid, "gone", seen)
+                return None
+            case Wake(ip=ip, port=port):
+                at = self.state.instance_at(ip, port)
+                await peers.wake(action, isc)
+                if at is not None:
+                    self.book.hold(at[0], at[1], "awake", at[2])
+                return None
+            case Sleep(ip=ip, port=port):
+                at = self.state.instance_at(ip, port)
+                await peers.sleep(action, isc)
+                if at is not None:
+                    self.book.hold(at[0], at[1], "asleep", at[2])
+                    self.book.used(at[0], at[1], self.clock())
+                return None
+            case QuerySleeping():
+                return await peers.query_sleeping(action, isc)
+            case QueryAccelerators():
+                return await peers.accelerators(action, isc)
+            case QueryMemoryUsage():
+                return await peers.memory_usage(action, isc)
+            case RelayReadiness():
+                await peers.relay(action, isc)
+                return None
+        raise ValueError(f"the executor cannot perform {type(action).__name__}")
+
+    def _report(self, action: Action, ctx: PassContext, created: str, seconds: float) -> None:
+        level = logging.DEBUG if isinstance(action, _QUIET) else logging.INFO
+        _log.log(
+            level,
+            "%s: %s done in %.0f ms%s",
+            _describe(ctx.item),
+            type(action).__name__,
+            seconds * 1000,
+            f" ({created})" if created else "",
+        )
+        note = note_for(action, created=created)
+        target = ctx.target or self._pod_of(action)
+        if note is not None and target is not None:
+            self.recorder.event(target, type="Normal", reason=note[0], message=note[1])
+
+    def _pod_of(self, action: Action) -> JsonObject | None:
+        pod = getattr(action, "pod", None) or getattr(action, "launcher", None)
+        uid = getattr(pod, "uid", "")
+        return self.state.pod_by_uid(uid) if isinstance(uid, str) and uid else None
+
+    def _emit(self, action: EmitEvent) -> None:
+        target = self.state.pod_by_uid(action.pod.uid) or {
+            "metadata": {
+                "name": action.pod.name,
+                "uid": action.pod.uid,
+                "namespace": self.pods.namespace,
+            }
+        }
+        self.recorder.event(target, type=action.type, reason=action.reason, message=action.message)
+        _log.info("%s on Pod %s: %s", action.reason, action.pod.name, action.message)
+
+    def _observe(self, action: ObserveActuation, ctx: PassContext, memory: ServerMemory) -> None:
+        """Requester container start → the answer to the ready relay (`relayed_at`)."""
+        if action.started_at is not None and memory.relayed_at is not None:
+            seconds = max(memory.relayed_at - action.started_at, 0.0)
+        else:
+            seconds = action.seconds + max(self.clock() - ctx.decided_at, 0.0)
+        self.metrics.actuation_seconds.labels(
+            self.pods.namespace, action.path, str(action.instances_deleted), action.isc_name
+        ).observe(seconds)
+        _log.info(
+            "%s: actuation %s took %.3f s (instances deleted: %d)",
+            _describe(ctx.item),
+            action.path,
+            seconds,
+            action.instances_deleted,
+        )
+
+
+def _routine(action: Action, exc: Exception) -> bool:
+    """A conflict or vanished Pod (the cache was behind), or polling a peer that starts."""
+    if isinstance(exc, ApiError):
+        return exc.conflict or exc.not_found
+    return isinstance(action, QueryAccelerators | QuerySleeping)
+
+
+def _describe(item: Key) -> str:
+    name = getattr(item, "name", "")
+    return f"{type(item).__name__.removesuffix('Key').lower()} {name}"

@@ -1,0 +1,91 @@
+"""The controller's HTTP calls to requesters (SPI), launchers and instances, with their metric.
+
+Every call is observed in `fma_http_latency_seconds{purpose, method, exported_namespace,
+isc_name, status_code}` (contracts §12; `status_code` "0" when no response came). Any status of
+300 or more is a failure (contracts §5.8) unless the caller accepts it (a DELETE's 404).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Collection
+from dataclasses import dataclass
+from typing import Any, Final
+
+import httpx
+
+from controller.observability import ControllerMetrics
+
+_BODY_CHARS: Final = 300
+
+
+class CallError(Exception):
+    """A failed call; the message names the request and what went wrong."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class HttpSettings:
+    """Timeouts (seconds) of the controller's HTTP calls."""
+
+    connect_s: float = 2.0
+    launcher_s: float = 30.0
+    """Launcher API calls (contracts §5.8)."""
+    requester_s: float = 10.0
+    """The requester's SPI."""
+    query_s: float = 5.0
+    """`/is_sleeping` of an instance or direct provider."""
+    wake_s: float = 300.0
+    """`/wake_up` copies the weights back to the GPU: seconds for big models."""
+    sleep_s: float = 120.0
+
+
+class PeerCalls:
+    """One shared connection pool for every peer; see the module docstring."""
+
+    def __init__(
+        self, http: httpx.AsyncClient, metrics: ControllerMetrics, *, namespace: str
+    ) -> None:
+        self.http = http
+        self.metrics = metrics
+        self.namespace = namespace
+
+    async def call(
+        self,
+        purpose: str,
+        method: str,
+        url: str,
+        *,
+        timeout_s: float,
+        connect_s: float,
+        isc_name: str = "",
+        body: Any = None,
+        accept: Collection[int] = (),
+    ) -> httpx.Response:
+        """One request; raises `CallError` on a transport error or an unaccepted status."""
+        started = time.monotonic()
+        status = "0"
+        try:
+            response = await self.http.request(
+                method,
+                url,
+                json=body,
+                timeout=httpx.Timeout(timeout_s, connect=connect_s),
+            )
+            status = str(response.status_code)
+        except httpx.HTTPError as exc:
+            raise CallError(f"{method} {url}: {type(exc).__name__}: {exc}") from exc
+        finally:
+            self.metrics.http_latency_seconds.labels(
+                purpose, method, self.namespace, isc_name, status
+            ).observe(time.monotonic() - started)
+        if response.status_code >= 300 and response.status_code not in accept:
+            text = response.text[:_BODY_CHARS].strip()
+            raise CallError(f"{method} {url}: HTTP {response.status_code}: {text}")
+        return response
+
+
+def json_body(response: httpx.Response, url: str) -> Any:
+    try:
+        return response.json()
+    except ValueError as exc:
+        raise CallError(f"GET {url}: the answer is not JSON: {response.text[:100]!r}") from exc

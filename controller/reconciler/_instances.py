@@ -1,0 +1,136 @@
+"""Instances as the decisions see them: the launcher's stream, plus what we did and remember.
+
+Two things the launcher's stream cannot tell by itself:
+
+- **Our own changes not reported yet.** The launcher learns an instance's sleep state by
+  probing it (fma launchers, every `--probe-interval`), so right after our `POST /wake_up` its
+  stream may still say `sleeping`, and right after our `POST /sleep` still `ready`. A decision
+  made on that would wake an instance twice, delay a ready relay by a probe period, or — worse —
+  relay a just-slept instance as ready to the next requester bound to it. So after a wake,
+  sleep or delete succeeds we hold an *override* for that instance: its phase is what we made
+  it (or it is hidden, once deleted) until the launcher reports a newer revision of it. This is
+  the executor contract's "wait for caches to show own writes", applied to launcher state.
+- **Recency.** The reference keeps least-recently-used times in memory; so do we: when this
+  controller first saw an instance, and when it last put it to sleep (known-gaps B2 would
+  persist them; a restart starts them again at "now", as contracts §8.7 allows).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Final, Literal, cast
+
+from controller.core import InstancePhase, InstanceView
+
+_PHASES: Final = frozenset({"starting", "ready", "sleeping", "failed"})
+Override = Literal["awake", "asleep", "gone"]
+
+
+@dataclass(slots=True)
+class _Held:
+    state: Override
+    revision: int
+    """The instance's revision when we acted: the override holds while the stream is not newer."""
+
+
+@dataclass(slots=True)
+class _Times:
+    first_seen: float
+    last_used: float | None = None
+
+
+def revision_of(instance: Mapping[str, Any]) -> int:
+    value = instance.get("revision")
+    return value if isinstance(value, int) else -1
+
+
+class InstanceBook:
+    """Overrides and LRU times of every instance, by launcher Pod UID, then instance ID."""
+
+    def __init__(self) -> None:
+        self._held: dict[str, dict[str, _Held]] = {}
+        self._times: dict[str, dict[str, _Times]] = {}
+
+    def hold(self, launcher: str, instance_id: str, state: Override, revision: int) -> None:
+        """We just woke, slept or deleted this instance, as seen at `revision`."""
+        self._held.setdefault(launcher, {})[instance_id] = _Held(state, revision)
+
+    def used(self, launcher: str, instance_id: str, now: float) -> None:
+        """The instance stopped serving a requester (it was put to sleep) at `now`."""
+        times = self._times.setdefault(launcher, {})
+        times.setdefault(instance_id, _Times(first_seen=now)).last_used = now
+
+    def seen(self, launcher: str, instances: Mapping[str, Mapping[str, Any]], now: float) -> None:
+        """The launcher's current instances (its stream changed): start and end records."""
+        times = self._times.setdefault(launcher, {})
+        for instance_id in instances:
+            times.setdefault(instance_id, _Times(first_seen=now))
+        for book in (times, self._held.get(launcher, {})):
+            for instance_id in [i for i in book if i not in instances]:
+                del book[instance_id]
+
+    def forget_launcher(self, launcher: str) -> None:
+        self._times.pop(launcher, None)
+        self._held.pop(launcher, None)
+
+    def views(
+        self, launcher: str, instances: Mapping[str, Mapping[str, Any]], now: float
+    ) -> tuple[InstanceView, ...]:
+        """The instances of one launcher as decisions see them (overrides applied)."""
+        out = []
+        for instance_id, raw in sorted(instances.items()):
+            view = self._view(launcher, instance_id, raw, now)
+            if view is not None:
+                out.append(view)
+        return tuple(out)
+
+    def _view(
+        self, launcher: str, instance_id: str, raw: Mapping[str, Any], now: float
+    ) -> InstanceView | None:
+        phase = _phase(raw.get("phase"))
+        running = raw.get("status") == "running"
+        held_here = self._held.get(launcher, {})
+        held = held_here.get(instance_id)
+        if held is not None:
+            if revision_of(raw) > held.revision:
+                del held_here[instance_id]  # the launcher has caught up with what we did
+            elif held.state == "gone":
+                return None
+            elif running and phase != "failed":
+                phase = "ready" if held.state == "awake" else "sleeping"
+        times = self._times.get(launcher, {}).get(instance_id) or _Times(first_seen=now)
+        return instance_view(raw, instance_id, phase, running, times)
+
+    def __len__(self) -> int:
+        return sum(len(times) for times in self._times.values())
+
+
+def _phase(value: object) -> InstancePhase | None:
+    return cast(InstancePhase, value) if value in _PHASES else None
+
+
+def instance_view(
+    raw: Mapping[str, Any],
+    instance_id: str,
+    phase: InstancePhase | None,
+    running: bool,
+    times: _Times,
+) -> InstanceView:
+    """An `InstanceView` from the launcher's InstanceState JSON (contracts §5.1)."""
+    notes = raw.get("annotations") or {}
+    port_text = str(notes.get("inference-port") or "")
+    exit_code = raw.get("exit_code")
+    reason = raw.get("reason")
+    return InstanceView(
+        id=instance_id,
+        running=running,
+        phase=phase,
+        isc_name=str(notes["isc-name"]) if notes.get("isc-name") else None,
+        port=int(port_text) if port_text.isdigit() else None,
+        gpu_uuids=tuple(str(u) for u in raw.get("gpu_uuids") or ()),
+        created_at=times.first_seen,
+        last_used=times.last_used or times.first_seen,
+        exit_code=exit_code if isinstance(exit_code, int) else None,
+        reason=str(reason) if reason else None,
+    )

@@ -1,0 +1,127 @@
+"""The HTTP side of the actions: launcher API, instance sleep/wake, the requester's SPI.
+
+Each function performs one action and returns its result for `record_success` (the GPU list,
+the memory reading, the sleep state) or raises `CallError`. URLs and purposes follow contracts
+§5.8, §6.2, §7 and §12.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from controller.core import (
+    CreateInstance,
+    DeleteInstance,
+    QueryAccelerators,
+    QueryMemoryUsage,
+    QuerySleeping,
+    RelayReadiness,
+    Sleep,
+    Wake,
+)
+from controller.core import _names as n
+from controller.reconciler._http import CallError, HttpSettings, PeerCalls, json_body
+
+
+def _host(ip: str) -> str:
+    return f"[{ip}]" if ":" in ip else ip
+
+
+def base_url(ip: str, port: int) -> str:
+    return f"http://{_host(ip)}:{port}"
+
+
+def instance_url(ip: str, instance_id: str = "") -> str:
+    tail = f"/{instance_id}" if instance_id else ""
+    return f"{base_url(ip, n.LAUNCHER_PORT)}/v2/vllm/instances{tail}"
+
+
+class Peers:
+    """The HTTP actions, on one `PeerCalls` with the timeouts of `HttpSettings`."""
+
+    def __init__(self, calls: PeerCalls, settings: HttpSettings) -> None:
+        self.calls = calls
+        self.settings = settings
+
+    async def create_instance(self, action: CreateInstance, isc: str) -> Any:
+        """PUT the instance; 409 (it exists already, e.g. our earlier PUT) counts as done."""
+        url = instance_url(action.ip, action.instance_id)
+        response = await self.calls.call(
+            "create_instance",
+            "PUT",
+            url,
+            body=dict(action.config),
+            timeout_s=self.settings.launcher_s,
+            connect_s=self.settings.connect_s,
+            isc_name=isc,
+            accept=(409,),
+        )
+        return response.json() if response.status_code == 201 else None
+
+    async def delete_instance(self, action: DeleteInstance, isc: str) -> int | None:
+        """DELETE the instance (404 counts as done); returns the DELETED event's revision."""
+        url = instance_url(action.ip, action.instance_id)
+        response = await self.calls.call(
+            "delete_instance",
+            "DELETE",
+            url,
+            timeout_s=self.settings.launcher_s,
+            connect_s=self.settings.connect_s,
+            isc_name=isc,
+            accept=(404,),
+        )
+        if response.status_code == 404:
+            return None
+        revision = json_body(response, url).get("revision")
+        return revision if isinstance(revision, int) else None
+
+    async def wake(self, action: Wake, isc: str) -> None:
+        await self._post("wake", base_url(action.ip, action.port) + "/wake_up", isc, wake=True)
+
+    async def sleep(self, action: Sleep, isc: str) -> None:
+        await self._post("sleep", base_url(action.ip, action.port) + "/sleep", isc, wake=False)
+
+    async def _post(self, purpose: str, url: str, isc: str, *, wake: bool) -> None:
+        timeout = self.settings.wake_s if wake else self.settings.sleep_s
+        await self.calls.call(
+            purpose, "POST", url, timeout_s=timeout, connect_s=self.settings.connect_s, isc_name=isc
+        )
+
+    async def query_sleeping(self, action: QuerySleeping, isc: str) -> bool:
+        url = base_url(action.ip, action.port) + "/is_sleeping"
+        body = json_body(await self._get("query_sleeping", url, isc, self.settings.query_s), url)
+        value = body.get("is_sleeping") if isinstance(body, dict) else None
+        if not isinstance(value, bool):
+            raise CallError(f"GET {url}: no boolean is_sleeping in {str(body)[:100]}")
+        return value
+
+    async def accelerators(self, action: QueryAccelerators, isc: str) -> list[str]:
+        url = base_url(action.ip, action.port) + "/v1/dual-pods/accelerators"
+        body = json_body(await self._get("get_gpu_uuids", url, isc, self.settings.requester_s), url)
+        if not isinstance(body, list) or not all(isinstance(u, str) for u in body):
+            raise CallError(f"GET {url}: expected a JSON list of GPU UUIDs, got {str(body)[:100]}")
+        return body
+
+    async def memory_usage(self, action: QueryMemoryUsage, isc: str) -> dict[str, Any]:
+        url = base_url(action.ip, action.port) + "/v1/dual-pods/accelerator-memory-usage"
+        response = await self._get("get_accel_memory_usage", url, isc, self.settings.requester_s)
+        body = json_body(response, url)
+        if not isinstance(body, dict):
+            raise CallError(f"GET {url}: expected a JSON object, got {str(body)[:100]}")
+        return body
+
+    async def relay(self, action: RelayReadiness, isc: str) -> None:
+        path = "/v1/become-ready" if action.ready else "/v1/become-unready"
+        await self.calls.call(
+            "relay_ready" if action.ready else "relay_unready",
+            "POST",
+            base_url(action.ip, action.port) + path,
+            timeout_s=self.settings.requester_s,
+            connect_s=self.settings.connect_s,
+            isc_name=isc,
+        )
+
+    async def _get(self, purpose: str, url: str, isc: str, limit_s: float) -> Any:
+        return await self.calls.call(
+            purpose, "GET", url, timeout_s=limit_s, connect_s=self.settings.connect_s, isc_name=isc
+        )

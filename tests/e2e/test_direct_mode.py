@@ -1,0 +1,103 @@
+"""Direct mode end to end (contracts §1.4, §8.4): a server patch makes the requester's provider a
+plain vLLM Pod (here the stand-in image); it sleeps when the requester goes, is reused hot, and
+the per-GPU sleeper limit (`--sleeper-limit 1`) evicts the oldest sleeper before a new provider
+is created. The tests are the steps of one story on one single-GPU node, in file order.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from localcluster.controlplane import LocalCluster
+from tests.e2e import inspect as i
+from tests.e2e.harness import E2EEnvironment, controller_args, e2e_environment
+from tests.e2e.manifests import direct_server_patch, requester_template
+
+NOMINAL = "dual-pods.llm-d.ai/nominal"
+SLEEPING = "dual-pods.llm-d.ai/sleeping"
+
+
+@pytest.fixture(scope="module")
+def env(
+    cluster: LocalCluster, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[E2EEnvironment]:
+    workdir = tmp_path_factory.mktemp("e2e-direct")
+    with e2e_environment(cluster, workdir, nodes=1) as environment:
+        environment.start_controller(*controller_args("--sleeper-limit", "1"))
+        yield environment
+
+
+def deploy(env: E2EEnvironment, app: str, model: str) -> None:
+    patch = direct_server_patch(model=model)
+    env.create_deployment(app, requester_template(app, node=env.nodes[0], server_patch=patch))
+
+
+def ready_requester(env: E2EEnvironment, app: str) -> dict[str, Any]:
+    def check() -> dict[str, Any] | None:
+        found = [p for p in i.requesters(env, app) if i.live(p) and i.ready(p)]
+        return found[0] if found else None
+
+    result: dict[str, Any] = env.wait(f"a Ready requester of {app}", check, timeout=40)
+    return result
+
+
+def providers(env: E2EEnvironment) -> dict[str, dict[str, Any]]:
+    """Direct providers by nominal hash."""
+    return {
+        i.meta(p)["annotations"][NOMINAL]: p
+        for p in i.pods(env)
+        if NOMINAL in (i.meta(p).get("annotations") or {}) and i.live(p)
+    }
+
+
+def scale_down(env: E2EEnvironment, app: str) -> None:
+    env.scale(app, 0)
+    env.wait(f"{app} scaled down", lambda: not i.requesters(env, app))
+
+
+def test_cold_start_creates_a_bound_provider(env: E2EEnvironment) -> None:
+    deploy(env, "alpha", "model-alpha")
+    requester = ready_requester(env, "alpha")
+    (provider,) = providers(env).values()
+    assert i.binding(provider) == (i.meta(requester)["uid"], i.meta(requester)["name"])
+    env_vars = {e["name"]: e.get("value") for e in provider["spec"]["containers"][0]["env"]}
+    assert env_vars["CUDA_VISIBLE_DEVICES"] == "0"
+    text = env.controllers[0].metrics()
+    assert i.metric(text, "fma_actuation_seconds_count", {"path": "cold"}) == 1
+
+
+def test_scale_down_leaves_a_sleeping_provider(env: E2EEnvironment) -> None:
+    scale_down(env, "alpha")
+    (provider,) = providers(env).values()
+    assert i.binding(provider) is None
+    assert i.meta(provider)["labels"][SLEEPING] == "true"
+    assert not i.violations(env)
+
+
+def test_scale_up_reuses_the_sleeper_hot(env: E2EEnvironment) -> None:
+    (before,) = providers(env).values()
+    env.scale("alpha", 1)
+    requester = ready_requester(env, "alpha")
+    (after,) = providers(env).values()
+    assert i.meta(after)["uid"] == i.meta(before)["uid"]
+    assert i.binding(after) == (i.meta(requester)["uid"], i.meta(requester)["name"])
+    text = env.controllers[0].metrics()
+    assert i.metric(text, "fma_actuation_seconds_count", {"path": "hot"}) == 1
+
+
+def test_sleeper_limit_evicts_the_oldest_sleeper(env: E2EEnvironment) -> None:
+    scale_down(env, "alpha")
+    alpha = set(providers(env))
+    deploy(env, "beta", "model-beta")
+    ready_requester(env, "beta")
+    scale_down(env, "beta")
+    beta = set(providers(env)) - alpha
+    assert len(providers(env)) == 2  # one sleeper per model; the limit applies on creation
+    deploy(env, "gamma", "model-gamma")
+    ready_requester(env, "gamma")
+    env.wait("alpha's sleeper evicted", lambda: not alpha & set(providers(env)))
+    left = set(providers(env))
+    assert beta <= left and len(left) == 2

@@ -1,0 +1,77 @@
+"""`fma_actuation_seconds` when the ready relay beats the requester's status update (core, pure).
+
+A fast hot path relays readiness before the informer shows the requester's container as
+Running; the reference then never observes the actuation. fma observes it on a later pass,
+from the container's start to the answer of the relay.
+"""
+
+from __future__ import annotations
+
+from controller.core import (
+    ObserveActuation,
+    RelayReady,
+    RelayUnready,
+    ServerMemory,
+    decide_server,
+    record_success,
+)
+from tests.unit.core_fixtures import (
+    GPUS,
+    NOW,
+    bound_launcher_pod,
+    instance,
+    lv,
+    requester,
+    with_launchers,
+)
+
+FIN = "dual-pods.llm-d.ai/requester"
+SERVING = {
+    "dual-pods.llm-d.ai/launcher-config-name": "lc1",
+    "dual-pods.llm-d.ai/sleeping": "false",
+    "route": "yes",
+}
+
+
+def serving(memory: ServerMemory, **req: object) -> list[object]:
+    provider = bound_launcher_pod(labels=SERVING)
+    values: dict[str, object] = {
+        "finalizers": (FIN,),
+        "labels": {"dual-pods.llm-d.ai/dual": "launcher-a"},
+    }
+    values.update(req)
+    snap = with_launchers(
+        lv(provider, instance(phase="ready")),
+        providers=(provider,),
+        requester=requester(**values),
+        memory=memory,
+    )
+    return list(decide_server(snap))
+
+
+def test_relay_before_the_container_shows_running_defers_the_observation() -> None:
+    memory = ServerMemory(gpu_uuids=GPUS, instance_known=True)
+    actions = serving(memory, server_running=False, server_started_at=None)
+    assert RelayReady(ip="10.0.0.1", port=8081) in actions
+    assert not any(isinstance(a, ObserveActuation) for a in actions)
+    relay = next(a for a in actions if isinstance(a, RelayReady))
+    after = record_success(memory, relay, now=NOW + 0.5)
+    assert after.relayed_at == NOW + 0.5
+    later = serving(after, server_running=True, server_started_at=NOW - 2)
+    (observe,) = [a for a in later if isinstance(a, ObserveActuation)]
+    assert observe.seconds == 2.5 and observe.started_at == NOW - 2 and observe.path == "hot"
+    done = record_success(after, observe, now=NOW + 1)
+    assert not any(isinstance(a, ObserveActuation) for a in serving(done, server_running=True))
+
+
+def test_recovered_readiness_is_never_observed() -> None:
+    """After a controller restart readiness is only recorded (no POST), so nothing is timed."""
+    memory = ServerMemory(gpu_uuids=GPUS, instance_known=True, relayed_ready=True)
+    actions = serving(memory, server_running=True, server_started_at=NOW - 50)
+    assert not any(isinstance(a, ObserveActuation) for a in actions)
+
+
+def test_an_unready_relay_clears_the_relay_time() -> None:
+    memory = ServerMemory(relayed_ready=True, relayed_at=NOW)
+    after = record_success(memory, RelayUnready(ip="10.0.0.1", port=8081), now=NOW + 1)
+    assert after.relayed_ready is False and after.relayed_at is None

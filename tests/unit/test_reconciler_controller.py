@@ -1,0 +1,115 @@
+"""`DualPodsController.reconcile` with filled caches and mock peers: one cold actuation step by
+step (query, create, wait for the own write, wait for the launcher), outcomes to queue results."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import httpx
+
+from controller.core import ServerMemory, Settings
+from controller.kube import PODS, EventRecorder, KubeClient, Result
+from controller.observability import ControllerMetrics
+from controller.reconciler import (
+    DualPodsController,
+    IscKey,
+    LauncherKey,
+    ReconcilerSettings,
+    ServerKey,
+)
+from tests.unit.reconciler_support import NS, Recorder, echo_apiserver, node, pod
+from tests.virtualtime import run_virtual
+
+ISC_KEY = "dual-pods.llm-d.ai/inference-server-config"
+KEY = ServerKey("req-uid", "req")
+MSC = {"port": 8005, "options": "--model m"}
+ISC = {"metadata": {"name": "isc1", "namespace": NS, "resourceVersion": "1"},
+       "spec": {"launcherConfigName": "lc", "modelServerConfig": MSC}}  # fmt: skip
+LC = {"metadata": {"name": "lc", "namespace": NS, "uid": "lc-uid", "resourceVersion": "1"},
+      "spec": {"maxInstances": 2, "podTemplate": {"spec": {"containers": [
+          {"name": "inference-server", "image": "launcher"}]}}}}  # fmt: skip
+
+
+class _Sink:
+    async def create(self, namespace: str, event: dict[str, object]) -> dict[str, object]:
+        return event
+
+    async def patch(self, namespace: str, name: str, patch: dict[str, object]) -> dict[str, object]:
+        return patch
+
+
+def controller(api: Recorder, peers: Recorder) -> DualPodsController:
+    client = KubeClient(httpx.AsyncClient(transport=httpx.MockTransport(api), base_url="https://k"))
+    settings = ReconcilerSettings(namespace=NS, core=Settings(memory_check=False))
+    made = DualPodsController(
+        client,
+        settings,
+        metrics=ControllerMetrics(),
+        recorder=EventRecorder(_Sink()),
+        peer_http=httpx.AsyncClient(transport=httpx.MockTransport(peers)),
+    )
+    stores = {name: informer.store for name, informer in made.informers.items()}
+    stores["pods"].upsert(pod("req", uid="req-uid", annotations={ISC_KEY: "isc1"}))
+    stores["nodes"].upsert(node("n1"))
+    stores["inferenceserverconfigs"].upsert(ISC)
+    stores["launcherconfigs"].upsert(LC)
+    return made
+
+
+def gpus(request: httpx.Request) -> httpx.Response:
+    return httpx.Response(200, json=["GPU-0"])
+
+
+def test_a_cold_actuation_step_by_step() -> None:
+    async def main() -> None:
+        api, peers = Recorder(echo_apiserver), Recorder(gpus)
+        made = controller(api, peers)
+        assert await made.reconcile(KEY) == Result(requeue_after=0.0)  # asked for the GPUs
+        assert made.memories[KEY.uid].gpu_uuids == ("GPU-0",)
+        assert await made.reconcile(KEY) == Result(requeue_after=0.0)  # launcher created
+        created = api.bodies()[0]
+        assert created["metadata"]["generateName"] == "launcher-lc-"
+        assert created["metadata"]["annotations"]["dual-pods.llm-d.ai/requester"] == "req-uid req"
+        assert created["metadata"]["finalizers"] == ["dual-pods.llm-d.ai/provider"]
+        assert made.memories[KEY.uid].path == "cold"
+        # The informer has not shown the new launcher yet: the next pass waits for it.
+        assert await made.reconcile(KEY) == Result(requeue_after=1.0)
+        assert len(api.requests) == 2
+        launcher = pod("launcher-lc-abcde", uid="launcher-lc-abcde-uid", ip=None, rv="11",
+                       annotations=created["metadata"]["annotations"],
+                       labels=created["metadata"]["labels"], pinned="n1",
+                       created=dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"))  # fmt: skip
+        made.informers[PODS.plural].store.upsert(launcher)
+        requester = pod("req", uid="req-uid", rv="11", annotations={ISC_KEY: "isc1"})
+        made.informers[PODS.plural].store.upsert(requester)
+        result = await made.reconcile(KEY)  # bound, the launcher is starting: wait for it
+        assert result is not None and result.requeue_after is not None
+        assert result.requeue_after > 100  # the launcher's start deadline (900 s)
+        await made.executor.peers.calls.http.aclose()
+
+    run_virtual(main)
+
+
+def test_a_failure_retries_and_a_vanished_server_is_forgotten() -> None:
+    async def main() -> None:
+        refused = Recorder(lambda request: httpx.Response(503, text="starting"))
+        made = controller(Recorder(echo_apiserver), refused)
+        assert await made.reconcile(KEY) == Result(retry=True)
+        made.memories[KEY.uid] = ServerMemory(gpu_uuids=("GPU-0",))
+        made.informers[PODS.plural].store.delete(pod("req"))
+        assert await made.reconcile(KEY) is None
+        assert KEY.uid not in made.memories
+
+    run_virtual(main)
+
+
+def test_other_items_without_work_end_quietly() -> None:
+    async def main() -> None:
+        made = controller(Recorder(echo_apiserver), Recorder(gpus))
+        assert await made.reconcile(LauncherKey("nope", "nope")) is None
+        bad = {**ISC, "spec": {"modelServerConfig": {"port": "x"}}}
+        made.informers["inferenceserverconfigs"].store.upsert(bad)
+        assert await made.reconcile(IscKey("isc1")) is None  # unreadable: no collection
+        assert await made.reconcile(IscKey("other")) is None  # deleted ISC, no launchers
+
+    run_virtual(main)
