@@ -1,0 +1,384 @@
+"""`helm install` of charts/fma into the real local control plane (Kubernetes 1.20.2).
+
+The local cluster has no kubelet for images and no cert-manager, so:
+- the chart is installed in self-managed certificate mode with hooks disabled (`--no-hooks`);
+  the hook objects are sent to the apiserver as a server-side dry run, which runs the same
+  validation and admission without creating Jobs that no kubelet would run;
+- the certificate step runs here, in-process, exactly as the renewal CronJob's containers would:
+  their rendered command lines (`fma-certs ensure ...`, then files/sync_ca_bundle.py), with the
+  CronJob's ServiceAccount identity, so the chart's RBAC is what is tested;
+- the webhook runs as a local process with the Deployment's rendered arguments and the webhook
+  ServiceAccount's identity, and must become ready behind the certificate the step issued.
+Uninstalling then leaves nothing carrying the release's label, and the Secrets `fma-certs` wrote
+are garbage-collected with the Service that owns them.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import io
+import json
+import secrets
+import socket
+import ssl
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Final
+
+import kubernetes.client
+import pytest
+import yaml
+from kubernetes.client.rest import ApiException
+
+import certs.cli
+from localcluster.controlplane import LocalCluster
+from localcluster.processes import ManagedProcess, wait_until
+from tests.chart import support
+from tests.waiting import eventually
+
+pytestmark = pytest.mark.cluster
+
+KUBE_VERSION: Final = "v1.20.2"
+INSTANCE_LABEL: Final = "app.kubernetes.io/instance"
+CONFIGURATION_KINDS: Final = ("mutatingwebhookconfiguration", "validatingwebhookconfiguration")
+
+
+@dataclass(frozen=True)
+class Installation:
+    cluster: LocalCluster
+    release: str
+    namespace: str
+    served: str
+    values: dict[str, Any]
+    rendered: support.Rendered
+    manifest: list[dict[str, Any]]
+
+    @property
+    def fullname(self) -> str:
+        return f"{self.release}-fma"
+
+    def account(self, name: str) -> Path:
+        """A kubeconfig acting as ServiceAccount `name` of the release namespace."""
+        groups = ("system:serviceaccounts", f"system:serviceaccounts:{self.namespace}")
+        return self.cluster.kubeconfig_for(f"system:serviceaccount:{self.namespace}:{name}", groups)
+
+    def get(self, kind: str, name: str, namespace: str | None = None) -> dict[str, Any]:
+        where = ["-n", namespace] if namespace else []
+        result: dict[str, Any] = json.loads(
+            self.cluster.kubectl("get", kind, name, *where, "-o", "json")
+        )
+        return result
+
+
+@contextlib.contextmanager
+def _installed(cluster: LocalCluster) -> Iterator[Installation]:
+    """A fresh release in namespaces of its own; always uninstalled and cleaned up after."""
+    suffix = secrets.token_hex(3)
+    release, namespace, served = f"chart-{suffix}", f"fma-chart-{suffix}", f"served-{suffix}"
+    values = {**support.VALUE_SETS["self-managed"], "servedNamespace": served}
+    for name in (namespace, served):
+        cluster.kubectl("create", "namespace", name)
+    try:
+        info = support.install(
+            cluster.kubeconfig, values, release=release, namespace=namespace, disable_hooks=True
+        )
+        assert info["status"] == "deployed", info
+        rendered = support.render(
+            values, kube_version=KUBE_VERSION, namespace=namespace, release=release
+        )
+        manifest = [doc for doc in yaml.safe_load_all(info["manifest"]) if doc]
+        yield Installation(cluster, release, namespace, served, values, rendered, manifest)
+    finally:
+        support.uninstall(
+            cluster.kubeconfig, release=release, namespace=namespace, disable_hooks=True
+        )
+        # A configuration left behind with failurePolicy Fail would refuse the CR writes of
+        # every later test: make sure, whatever happened above.
+        selector = f"{INSTANCE_LABEL}={release}"
+        cluster.kubectl("delete", ",".join(CONFIGURATION_KINDS), "-l", selector, check=False)
+        cluster.kubectl("delete", "namespace", namespace, served, "--wait=false", check=False)
+
+
+def _run_certificate_step(installation: Installation) -> dict[str, Any]:
+    """The renewal CronJob's two containers, run here as its ServiceAccount."""
+    cronjob = installation.rendered.get("CronJob", f"{installation.fullname}-certs-renew")
+    spec = support.pod_spec(cronjob)
+    assert spec is not None
+    kubeconfig = f"--kubeconfig={installation.account(spec['serviceAccountName'])}"
+    ensure = support.container(cronjob, "ensure")
+    assert ensure["command"] == ["fma-certs"]
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        assert certs.cli.main([*ensure["args"], kubeconfig]) == 0
+    sync = support.container(cronjob, "sync-ca-bundle")
+    assert sync["command"][0] == "python"
+    result = subprocess.run(
+        [sys.executable, *sync["command"][1:], *sync["args"], kubeconfig],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    report: dict[str, Any] = json.loads(result.stdout)
+    report["certificatesChanged"] = json.loads(printed.getvalue())["changed"]
+    return report
+
+
+@pytest.fixture(scope="module")
+def installed(cluster: LocalCluster) -> Iterator[Installation]:
+    with _installed(cluster) as installation:
+        first = _run_certificate_step(installation)
+        assert first["certificatesChanged"] and all(first["changed"].values()), first
+        yield installation
+
+
+def test_the_release_is_rendered_for_the_cluster_and_every_object_is_stored(
+    installed: Installation,
+) -> None:
+    # Helm rendered what the offline render for 1.20 gives (policy/v1beta1, batch/v1beta1, no
+    # matchConditions), and the apiserver stored each object.
+    def by_key(objects: list[dict[str, Any]]) -> dict[tuple[str, str], dict[str, Any]]:
+        return {(o["kind"], o["metadata"]["name"]): o for o in objects}
+
+    assert by_key(installed.manifest) == by_key(installed.rendered.resources)
+    assert len(installed.manifest) == len(installed.rendered.resources)
+    for obj in installed.manifest:
+        stored = installed.get(
+            obj["kind"], obj["metadata"]["name"], obj["metadata"].get("namespace")
+        )
+        assert stored["metadata"]["labels"][INSTANCE_LABEL] == installed.release
+    for crd in support.chart_crds():
+        conditions = installed.get("crd", crd["metadata"]["name"])["status"]["conditions"]
+        assert {"type": "Established", "status": "True"} in [
+            {"type": c["type"], "status": c["status"]} for c in conditions
+        ]
+
+
+def test_the_hook_objects_are_accepted(installed: Installation) -> None:
+    hooks = installed.rendered.hooks
+    assert {o["kind"] for o in hooks} == {
+        "ServiceAccount",
+        "Role",
+        "RoleBinding",
+        "ClusterRole",
+        "ClusterRoleBinding",
+        "Job",
+    }
+    body = json.dumps({"apiVersion": "v1", "kind": "List", "items": hooks})
+    out = installed.cluster.kubectl(
+        "create", "--dry-run=server", "-o", "name", "-f", "-", input_text=body
+    )
+    assert len(out.split()) == len(hooks)
+
+
+def test_the_certificate_step_fills_every_ca_bundle_and_hands_the_secrets_over(
+    installed: Installation,
+) -> None:
+    namespace, name = installed.namespace, f"{installed.fullname}-webhook"
+    serving = installed.get("secret", f"{name}-tls", namespace)
+    bundle = serving["data"]["ca.crt"]
+    assert b"BEGIN CERTIFICATE" in base64.b64decode(bundle)
+    for kind in CONFIGURATION_KINDS:
+        webhooks = installed.get(kind, name)["webhooks"]
+        assert len(webhooks) == 2
+        assert all(w["clientConfig"]["caBundle"] == bundle for w in webhooks)
+    service_uid = installed.get("service", name, namespace)["metadata"]["uid"]
+    for secret in (f"{name}-tls", f"{name}-tls-ca"):
+        owners = installed.get("secret", secret, namespace)["metadata"]["ownerReferences"]
+        assert [(o["kind"], o["uid"]) for o in owners] == [("Service", service_uid)]
+    again = _run_certificate_step(installed)
+    assert not again["certificatesChanged"] and not any(again["changed"].values()), again
+
+
+def test_an_upgrade_keeps_the_patched_ca_bundle(installed: Installation) -> None:
+    """The templates leave `caBundle` out, so Helm's merge keeps what the certificate step
+    wrote while it changes what the chart owns."""
+    name = f"{installed.fullname}-webhook"
+    before = {kind: installed.get(kind, name)["webhooks"] for kind in CONFIGURATION_KINDS}
+    values = {**installed.values, "webhook": {"timeoutSeconds": 7}}
+    info = support.upgrade(
+        installed.cluster.kubeconfig,
+        values,
+        release=installed.release,
+        namespace=installed.namespace,
+        disable_hooks=True,
+    )
+    assert (info["status"], info["revision"]) == ("deployed", 2)
+    for kind in CONFIGURATION_KINDS:
+        after = installed.get(kind, name)["webhooks"]
+        assert [w["timeoutSeconds"] for w in after] == [7, 7]
+        assert [w["clientConfig"] for w in after] == [w["clientConfig"] for w in before[kind]]
+        assert all(w["clientConfig"]["caBundle"] for w in after)
+
+
+@pytest.mark.parametrize(
+    ("account", "verb", "resource", "where", "allowed"),
+    [
+        ("controllers", "create", "pods", "served", True),
+        ("controllers", "delete", "pods", "served", True),
+        (
+            "controllers",
+            "patch",
+            "launcherconfigs.fma.llm-d.ai --subresource=status",
+            "served",
+            True,
+        ),
+        ("controllers", "update", "leases.coordination.k8s.io", "served", True),
+        ("controllers", "create", "events.events.k8s.io", "served", True),
+        ("controllers", "watch", "nodes", "", True),
+        ("controllers", "update", "inferenceserverconfigs.fma.llm-d.ai", "served", False),
+        ("controllers", "get", "secrets", "served", False),
+        ("controllers", "create", "pods", "release", False),
+        ("controllers", "update", "nodes", "", False),
+        ("webhook", "watch", "namespaces", "", True),
+        ("webhook", "list", "replicasets.apps", "", True),
+        ("webhook", "watch", "launcherconfigs.fma.llm-d.ai", "", True),
+        ("webhook", "get", "pods", "served", False),
+        ("webhook", "create", "inferenceserverconfigs.fma.llm-d.ai", "served", False),
+        ("webhook", "list", "secrets", "release", False),
+        ("certs", "create", "secrets", "release", True),
+        ("certs", "update", "secrets/{fullname}-webhook-tls", "release", True),
+        ("certs", "get", "secrets/other", "release", False),
+        ("certs", "list", "secrets", "release", False),
+        ("certs", "patch", "validatingwebhookconfigurations/{fullname}-webhook", "", True),
+        ("certs", "patch", "validatingwebhookconfigurations/someone-else", "", False),
+        ("certs", "create", "secrets", "served", False),
+    ],
+)
+def test_each_account_may_do_what_it_needs_and_no_more(
+    installed: Installation, account: str, verb: str, resource: str, where: str, allowed: bool
+) -> None:
+    accounts = {
+        "controllers": f"{installed.release}-fma-controllers",
+        "webhook": f"{installed.fullname}-webhook",
+        "certs": f"{installed.fullname}-certs",
+    }
+    user = f"system:serviceaccount:{installed.namespace}:{accounts[account]}"
+    namespace = {"served": ["-n", installed.served], "release": ["-n", installed.namespace]}
+    args = [
+        "auth",
+        "can-i",
+        verb,
+        *resource.format(fullname=installed.fullname).split(),
+        f"--as={user}",
+        *namespace.get(where, []),
+    ]
+    answer = installed.cluster.kubectl(*args, check=False).strip()
+    assert answer == ("yes" if allowed else "no"), " ".join(args)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _status(port: int, ca_pem: bytes, server_name: str, path: str) -> int:
+    """GET over TLS, trusting only `ca_pem` and checking the name the apiserver checks."""
+    context = ssl.create_default_context(cadata=ca_pem.decode())
+    with (
+        socket.create_connection(("127.0.0.1", port), timeout=5) as raw,
+        context.wrap_socket(raw, server_hostname=server_name) as tls,
+    ):
+        request = f"GET {path} HTTP/1.1\r\nHost: {server_name}\r\nConnection: close\r\n\r\n"
+        tls.sendall(request.encode())
+        return int(tls.recv(64).split()[1])
+
+
+def test_the_webhook_serves_with_the_charts_arguments_rbac_and_certificate(
+    installed: Installation, tmp_path: Path
+) -> None:
+    name = f"{installed.fullname}-webhook"
+    deployment = installed.rendered.get("Deployment", name)
+    container = support.container(deployment, "webhook")
+    serving = installed.get("secret", f"{name}-tls", installed.namespace)["data"]
+    mount = next(m["mountPath"] for m in container["volumeMounts"] if m["name"] == "tls")
+    for key in ("tls.crt", "tls.key"):
+        (tmp_path / key).write_bytes(base64.b64decode(serving[key]))
+    port = _free_port()
+    args = [
+        a.replace(mount, str(tmp_path)) if a.startswith("--tls-") else a
+        for a in container["args"]
+        if not a.startswith("--port=")
+    ]
+    spec = support.pod_spec(deployment)
+    assert spec is not None
+    argv = [
+        str(Path(sys.executable).parent / container["command"][0]),
+        *args,
+        f"--port={port}",
+        "--host=127.0.0.1",
+        f"--kubeconfig={installed.account(spec['serviceAccountName'])}",
+    ]
+    process = ManagedProcess("fma-webhook", argv, log_path=tmp_path / "webhook.log")
+    bundle = installed.get("validatingwebhookconfiguration", name)["webhooks"][0]
+    ca_pem = base64.b64decode(bundle["clientConfig"]["caBundle"])
+    server_name = f"{name}.{installed.namespace}.svc"  # what the apiserver dials
+    process.start()
+    try:
+
+        def ready() -> bool:
+            with contextlib.suppress(OSError):
+                return _status(port, ca_pem, server_name, "/readyz") == 200
+            return False
+
+        wait_until(
+            "fma-webhook /readyz behind the chart's certificate", ready, timeout=60, process=process
+        )
+        assert _status(port, ca_pem, server_name, "/healthz") == 200
+    finally:
+        process.stop(grace_seconds=10)
+
+
+def _labelled(cluster: LocalCluster, release: str) -> list[str]:
+    """`kind/name` of every object of any listable kind, in any namespace, carrying the
+    release's label (kinds without their API group: `deployment.apps/x` -> `deployment/x`)."""
+    kinds = cluster.kubectl("api-resources", "--verbs=list", "-o", "name").split()
+    kinds = [k for k in kinds if k not in ("events", "events.events.k8s.io")]
+    out = cluster.kubectl(
+        "get", ",".join(kinds), "-A", "-l", f"{INSTANCE_LABEL}={release}", "-o", "name"
+    )
+    names = []
+    for line in out.split():
+        kind, name = line.split("/", 1)
+        names.append(f"{kind.split('.', 1)[0]}/{name}")
+    return names
+
+
+def test_uninstall_leaves_nothing_behind(cluster: LocalCluster) -> None:
+    with _installed(cluster) as installation:
+        _run_certificate_step(installation)
+        release, namespace = installation.release, installation.namespace
+        # The release's objects, and the ReplicaSets and Pods of its Deployments.
+        names = {f"{o['kind']}/{o['metadata']['name']}".lower() for o in installation.manifest}
+        assert names <= set(_labelled(cluster, release))
+        support.uninstall(
+            cluster.kubeconfig, release=release, namespace=namespace, disable_hooks=True
+        )
+        eventually("no object labelled with the release", lambda: not _labelled(cluster, release))
+        core = kubernetes.client.CoreV1Api(installation.cluster.api_client())
+
+        def secrets_left() -> list[str]:
+            try:
+                items = core.list_namespaced_secret(namespace).items
+            except ApiException:
+                return ["<namespace unreadable>"]
+            default_token = "kubernetes.io/service-account-token"
+            return [
+                s.metadata.name
+                for s in items
+                if not (
+                    s.type == default_token
+                    and (s.metadata.annotations or {}).get("kubernetes.io/service-account.name")
+                    == "default"
+                )
+            ]
+
+        # The fma-certs Secrets go with their owner, the Service; Helm's release record too.
+        eventually("the certificate Secrets garbage-collected", lambda: not secrets_left())
+        core.api_client.close()
