@@ -20,6 +20,13 @@ if ! "$PYTHON" -c 'import venv, ensurepip' 2>/dev/null; then
   as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv >/dev/null
 fi
 
+# Debian's shellcheck package: tests/docs lints docs/e2e-kind.sh with it.
+if ! command -v shellcheck >/dev/null; then
+  log "installing shellcheck"
+  as_root apt-get update -qq
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq shellcheck >/dev/null
+fi
+
 VENV="$ROOT/.venv"
 if [[ ! -x "$VENV/bin/python" ]]; then
   log "creating $VENV"
