@@ -1,6 +1,7 @@
-"""`fma-controller`: the dual-pods controller process (contracts §13).
+"""`fma-controller`: the dual-pods controller and the launcher populator (contracts §10, §13).
 
-Runs the reconciler of one focus namespace, optionally behind Lease-based leader election, and
+Runs both controllers of one focus namespace in one process, sharing the informers and the
+launcher instance streams, optionally behind Lease-based leader election, and
 serves `/metrics`, `/healthz` and `/readyz` on `--metrics-port`. Logs are JSON lines on stderr.
 SIGTERM (or SIGINT) stops the work, releases the Lease and exits 0; a lost Lease exits 1 so
 that the restarted process begins with clean memory (client-go's convention).
@@ -14,11 +15,13 @@ import contextlib
 import logging
 import signal
 import sys
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-from controller.core import Settings
+from controller.core import InstanceView, Settings
 from controller.kube import (
     ConnectionSettings,
     EventRecorder,
@@ -41,6 +44,8 @@ from controller.observability import (
     all_synced,
     configure_logging,
 )
+from controller.populator import Populator, parse_duration
+from controller.populator import Settings as PopulatorSettings
 from controller.reconciler import DualPodsController, ReconcilerSettings
 
 _log = logging.getLogger("fma.controller")
@@ -51,6 +56,7 @@ CONTROLLER_NAME = "dual-pods-controller"
 class CliConfig:
     connection: ConnectionSettings
     reconciler: ReconcilerSettings
+    populator: PopulatorSettings | None
     leader: LeaderElectionSettings | None
     server: ServerSettings
     log_level: str
@@ -79,6 +85,7 @@ def _parser() -> argparse.ArgumentParser:
     add("--metrics-host", default="0.0.0.0")
     add("--debug-port", type=int, default=None, help="accepted for compatibility; unused")
     _timeouts(parser)
+    _populator_flags(parser)
     _leader_flags(parser)
     add("--log-level", default="info", choices=("debug", "info", "warning", "error"))
     add("-v", "--v", dest="verbosity", type=int, default=0, help="klog style: 4 or more = debug")
@@ -98,6 +105,23 @@ def _timeouts(parser: argparse.ArgumentParser) -> None:
         help="seconds an unbind may try to sleep a server before deleting it")  # fmt: skip
     add("--stuck-launcher-after", type=float, default=defaults.stuck_launcher_after)
     add("--retry-after", type=float, default=defaults.retry_after)
+
+
+def _populator_flags(parser: argparse.ArgumentParser) -> None:
+    add = parser.add_argument
+    defaults = PopulatorSettings(namespace="-")
+    add("--populator", action=argparse.BooleanOptionalAction, default=True,
+        help="also run the launcher populator (default on)")  # fmt: skip
+    add("--expectation-timeout", type=parse_duration, default=defaults.expectation_timeout_s,
+        help="populator: wait this long for its own writes, then LIST")  # fmt: skip
+    add("--stuck-scheduling-threshold", type=parse_duration,
+        default=defaults.stuck_scheduling_threshold_s,
+        help="an unscheduled launcher is stuck this long after creation (Go duration)")  # fmt: skip
+    add("--stuck-starting-threshold", type=parse_duration,
+        default=defaults.stuck_starting_threshold_s,
+        help="a scheduled, unready launcher is stuck this long after scheduling")  # fmt: skip
+    add("--keep-sleepers", type=parse_duration, default=defaults.keep_sleepers_s,
+        help="keep uncovered launchers with sleepers this long")  # fmt: skip
 
 
 def _leader_flags(parser: argparse.ArgumentParser) -> None:
@@ -135,11 +159,21 @@ def parse_args(argv: Sequence[str] | None) -> CliConfig:
             renew_deadline_s=args.leader_elect_renew_deadline,
             retry_period_s=args.leader_elect_retry_period,
         )
+    populator = None
+    if args.populator:
+        populator = PopulatorSettings(
+            namespace=args.namespace,
+            expectation_timeout_s=args.expectation_timeout,
+            stuck_scheduling_threshold_s=args.stuck_scheduling_threshold,
+            stuck_starting_threshold_s=args.stuck_starting_threshold,
+            keep_sleepers_s=args.keep_sleepers,
+        )
     return CliConfig(
         connection=ConnectionSettings(kubeconfig=args.kubeconfig, context=args.context),
         reconciler=ReconcilerSettings(
             namespace=args.namespace, workers=args.num_workers, core=core
         ),
+        populator=populator,
         leader=leader,
         server=ServerSettings(host=args.metrics_host, port=args.metrics_port),
         log_level="debug" if args.verbosity >= 4 else args.log_level,
@@ -159,6 +193,18 @@ class _Process:
         self.controller = DualPodsController(
             self.client, config.reconciler, metrics=self.metrics, recorder=self.recorder
         )
+        self.populator: Populator | None = None
+        if config.populator is not None:
+            self.populator = Populator(
+                self.client,
+                self.controller.informers,
+                config.populator,
+                self.metrics,
+                instances=_StreamedInstances(self.controller),
+            )
+            self.controller.watches.listener = _NotifyPopulator(
+                self.controller.watches.listener, self.populator
+            )
         self.elector: LeaderElector | None = None
         if config.leader is not None:
             lease = config.leader
@@ -171,6 +217,8 @@ class _Process:
         liveness, readiness = HealthChecks(), HealthChecks()
         liveness.add("loop", lambda: (True, "serving"))
         readiness.add("controller", self._ready)
+        if self.populator is not None:
+            readiness.add("populator", self._populator_ready)
         if self.elector is not None:
             liveness.add("leader-election", self._lease_ok)
         self.server = ObservabilityServer(
@@ -187,6 +235,12 @@ class _Process:
             return self.elector.healthy()
         return all_synced(self.controller.synced)()
 
+    def _populator_ready(self) -> tuple[bool, str]:
+        assert self.populator is not None
+        if self.elector is not None and not self.elector.is_leader:
+            return (True, "standby")
+        return self.populator.health()
+
     def _lease_ok(self) -> tuple[bool, str]:
         assert self.elector is not None
         return self.elector.healthy() if self.elector.is_leader else (True, "standby")
@@ -195,9 +249,16 @@ class _Process:
         async with asyncio.TaskGroup() as group:
             group.create_task(self.recorder.run(), name="events")
             if self.elector is None:
-                await self.controller.run()
+                await self._lead()
             else:
-                await self.elector.run(self.controller.run)
+                await self.elector.run(self._lead)
+
+    async def _lead(self) -> None:
+        """Both controllers, while this process leads; one failing stops both."""
+        async with asyncio.TaskGroup() as group:
+            group.create_task(self.controller.run(), name="dual-pods-controller")
+            if self.populator is not None:
+                group.create_task(self.populator.run(), name="launcher-populator")
 
     async def close(self) -> None:
         await self.server.close()
@@ -228,6 +289,39 @@ async def serve(config: CliConfig) -> int:
         await process.close()
 
 
+class _StreamedInstances:
+    """The populator's view of launcher instances, from the dual-pods controller's streams.
+
+    One stream per launcher serves both controllers; the populator needs the instances to delete
+    empty launchers first and to keep launchers that still hold sleepers.
+    """
+
+    def __init__(self, controller: DualPodsController) -> None:
+        self._controller = controller
+
+    def instances(self, pod_uid: str) -> tuple[InstanceView, ...] | None:
+        raw = self._controller.state.raw_instances(pod_uid)
+        if raw is None:
+            return None
+        return self._controller.book.views(pod_uid, raw, time.time())
+
+
+class _NotifyPopulator:
+    """A launcher-stream listener that also tells the populator which launcher changed."""
+
+    def __init__(self, inner: Any, populator: Populator) -> None:
+        self._inner = inner
+        self._populator = populator
+
+    def on_relist(self, launcher: str, view: Any) -> None:
+        self._inner.on_relist(launcher, view)
+        self._populator.launcher_changed(launcher)
+
+    def on_event(self, launcher: str, event: Any, view: Any) -> None:
+        self._inner.on_event(launcher, event, view)
+        self._populator.launcher_changed(launcher)
+
+
 def _exit_code(work: asyncio.Task[None]) -> int:
     error = work.exception()
     if error is None:
@@ -246,8 +340,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     config = parse_args(argv)
     configure_logging(config.log_level)
     _log.info(
-        "fma-controller for namespace %s (leader election %s, %d workers)",
+        "fma-controller for namespace %s (populator %s, leader election %s, %d workers)",
         config.reconciler.namespace,
+        "on" if config.populator else "off",
         f"on, lease {config.leader.lease_name} as {config.leader.identity}"
         if config.leader
         else "off",
