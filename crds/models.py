@@ -101,7 +101,8 @@ class ModelServerConfig(WireModel):
 
     options: str | None = None
     """vLLM command-line options without `--port`, for example `--model /models/tiny
-    --enable-sleep-mode`. Split on whitespace; quoting is not supported."""
+    --enable-sleep-mode`. Split like a shell command line: fma's launcher honours quotes, a
+    reference launcher splits on whitespace only, so avoid quotes where both may serve."""
 
     # The one snake_case JSON name of the API, kept for wire compatibility.
     env_vars: dict[str, str] | None = Field(default=None, alias="env_vars")

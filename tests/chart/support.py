@@ -40,7 +40,7 @@ VALUE_SETS: Final[Mapping[str, JsonObject]] = {
     "image-digest": {"image": {"digest": "sha256:" + "ab" * 32, "pullPolicy": "Always"}},
     "served-namespace": {
         "servedNamespace": "llm",
-        "controller": {"sleeperLimit": 3, "numWorkers": 4, "debugAcceleratorMemory": True},
+        "controller": {"sleeperLimit": 3, "numWorkers": 4, "memoryCheck": False},
     },
     "issuer-ref": {
         "certificates": {

@@ -276,7 +276,7 @@ def test_served_namespace_holds_the_controllers_role() -> None:
         "--namespace=llm",
         "--sleeper-limit=3",
         "--num-workers=4",
-        "--debug-accelerator-memory",
+        "--no-memory-check",
     ]
     assert "kubectl label namespace llm fma.llm-d.ai/inject=enabled" in rendered.notes
     with pytest.raises(helm_python.HelmRenderError, match="is the release namespace"):

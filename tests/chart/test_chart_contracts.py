@@ -184,7 +184,7 @@ def test_controller_command_line_means_what_the_chart_says(value_set: str) -> No
     assert config.reconciler.namespace == served
     assert config.reconciler.workers == chosen.get("numWorkers", 2)
     assert config.reconciler.core.sleeper_limit == chosen.get("sleeperLimit", 2)
-    assert config.reconciler.core.memory_check is chosen.get("debugAcceleratorMemory", False)
+    assert config.reconciler.core.memory_check is chosen.get("memoryCheck", True)
     assert config.connection.kubeconfig is None
     leader_elect = chosen.get("leaderElection", {}).get("enabled", True)
     assert (config.leader is not None) is leader_elect

@@ -206,3 +206,14 @@ def test_unknown_selector_of_a_controlled_pod_drops_every_label() -> None:
 def test_pod_without_owner_keeps_its_labels() -> None:
     original = pod(labels={"app": "chat"})
     assert "metadata" not in server_patch(apply(original, mutate(original)))
+
+
+def test_the_service_account_token_mount_is_left_to_the_provider_admission() -> None:
+    token = {
+        "name": "kube-api-access-x1y2z",
+        "mountPath": "/var/run/secrets/kubernetes.io/serviceaccount",
+        "readOnly": True,
+    }
+    models = {"name": "models", "mountPath": "/models"}
+    container = provider_container(pod(vllm_container(volumeMounts=[models, token])))
+    assert container["volumeMounts"] == [models]

@@ -28,6 +28,7 @@ from webhook.vllm_cmdline import VllmServeCommand, canonical_flag, option_groups
 
 SLEEP_FLAG: Final = "--enable-sleep-mode"
 DEV_MODE_ENV: Final = "VLLM_SERVER_DEV_MODE"
+TOKEN_MOUNT_PATH: Final = "/var/run/secrets/kubernetes.io/serviceaccount"
 _PROBE_TIMINGS: Final = (
     "initialDelaySeconds",
     "periodSeconds",
@@ -81,6 +82,27 @@ def _with_sleep_mode(container: dict[str, Any], command: VllmServeCommand) -> No
     else:
         argv.append(SLEEP_FLAG)
     container[key] = argv
+
+
+def _without_token_mount(container: dict[str, Any]) -> None:
+    """Drop the ServiceAccount token mount that admission added to the user's container.
+
+    The provider is a new Pod: admission mounts a token of its own. Restoring the requester's
+    mount would name the requester's token volume, which the controller removes when it
+    de-individualizes the spec (`kube-api-access-*`, Kubernetes 1.21 on), leaving a mount
+    without its volume, and the provider invalid.
+    """
+    mounts = container.get("volumeMounts")
+    if not isinstance(mounts, list):
+        return
+    kept = [
+        m for m in mounts if not (isinstance(m, dict) and m.get("mountPath") == TOKEN_MOUNT_PATH)
+    ]
+    if len(kept) != len(mounts):
+        if kept:
+            container["volumeMounts"] = kept
+        else:
+            del container["volumeMounts"]
 
 
 def _with_dev_mode(container: dict[str, Any], path: str, warnings: list[str]) -> None:
@@ -156,6 +178,7 @@ def provider_container(
     restored = {"name": REQUESTER_CONTAINER} | {
         key: copy.deepcopy(value) for key, value in original.items() if key != "name"
     }
+    _without_token_mount(restored)
     _with_sleep_mode(restored, command)
     _with_dev_mode(restored, path, warnings)
     restored["readinessProbe"] = _readiness_probe(original, command.port, path, warnings)
