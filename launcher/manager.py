@@ -118,7 +118,10 @@ class InstanceManager:
         """Creates the empty log file and asks the fork server for the child; returns its PID."""
         info = self.forkserver.info
         command = options.build_command(
-            argv, env_vars, sleep_mode_available=bool(info and info.sleep_mode_available)
+            argv,
+            env_vars,
+            sleep_mode_available=bool(info and info.sleep_mode_available),
+            launcher_host=self.settings.host,
         )
         for note in command.notes:
             _log.info("instance %s: %s", instance_id, note)

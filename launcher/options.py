@@ -137,10 +137,17 @@ def build_command(
     env_vars: Mapping[str, str],
     *,
     sleep_mode_available: bool,
+    launcher_host: str = "0.0.0.0",
 ) -> Command:
     """Applies the launcher's adaptations (see the module docstring) to a split `options`."""
     out = list(argv)
     notes: list[str] = []
+    if flag_value(out, "--host") is None and launcher_host not in ("", "0.0.0.0", "::"):
+        # A launcher told to listen on one address (its Pod IP where Pods share a network
+        # namespace, as on hollow nodes) gives its instances the same address: a wildcard bind
+        # would collide with any other Pod's socket on the same port.
+        out += ["--host", launcher_host]
+        notes.append(f"added --host {launcher_host}: the instance listens where the launcher does")
     if not sleep_mode_available:
         kept = [w for w in out if w != SLEEP_MODE_FLAG and not w.startswith(SLEEP_MODE_FLAG + "=")]
         if len(kept) != len(out):

@@ -111,3 +111,19 @@ def test_parallel_instances_keep_vllms_multiprocessing(argv: list[str]) -> None:
     command = build_command(argv, {}, sleep_mode_available=True)
     assert "--distributed-executor-backend" not in command.argv
     assert "VLLM_ENABLE_V1_MULTIPROCESSING" not in command.env
+
+
+def test_instances_listen_where_a_specific_launcher_host_listens() -> None:
+    pinned = build_command(
+        ["--model", "m"], {}, sleep_mode_available=True, launcher_host="10.1.2.3"
+    )
+    assert pinned.argv[pinned.argv.index("--host") + 1] == "10.1.2.3"
+    own = build_command(
+        ["--model", "m", "--host", "0.0.0.0"],
+        {},
+        sleep_mode_available=True,
+        launcher_host="10.1.2.3",
+    )
+    assert own.argv.count("--host") == 1
+    wildcard = build_command(["--model", "m"], {}, sleep_mode_available=True)
+    assert "--host" not in wildcard.argv
