@@ -104,6 +104,11 @@ def _pods(env: E2EEnvironment) -> list[Any]:
     return list(env.core.list_namespaced_pod(env.namespace).items)
 
 
+def _app_pods(env: E2EEnvironment) -> list[Any]:
+    """The Deployment's Pods, terminating ones included."""
+    return [p for p in _pods(env) if (p.metadata.labels or {}).get("app") == APP]
+
+
 def _requester(env: E2EEnvironment, exclude: set[str]) -> Any | None:
     for pod in _pods(env):
         labels = pod.metadata.labels or {}
@@ -190,6 +195,9 @@ def _story(env: E2EEnvironment, timeline: Timeline, model: Path) -> None:
         timeout=120,
     )
     timeline.step(f"asleep: {url}/is_sleeping says true; launcher {launcher.metadata.name} kept")
+    # The scheduler counts a terminating Pod's GPU as taken: scaling up before the old requester
+    # is gone would give the new one the other GPU, where no instance sleeps (a warm start).
+    env.wait("the old requester to be gone", lambda: not _app_pods(env), timeout=60)
 
     env.scale(APP, 1)
     timeline.step("scaled to 1: a new requester asks for the same model")
