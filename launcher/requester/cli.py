@@ -13,7 +13,7 @@ import dataclasses
 import logging
 import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import jsonlog
 from jsonlog import fields
@@ -50,7 +50,8 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-async def _run(config: RequesterConfig) -> None:
+async def serve_until(config: RequesterConfig, stop: asyncio.Event) -> None:
+    """Serves until `stop` is set (the CLI sets it on SIGTERM; a host process decides itself)."""
     handle = await serve_requester(config)
     try:
         gpus: object = config.gpus.accelerators()
@@ -62,23 +63,34 @@ async def _run(config: RequesterConfig) -> None:
             host=config.host, probes_port=handle.probes_port, spi_port=handle.spi_port, gpus=gpus
         ),
     )
+    try:
+        await stop.wait()
+        _log.info("stopping")
+    finally:
+        await handle.close()
+
+
+async def _run(config: RequesterConfig) -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    await stop.wait()
-    _log.info("stopping")
-    await handle.close()
+    await serve_until(config, stop)
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+@dataclasses.dataclass(frozen=True)
+class Config:
+    """What the command line and the environment configure."""
+
+    requester: RequesterConfig
+    log_level: str
+
+
+def parse_config(argv: Sequence[str] | None, env: Mapping[str, str] | None = None) -> Config:
+    """The command line and the environment → (config, log level); ValueError when bad, and
+    argparse's usual exit 2 for bad flags."""
     args = _parser().parse_args(argv)
-    jsonlog.configure(args.log_level)
-    try:
-        config = RequesterConfig.from_env()
-    except ValueError as e:
-        _log.error("bad configuration", extra=fields(error=str(e)))
-        return 2
+    config = RequesterConfig.from_env(env)
     overrides = {
         k: v
         for k, v in {
@@ -88,9 +100,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         }.items()
         if v is not None
     }
-    config = dataclasses.replace(config, **overrides)
+    return Config(dataclasses.replace(config, **overrides), args.log_level)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
     try:
-        asyncio.run(_run(config))
+        config = parse_config(argv)
+    except ValueError as e:
+        jsonlog.configure()
+        _log.error("bad configuration", extra=fields(error=str(e)))
+        return 2
+    jsonlog.configure(config.log_level)
+    try:
+        asyncio.run(_run(config.requester))
     except OSError as e:
         _log.error("cannot listen", extra=fields(error=str(e)))
         return 1

@@ -14,6 +14,7 @@ Example::
     podNetwork: 127.42.0.0/16        # LocalCluster.pod_network; node i gets 127.42.<i+1>.0/24
     kubeletPort: 10250               # kubelet API on each node's InternalIP (kubectl logs)
     restartBackoff: {initialSeconds: 1, maxSeconds: 10}   # CrashLoopBackOff, shortened for tests
+    probePeriodScale: 1.0            # < 1 probes more often than periodSeconds (benchmarks)
     nodes:
       - name: gpu-node-1
         gpus: 2                      # nvidia.com/gpu capacity, GPU-<uuid5> UUIDs
@@ -27,6 +28,9 @@ Example::
         cmd: [--port, "8001"]
         env: {PYTHONUNBUFFERED: "1"}
         path: [../../.venv/bin]
+      ghcr.io/llm-d/fma:*:
+        path: [../../.venv/bin]
+        inProcess: {fma-requester: requester}   # runs inside the kubelet (benchmarks)
 """
 
 from __future__ import annotations
@@ -38,6 +42,8 @@ from typing import Literal, Self
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pydantic.alias_generators import to_camel
+
+from localcluster.kubelet.appref import check_app_reference
 
 _LOOPBACK = ipaddress.IPv4Network("127.0.0.0/8")
 
@@ -71,13 +77,31 @@ class NodeConfig(_Model):
 
 
 class ImageConfig(_Model):
-    """What a container image stands for: Docker's ENTRYPOINT, CMD, ENV and WORKDIR."""
+    """What a container image stands for: Docker's ENTRYPOINT, CMD, ENV and WORKDIR.
+
+    `inProcess` maps program names (the base name of a container's argv[0]) to apps that the
+    kubelet hosts inside its own process instead of starting a process (see `inprocess`): a
+    built-in name (`requester`, `vllm-standin`) or a `module:function` reference.
+    """
 
     entrypoint: list[str] = Field(default_factory=list)
     cmd: list[str] = Field(default_factory=list)
     env: dict[str, str] = Field(default_factory=dict)
     path: list[str] = Field(default_factory=list)
     working_dir: str | None = None
+    in_process: dict[str, str] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _check_in_process(self) -> Self:
+        for program, app in self.in_process.items():
+            if not program or "/" in program:
+                raise ValueError(
+                    f"inProcess key {program!r} must be a program's base name (no '/')"
+                )
+            problem = check_app_reference(app)
+            if problem is not None:
+                raise ValueError(f"inProcess[{program!r}]: {problem}")
+        return self
 
     def resolved(self, base: Path) -> ImageConfig:
         """Relative `path` entries and `workingDir` made absolute against `base`."""
@@ -112,6 +136,10 @@ class KubeletConfig(_Model):
     lease_renew_seconds: float = Field(default=10.0, gt=0)
     node_status_update_seconds: float = Field(default=10.0, gt=0)
     minimum_grace_seconds: float = Field(default=2.0, ge=0)
+    probe_period_scale: float = Field(default=1.0, gt=0, le=1)
+    """Test knob: every probe's `periodSeconds` is multiplied by this (Kubernetes' minimum
+    period is 1 s; a latency benchmark wants readiness noticed sooner). 1 is the real kubelet.
+    A Pod can set its own with the annotation `podspec.PROBE_PERIOD_SCALE`."""
     host_env: list[str] = Field(
         default_factory=lambda: ["HOME", "LANG", "LC_ALL", "TZ", "TMPDIR", "USER"]
     )

@@ -1,8 +1,9 @@
 """One container of one Pod: prepare, run, probe, restart (the kubelet's container runtime part).
 
 `ContainerRunner.supervise` runs instances of the container until the restart policy says stop
-or `stop` is called. Each instance is a local process group (see `process`); its output goes to
-the instance's CRI log file; its probes run beside it. The decisions (argv, env, restart and
+or `stop` is called. Each instance is a local process group (see `process`), or an app inside
+this process when the image maps its program so (see `inprocess`); its output goes to the
+instance's CRI log file; its probes run beside it. The decisions (argv, env, restart and
 back-off, probe results) come from the pure modules; this module only sequences them.
 """
 
@@ -16,19 +17,21 @@ import signal
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePath
 from typing import Any
 
 from localcluster.kubelet import envresolve, images
 from localcluster.kubelet.backoff import crash_loop_message, should_restart
 from localcluster.kubelet.clock import rfc3339
 from localcluster.kubelet.gpus import visible_devices_env
+from localcluster.kubelet.inprocess import AppInstance, AppLoadError, load_app
+from localcluster.kubelet.instances import ContainerInstance, ProcessInstance
 from localcluster.kubelet.logfiles import LogWriter
 from localcluster.kubelet.podspec import ContainerSpec, PodView
 from localcluster.kubelet.podstatus import ContainerStatus, Running, Terminated, Waiting
 from localcluster.kubelet.probers import ProbeTarget, run_probe
 from localcluster.kubelet.probestate import ContainerProbes, ProbeTracker
-from localcluster.kubelet.process import exit_code, signal_group, spawn
+from localcluster.kubelet.process import spawn
 from localcluster.kubelet.services import Services
 
 _log = logging.getLogger(__name__)
@@ -54,6 +57,11 @@ class Prepared:
     env: dict[str, str]
     cwd: str
     image_id: str
+    app: str | None = None  # run in-process (see `inprocess`) instead of as a process
+
+
+class _StartError(Exception):
+    """The instance could not start (containerd's StartError); the message says why."""
 
 
 class ContainerRunner:
@@ -73,6 +81,7 @@ class ContainerRunner:
         self._stop = asyncio.Event()
         self._kill_deadline = float("inf")
         self._key = f"{ctx.pod().uid}/{spec.name}"
+        self._probe_scale = ctx.pod().probe_period_scale or services.config.probe_period_scale
 
     # ----- public --------------------------------------------------------------------------
 
@@ -178,11 +187,13 @@ class ContainerRunner:
                 retry = min(retry * 2, 10.0)
         default_cwd = self.ctx.work_dir / self.spec.name
         default_cwd.mkdir(parents=True, exist_ok=True)
+        argv = images.resolve_argv(self.spec, image, env)
         return Prepared(
-            argv=images.resolve_argv(self.spec, image, env),
+            argv=argv,
             env=env,
             cwd=images.resolve_cwd(self.spec, image, str(default_cwd)),
             image_id=images.image_id(self.spec.image, image),
+            app=image.in_process.get(PurePath(argv[0]).name) if argv else None,
         )
 
     async def _environment(
@@ -218,28 +229,44 @@ class ContainerRunner:
         log_path = self.ctx.log_dir / self.spec.name / f"{self.status.restart_count}.log"
         writer = LogWriter(log_path)
         started_at = rfc3339()
+        try:
+            instance = await self._start(prepared, writer, container_id)
+        except _StartError as exc:
+            return self._start_failed(writer, container_id, str(exc))
+        self._event("Normal", "Started", f"Started container {self.spec.name}")
+        try:
+            return await self._watch_instance(instance, writer, prepared, container_id, started_at)
+        finally:
+            instance.discard()
+
+    async def _start(
+        self, prepared: Prepared, writer: LogWriter, container_id: str
+    ) -> ContainerInstance:
+        """An in-process app when the image says so, else a process group."""
+        if prepared.app is not None:
+            try:
+                app = load_app(prepared.app)
+            except AppLoadError as exc:
+                raise _StartError(str(exc)) from None
+            return AppInstance(
+                app, argv=prepared.argv, env=prepared.env, cwd=prepared.cwd, log=writer
+            )
         executable = (
             images.find_executable(prepared.argv[0], prepared.env, prepared.cwd)
             if prepared.argv
             else None
         )
         if executable is None:
-            return self._start_failed(
-                writer, container_id, images.describe_missing(prepared.argv, prepared.env)
-            )
+            raise _StartError(images.describe_missing(prepared.argv, prepared.env))
         try:
             process = await spawn(
                 [executable, *prepared.argv[1:]], env=prepared.env, cwd=prepared.cwd
             )
         except OSError as exc:
-            return self._start_failed(writer, container_id, f"starting {prepared.argv[0]}: {exc}")
-        self.services.registry.add(container_id, process.pid)
-        self._event("Normal", "Started", f"Started container {self.spec.name}")
-        try:
-            return await self._watch_instance(process, writer, prepared, container_id, started_at)
-        finally:
-            signal_group(process.pid, signal.SIGKILL)
-            self.services.registry.remove(container_id)
+            raise _StartError(f"starting {prepared.argv[0]}: {exc}") from None
+        registry = self.services.registry
+        registry.add(container_id, process.pid)
+        return ProcessInstance(process, writer, lambda: registry.remove(container_id))
 
     def _start_failed(self, writer: LogWriter, container_id: str, message: str) -> Terminated:
         now = rfc3339()
@@ -251,19 +278,14 @@ class ContainerRunner:
 
     async def _watch_instance(
         self,
-        process: asyncio.subprocess.Process,
+        instance: ContainerInstance,
         writer: LogWriter,
         prepared: Prepared,
         container_id: str,
         started_at: str,
     ) -> Terminated:
-        assert process.stdout is not None and process.stderr is not None
         if not self._stop.is_set():
             self._kill_deadline = float("inf")
-        pumps = [
-            asyncio.create_task(writer.pump(process.stdout, "stdout")),
-            asyncio.create_task(writer.pump(process.stderr, "stderr")),
-        ]
         probes = ContainerProbes.for_container(self.spec)
         fatal = asyncio.Event()
         self._set(Running(started_at))
@@ -271,7 +293,7 @@ class ContainerRunner:
         target = ProbeTarget(self.ctx.pod_ip, self.spec.ports, prepared.env, prepared.cwd)
         prober = asyncio.create_task(self._probe_all(probes, target, fatal))
         waits: set[asyncio.Task[Any]] = {
-            asyncio.create_task(process.wait()),
+            asyncio.create_task(instance.wait()),
             asyncio.create_task(self._stop.wait()),
             asyncio.create_task(fatal.wait()),
         }
@@ -279,16 +301,13 @@ class ContainerRunner:
         for task in waits:
             task.cancel()
         prober.cancel()
-        if process.returncode is None:
+        if instance.running:
             if fatal.is_set():
                 grace = self.ctx.pod().termination_grace_seconds
                 self._kill_deadline = min(self._kill_deadline, time.monotonic() + grace)
-            await self._kill(process)
-        code = exit_code(await process.wait())
-        signal_group(process.pid, signal.SIGKILL)
-        await asyncio.wait(pumps, timeout=_PUMP_DRAIN_SECONDS)
-        for task in pumps:
-            task.cancel()
+            await self._kill(instance)
+        code = await instance.wait()
+        await instance.drain_output(_PUMP_DRAIN_SECONDS)
         finished = rfc3339()
         writer.finish(code, finished)
         reason = "Completed" if code == 0 else "Error"
@@ -296,17 +315,17 @@ class ContainerRunner:
         self._set(ended)
         return ended
 
-    async def _kill(self, process: asyncio.subprocess.Process) -> None:
-        """SIGTERM to the group, then SIGKILL at the (possibly shortened) deadline."""
+    async def _kill(self, instance: ContainerInstance) -> None:
+        """SIGTERM, then SIGKILL at the (possibly shortened) deadline."""
         self._event("Normal", "Killing", f"Stopping container {self.spec.name}")
-        signal_group(process.pid, signal.SIGTERM)
-        while process.returncode is None:
+        instance.signal(signal.SIGTERM)
+        while instance.running:
             remaining = self._kill_deadline - time.monotonic()
             if remaining <= 0:
-                signal_group(process.pid, signal.SIGKILL)
+                instance.signal(signal.SIGKILL)
                 break
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(asyncio.shield(process.wait()), timeout=min(remaining, 0.2))
+                await asyncio.wait_for(asyncio.shield(instance.wait()), timeout=min(remaining, 0.2))
 
     def _update_readiness(self, probes: ContainerProbes) -> None:
         ready, started = probes.ready, probes.started
@@ -332,7 +351,7 @@ class ContainerRunner:
         await asyncio.sleep(tracker.spec.initial_delay_seconds)
         while not tracker.on_hold:
             if probes.should_run(tracker):
-                outcome = await run_probe(tracker.spec, target, self.services.http)
+                outcome = await run_probe(tracker.spec, target)
                 if tracker.observe(outcome.success):
                     self._update_readiness(probes)
                     if not outcome.success:
@@ -345,4 +364,4 @@ class ContainerRunner:
                         self._event("Normal", "Killing", f"Container {self.spec.name} {message}")
                         fatal.set()
                         return
-            await asyncio.sleep(tracker.spec.period_seconds)
+            await asyncio.sleep(tracker.spec.period_seconds * self._probe_scale)

@@ -23,8 +23,25 @@ JSON_MERGE = "application/merge-patch+json"
 
 
 def _json(response: Any) -> Json:
-    result: Json = json.loads(response.data)
+    try:
+        result: Json = json.loads(response.data)
+    finally:
+        response.release_conn()
     return result
+
+
+def _drain(response: Any) -> None:
+    """Reads an unwanted body and hands the connection back to the pool.
+
+    With `_preload_content=False` urllib3 keeps the connection out of its pool until the
+    response is released: an unread one is dropped, and one released late (after the event
+    loop got to it) lets the other threads open connections meanwhile, which the full pool then
+    discards. Either way the next call pays a new TLS handshake (a third of the kubelet's CPU
+    under load). So every call reads and releases in its worker thread."""
+    try:
+        _ = response.data
+    finally:
+        response.release_conn()
 
 
 def not_found(exc: ApiException) -> bool:
@@ -81,8 +98,10 @@ class KubeApi:
 
         def call() -> None:
             try:
-                self.core.delete_namespaced_pod(
-                    name, namespace, body=options, _preload_content=False
+                _drain(
+                    self.core.delete_namespaced_pod(
+                        name, namespace, body=options, _preload_content=False
+                    )
                 )
             except ApiException as exc:
                 if exc.status not in (404, 409):
@@ -109,9 +128,12 @@ class KubeApi:
         return await asyncio.to_thread(call)
 
     async def create_event(self, namespace: str, event: Mapping[str, Any]) -> None:
-        await asyncio.to_thread(
-            self.core.create_namespaced_event, namespace, dict(event), _preload_content=False
-        )
+        def call() -> None:
+            _drain(
+                self.core.create_namespaced_event(namespace, dict(event), _preload_content=False)
+            )
+
+        await asyncio.to_thread(call)
 
     # ----- Nodes and Leases ----------------------------------------------------------------
 
@@ -127,33 +149,31 @@ class KubeApi:
         return await asyncio.to_thread(call)
 
     async def create_node(self, node: Mapping[str, Any]) -> Json:
-        return _json(
-            await asyncio.to_thread(self.core.create_node, dict(node), _preload_content=False)
+        return await asyncio.to_thread(
+            lambda: _json(self.core.create_node(dict(node), _preload_content=False))
         )
 
     async def patch_node(self, name: str, patch: Mapping[str, Any]) -> Json:
         """A merge patch of the Node (labels, taints); include resourceVersion to guard it."""
-        return _json(
-            await asyncio.to_thread(
-                self.core.patch_node,
-                name,
-                dict(patch),
-                _content_type=JSON_MERGE,
-                _preload_content=False,
+        return await asyncio.to_thread(
+            lambda: _json(
+                self.core.patch_node(
+                    name, dict(patch), _content_type=JSON_MERGE, _preload_content=False
+                )
             )
         )
 
     async def patch_node_status(self, name: str, status: Mapping[str, Any]) -> Json:
-        return _json(
-            await asyncio.to_thread(
-                self.core.patch_node_status, name, {"status": status}, _preload_content=False
+        return await asyncio.to_thread(
+            lambda: _json(
+                self.core.patch_node_status(name, {"status": status}, _preload_content=False)
             )
         )
 
     async def delete_node(self, name: str) -> None:
         def call() -> None:
             try:
-                self.core.delete_node(name, _preload_content=False)
+                _drain(self.core.delete_node(name, _preload_content=False))
             except ApiException as exc:
                 if not not_found(exc):
                     raise
@@ -166,18 +186,22 @@ class KubeApi:
 
         def call() -> None:
             try:
-                self.coordination.patch_namespaced_lease(
-                    name,
-                    "kube-node-lease",
-                    {"spec": lease["spec"]},
-                    _content_type=JSON_MERGE,
-                    _preload_content=False,
+                _drain(
+                    self.coordination.patch_namespaced_lease(
+                        name,
+                        "kube-node-lease",
+                        {"spec": lease["spec"]},
+                        _content_type=JSON_MERGE,
+                        _preload_content=False,
+                    )
                 )
             except ApiException as exc:
                 if not not_found(exc):
                     raise
-                self.coordination.create_namespaced_lease(
-                    "kube-node-lease", dict(lease), _preload_content=False
+                _drain(
+                    self.coordination.create_namespaced_lease(
+                        "kube-node-lease", dict(lease), _preload_content=False
+                    )
                 )
 
         await asyncio.to_thread(call)

@@ -1,4 +1,5 @@
-"""The hollow kubelet: N virtual nodes, their Pods as local processes, in one asyncio process.
+"""The hollow kubelet: N virtual nodes, their Pods as local processes (or, for the images that
+say so, as apps inside this process), in one asyncio process.
 
 Wiring only: nodes (`nodes`), the Pod informer (`podsource`), one `PodWorker` per Pod bound to
 one of our nodes, the kubelet HTTPS API per node (`httpserver`), the orphan reaper (`reaper`).
@@ -14,7 +15,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-import httpx
 import kubernetes.client
 
 from certs.authority import CertificateAuthority
@@ -22,6 +22,7 @@ from localcluster.kubelet.config import KubeletConfig
 from localcluster.kubelet.events import EventRecorder
 from localcluster.kubelet.gpus import GpuAllocator, node_gpus
 from localcluster.kubelet.httpserver import KubeletApi, serve, server_ssl_context
+from localcluster.kubelet.inprocess import route_app_logs
 from localcluster.kubelet.kubeapi import KubeApi
 from localcluster.kubelet.network import PodIpAllocator, node_networks
 from localcluster.kubelet.nodes import NodeAgent, capacity
@@ -65,6 +66,8 @@ class HollowKubelet:
 
     async def run(self, stop: asyncio.Event) -> None:
         self.state_dir.mkdir(parents=True, exist_ok=True)
+        if any(image.in_process for image in self.config.images.values()):
+            route_app_logs()
         registry_path = self.state_dir / "process-groups.json"
         if killed := kill_recorded_groups(registry_path):
             _log.warning("killed leftover container processes", extra={"count": killed})
@@ -76,26 +79,25 @@ class HollowKubelet:
             stdin=asyncio.subprocess.DEVNULL,
             start_new_session=True,
         )
-        async with httpx.AsyncClient(verify=False, follow_redirects=False) as http:
-            self.services = self._services(http, GroupRegistry(registry_path))
-            servers: list[asyncio.Server] = []
-            heartbeats: list[asyncio.Task[None]] = []
-            try:
-                await asyncio.gather(*(agent.register() for agent in self.agents))
-                servers = await self._serve()
-                heartbeats = [asyncio.create_task(a.heartbeat()) for a in self.agents]
-                self._source = PodSource(
-                    self.api, asyncio.get_running_loop(), self._on_list, self._on_event
-                )
-                self._source.start()
-                _log.info("hollow kubelet running", extra={"nodes": ",".join(self.nodes)})
-                await stop.wait()
-            finally:
-                await self._shutdown(servers, heartbeats)
-                reaper.terminate()
-                await reaper.wait()
+        self.services = self._services(GroupRegistry(registry_path))
+        servers: list[asyncio.Server] = []
+        heartbeats: list[asyncio.Task[None]] = []
+        try:
+            await asyncio.gather(*(agent.register() for agent in self.agents))
+            servers = await self._serve()
+            heartbeats = [asyncio.create_task(a.heartbeat()) for a in self.agents]
+            self._source = PodSource(
+                self.api, asyncio.get_running_loop(), self._on_list, self._on_event
+            )
+            self._source.start()
+            _log.info("hollow kubelet running", extra={"nodes": ",".join(self.nodes)})
+            await stop.wait()
+        finally:
+            await self._shutdown(servers, heartbeats)
+            reaper.terminate()
+            await reaper.wait()
 
-    def _services(self, http: httpx.AsyncClient, registry: GroupRegistry) -> Services:
+    def _services(self, registry: GroupRegistry) -> Services:
         inventory = {n.name: node_gpus(n.name, n.gpus) for n in self.config.nodes}
         services = Services(
             config=self.config,
@@ -103,7 +105,6 @@ class HollowKubelet:
             state_dir=self.state_dir,
             api=self.api,
             events=EventRecorder(self.api),
-            http=http,
             registry=registry,
             gpus=GpuAllocator(inventory),
             ips={name: PodIpAllocator(info.network) for name, info in self.nodes.items()},
@@ -159,6 +160,7 @@ class HollowKubelet:
                     "node cleanup failed", extra={"node": agent.node.name, "error": str(exc)}
                 )
         if self.services is not None:
+            self.services.flush_checkpoint()
             await self.services.events.drain()
         _log.info("hollow kubelet stopped")
 

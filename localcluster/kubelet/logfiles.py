@@ -49,18 +49,10 @@ class LogWriter:
 
     async def pump(self, reader: asyncio.StreamReader, stream: Stream) -> None:
         """Copies a pipe into records until EOF; lines longer than 16 KiB are split (P)."""
-        pending = b""
+        lines = LineRecorder(self, stream)
         while chunk := await reader.read(_READ_CHUNK):
-            pending += chunk
-            while (newline := pending.find(b"\n")) != -1 or len(pending) >= _MAX_LINE:
-                if newline == -1 or newline >= _MAX_LINE:
-                    self.record(stream, pending[:_MAX_LINE], partial=True)
-                    pending = pending[_MAX_LINE:]
-                else:
-                    self.record(stream, pending[:newline])
-                    pending = pending[newline + 1 :]
-        if pending:
-            self.record(stream, pending, partial=True)
+            lines.feed(chunk)
+        lines.end()
 
     def finish(self, exit_code: int, finished_at: str) -> None:
         """Closes the file and marks the instance ended (followers stop at the end of it)."""
@@ -70,6 +62,32 @@ class LogWriter:
 
     def close(self) -> None:
         self._file.close()
+
+
+class LineRecorder:
+    """Cuts one stream's bytes into records: a record per line, lines longer than 16 KiB split
+    (P), and what is left at the end written as a partial record."""
+
+    def __init__(self, writer: LogWriter, stream: Stream) -> None:
+        self._writer = writer
+        self._stream = stream
+        self._pending = b""
+
+    def feed(self, data: bytes) -> None:
+        pending = self._pending + data
+        while (newline := pending.find(b"\n")) != -1 or len(pending) >= _MAX_LINE:
+            if newline == -1 or newline >= _MAX_LINE:
+                self._writer.record(self._stream, pending[:_MAX_LINE], partial=True)
+                pending = pending[_MAX_LINE:]
+            else:
+                self._writer.record(self._stream, pending[:newline])
+                pending = pending[newline + 1 :]
+        self._pending = pending
+
+    def end(self) -> None:
+        if self._pending:
+            self._writer.record(self._stream, self._pending, partial=True)
+            self._pending = b""
 
 
 @dataclass(frozen=True)

@@ -67,6 +67,11 @@ class ContainerSpec:
         return int((self.limits or {}).get(GPU_RESOURCE, "0"))
 
 
+PROBE_PERIOD_SCALE = "hollow-kubelet.fma.llm-d.ai/probe-period-scale"
+"""A Pod annotation, for benchmarks: this Pod's probes run every `periodSeconds` times this
+factor (Kubernetes' minimum period is 1 s). It overrides the kubelet's `probePeriodScale`."""
+
+
 @dataclass(frozen=True)
 class PodView:
     """What the hollow kubelet reads of a Pod; `raw` keeps the whole object for field refs."""
@@ -97,6 +102,17 @@ class PodView:
     def phase(self) -> str | None:
         phase = self.status.get("phase")
         return str(phase) if phase else None
+
+    @property
+    def probe_period_scale(self) -> float | None:
+        """The test knob of annotation `PROBE_PERIOD_SCALE`: probe periods times a factor in
+        (0, 1]; None when the annotation is absent or not such a number."""
+        annotations = (self.raw.get("metadata") or {}).get("annotations") or {}
+        try:
+            value = float(annotations.get(PROBE_PERIOD_SCALE, ""))
+        except ValueError:
+            return None
+        return value if 0 < value <= 1 else None
 
     def container(self, name: str) -> ContainerSpec | None:
         for container in (*self.init_containers, *self.containers):

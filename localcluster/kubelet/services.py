@@ -6,13 +6,12 @@ test can build its own.
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-
-import httpx
 
 from localcluster.kubelet.backoff import Backoff
 from localcluster.kubelet.config import KubeletConfig
@@ -22,6 +21,8 @@ from localcluster.kubelet.kubeapi import KubeApi
 from localcluster.kubelet.network import PodIpAllocator
 from localcluster.kubelet.process import GroupRegistry
 
+_CHECKPOINT_DELAY_S = 0.05
+
 
 @dataclass
 class Services:
@@ -30,13 +31,13 @@ class Services:
     state_dir: Path
     api: KubeApi
     events: EventRecorder
-    http: httpx.AsyncClient
     registry: GroupRegistry
     gpus: GpuAllocator
     ips: dict[str, PodIpAllocator]  # by node name
     host_environ: Mapping[str, str]
     restart_backoff: Backoff = field(init=False)
     image_backoff: Backoff = field(init=False)
+    _checkpoint_timer: asyncio.TimerHandle | None = field(default=None, init=False)
 
     def __post_init__(self) -> None:
         restart, image = self.config.restart_backoff, self.config.image_pull_backoff
@@ -48,7 +49,23 @@ class Services:
         return self.state_dir / "checkpoint.json"
 
     def save_checkpoint(self) -> None:
-        """GPU allocations and Pod IPs, written atomically after every change."""
+        """GPU allocations and Pod IPs, written atomically soon after a change: the changes of
+        the next 50 ms go into the same write (admitting 500 Pods would otherwise write the
+        whole, growing file 500 times). Outside an event loop it is written at once."""
+        if self._checkpoint_timer is not None:
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            self.flush_checkpoint()
+            return
+        self._checkpoint_timer = loop.call_later(_CHECKPOINT_DELAY_S, self.flush_checkpoint)
+
+    def flush_checkpoint(self) -> None:
+        """Writes the checkpoint now (a pending delayed write is folded in)."""
+        if self._checkpoint_timer is not None:
+            self._checkpoint_timer.cancel()
+            self._checkpoint_timer = None
         data: dict[str, Any] = {
             "gpus": self.gpus.to_checkpoint(),
             "podIPs": {uid: ip for alloc in self.ips.values() for uid, ip in alloc.by_pod.items()},

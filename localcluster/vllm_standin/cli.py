@@ -18,17 +18,26 @@ from localcluster.vllm_standin.options import parse
 from localcluster.vllm_standin.server import serve_standin
 
 
-async def _run(config: StandinConfig) -> None:
+async def serve_until(config: StandinConfig, stop: asyncio.Event) -> None:
+    """Serves until `stop` is set (the CLI sets it on SIGTERM; a host process decides itself).
+
+    Raises OSError when the port cannot be bound."""
     handle = await serve_standin(config)
+    try:
+        await stop.wait()
+        handle.log("INFO", "[shutdown] API server: shutdown triggered", "launcher.py")
+    finally:
+        await handle.close()
+    handle.log.uvicorn("Shutting down")
+    handle.log.uvicorn(f"Finished server process [{handle.log.pid}]")
+
+
+async def _run(config: StandinConfig) -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    await stop.wait()
-    handle.log("INFO", "[shutdown] API server: shutdown triggered", "launcher.py")
-    await handle.close()
-    handle.log.uvicorn("Shutting down")
-    handle.log.uvicorn(f"Finished server process [{handle.log.pid}]")
+    await serve_until(config, stop)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

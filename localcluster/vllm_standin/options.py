@@ -14,6 +14,7 @@ Options of the stand-in itself: `--startup-delay`, `--sleep-delay`, `--wake-dela
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 from collections.abc import Mapping, Sequence
 from typing import Final, TextIO
@@ -63,6 +64,15 @@ def build_parser(prog: str = "api_server.py") -> argparse.ArgumentParser:
                 option, dest=dest, nargs=_NARGS[arity], type=_TYPES[kind], help=argparse.SUPPRESS
             )
     return parser
+
+
+@functools.lru_cache(maxsize=4)
+def _shared_parser(prog: str) -> tuple[argparse.ArgumentParser, dict[str, object]]:
+    """One parser per program name, with its defaults: building vLLM's vocabulary and asking
+    each option for its default cost about 7 ms, which a kubelet starting 500 in-process
+    stand-ins pays once instead of 500 times (parsing does not change a parser)."""
+    parser = build_parser(prog)
+    return parser, vars(parser.parse_args([]))
 
 
 def normalize(args: Sequence[str]) -> list[str]:
@@ -120,10 +130,10 @@ def parse(
 ) -> StandinConfig:
     """argv (without the program name) → config; exits 2 with argparse's message when bad."""
     env = os.environ if env is None else env
-    parser = build_parser(prog)
+    parser, defaults = _shared_parser(prog)
     ns = parser.parse_args(normalize(argv))
     non_default = {
-        k: v for k, v in vars(ns).items() if v != parser.get_default(k) and not k.endswith("_delay")
+        k: v for k, v in vars(ns).items() if v != defaults.get(k) and not k.endswith("_delay")
     }
     return StandinConfig(
         model=ns.model,

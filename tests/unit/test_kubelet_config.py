@@ -108,3 +108,11 @@ def test_node_defaults() -> None:
     node = NodeConfig(name="n")
     assert (node.gpus, node.cpu, node.memory, node.pods) == (0, "8", "32Gi", 110)
     assert _config().pod_network == ipaddress.IPv4Network("127.42.0.0/16")
+
+
+def test_probe_period_scale_is_a_test_knob_within_0_and_1() -> None:
+    assert _config().probe_period_scale == 1.0  # the real kubelet's periods by default
+    assert _config(probePeriodScale=0.05).probe_period_scale == 0.05
+    for bad in (0, 1.5):
+        with pytest.raises(pydantic.ValidationError):
+            _config(probePeriodScale=bad)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from localcluster.kubelet.podspec import ContainerPort, parse_pod, resolve_port
+import pytest
+
+from localcluster.kubelet.podspec import PROBE_PERIOD_SCALE, ContainerPort, parse_pod, resolve_port
 
 
 def test_defaults() -> None:
@@ -61,3 +63,13 @@ def test_named_ports() -> None:
     assert resolve_port(7, ports) == 7
     assert resolve_port("nope", ports) is None
     assert resolve_port(None, ports) is None
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [(None, None), ("0.05", 0.05), ("1", 1.0), ("0", None), ("2", None), ("fast", None)],
+)
+def test_probe_period_scale_annotation(value: str | None, expected: float | None) -> None:
+    annotations = {} if value is None else {PROBE_PERIOD_SCALE: value}
+    pod = parse_pod({"metadata": {"name": "p", "uid": "u", "annotations": annotations}, "spec": {}})
+    assert pod.probe_period_scale == expected

@@ -1,0 +1,191 @@
+"""Scale: N requesters (default 500) on M hollow GPU nodes (default 50), all at once, until all
+are Ready; the controller's peak resident memory on the way. Prints JSON.
+
+Direct mode: each requester gets a provider Pod running the vLLM stand-in. The hollow kubelet
+hosts both the requester stubs and the stand-ins inside its own process (`inProcess`), so a
+thousand "containers" cost a few hundred MB instead of a thousand Python processes. Launcher
+mode is not used here: every requester would get a launcher Pod of its own (a launcher is bound
+to one requester at a time), and a launcher is a FastAPI process of about 90 MB with a fork
+server of 20 MB and seconds of CPU to start, which 500 times over does not fit this machine.
+
+The requesters are created as bare Pods by 16 client threads (`--create pods`, the default) or
+as one Deployment (`--create deployment`; the ReplicaSet controller then creates them at its
+default 20 requests/s, so creation alone takes about 25 s). Either way the scheduler places
+them (by free `nvidia.com/gpu`) and the clock starts before the first create.
+
+Targets (issue 6): all Ready within 60 s; controller peak RSS ≤ 300 MB.
+Run: `.venv/bin/python bench/scale.py [--requesters 500] [--nodes 50]`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+_ROOT = Path(__file__).resolve().parent.parent
+if str(_ROOT) not in sys.path:
+    sys.path.insert(0, str(_ROOT))
+
+import psutil  # noqa: E402
+
+from bench import _templates as t  # noqa: E402
+from bench._env import BenchEnv, BenchSetup, bench_environment  # noqa: E402
+from bench._observe import PodRecord, RssSampler, summary_ms  # noqa: E402
+from bench._profile import profiling  # noqa: E402
+
+TARGET_READY_S, TARGET_RSS_MB = 60.0, 300.0
+_SLEEPING = "dual-pods.llm-d.ai/sleeping"
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    add = parser.add_argument
+    add("--requesters", type=int, default=500)
+    add("--nodes", type=int, default=50)
+    add("--kubelets", type=int, default=1, help="hollow-kubelet processes sharing the nodes")
+    add("--create", choices=("pods", "deployment"), default="pods")
+    add("--controller-arg", action="append", default=[], help="extra fma-controller flag")
+    add("--timeout", type=float, default=300.0, help="seconds to wait for all Ready")
+    add("--workdir", type=Path, default=None, help="keep logs here (default: a temp dir)")
+    add("--py-spy", type=Path, default=None, help="py-spy executable: profile the run")
+    add("--profile", choices=("controller", "hollow-kubelet", "both"), default="controller")
+    return parser
+
+
+def _requester_pod(index: int, template: dict[str, Any]) -> dict[str, Any]:
+    meta = template["metadata"]
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": f"{t.APP}-{index:04d}", **meta},
+        "spec": template["spec"],
+    }
+
+
+def _create(env: BenchEnv, args: argparse.Namespace, template: dict[str, Any]) -> float:
+    """Creates the requesters; returns when the last create returned (monotonic)."""
+    if args.create == "deployment":
+        env.create_deployment(t.APP, template, args.requesters)
+        return time.monotonic()
+    with ThreadPoolExecutor(16) as pool:
+        bodies = [_requester_pod(i, template) for i in range(args.requesters)]
+        list(pool.map(lambda body: env.core.create_namespaced_pod(env.namespace, body), bodies))
+    return time.monotonic()
+
+
+def _is_requester(record: PodRecord) -> bool:
+    return record.labels.get("app") == t.APP
+
+
+def _milestones(records: list[PodRecord], started: float) -> dict[str, float | None]:
+    """Seconds from the start until the last requester was seen scheduled, Running, Ready."""
+    requesters = [r for r in records if _is_requester(r)]
+    providers = [r for r in records if _SLEEPING in r.labels]
+
+    def last(values: list[float | None]) -> float | None:
+        if not values or any(v is None for v in values):
+            return None
+        return round(max(v for v in values if v is not None) - started, 2)
+
+    return {
+        "all_requesters_running_s": last([r.running_at for r in requesters]),
+        "all_providers_created_s": last([r.seen_at for r in providers]),
+        "all_providers_running_s": last([r.running_at for r in providers]),
+        "all_providers_ready_s": last([r.ready_at for r in providers]),
+        "all_requesters_ready_s": last([r.ready_at for r in requesters]),
+    }
+
+
+def _run(env: BenchEnv, args: argparse.Namespace, kubelet_rss: list[RssSampler]) -> dict[str, Any]:
+    template = t.requester_template(server_patch=t.direct_server_patch(wake_delay=0.0))
+    count: int = args.requesters
+    assert env.rss is not None and env.controller is not None and env.controller.pid
+    cpu_before = env.controller_cpu_seconds()
+    pids = {"controller": env.controller.pid, "hollow-kubelet": env.kubelets[0].pid or 0}
+    pids = {k: v for k, v in pids.items() if args.profile in (k, "both")}
+    with profiling(args.py_spy, pids, env.workdir / "profiles") as profiles:
+        started = time.monotonic()
+        created = _create(env, args, template)
+
+        def done(records: list[PodRecord]) -> bool:
+            ready = [r for r in records if _is_requester(r) and r.ready_at is not None]
+            return len(ready) >= count
+
+        try:
+            finished: float | None = env.watcher.wait(
+                f"{count} requesters Ready", done, args.timeout
+            )
+        except TimeoutError:
+            finished = None
+    records = env.watcher.records()
+    requesters = [r for r in records if _is_requester(r)]
+    peak_mb = env.rss.peak_bytes / 2**20
+    all_ready_s = finished - started if finished is not None else math.inf
+    return {
+        "all_ready_s": round(all_ready_s, 2) if finished is not None else None,
+        "ready_at_the_end": len([r for r in requesters if r.ready_at is not None]),
+        "created_s": round(created - started, 2),
+        **_milestones(records, started),
+        "requester_running_to_ready": summary_ms(
+            [r.ready_at - r.running_at for r in requesters if r.ready_at and r.running_at]
+        ),
+        "providers": len([r for r in records if _SLEEPING in r.labels]),
+        "controller_peak_rss_mb": round(peak_mb, 1),
+        "controller_rss_samples": env.rss.samples,
+        "controller_cpu_s": round(env.controller_cpu_seconds() - cpu_before, 1),
+        "controller_timings": env.controller_timings(),
+        "kubelet_peak_rss_mb": [round(s.peak_bytes / 2**20, 1) for s in kubelet_rss],
+        "target_ready_s": TARGET_READY_S,
+        "target_controller_rss_mb": TARGET_RSS_MB,
+        "meets_targets": bool(all_ready_s <= TARGET_READY_S and peak_mb <= TARGET_RSS_MB),
+        "profile": profiles.summary() if args.py_spy else None,
+    }
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    setup = BenchSetup(
+        nodes=args.nodes,
+        gpus_per_node=math.ceil(args.requesters / args.nodes),
+        kubelets=args.kubelets,
+        controller_args=tuple(args.controller_arg),
+    )
+    wall = time.monotonic()
+    with tempfile.TemporaryDirectory(prefix="fma-bench-scale-") as tmp:
+        workdir = args.workdir or Path(tmp)
+        with bench_environment(workdir, setup) as env:
+            env.start_controller()
+            kubelet_rss = [RssSampler(k.pid or 0, interval=0.5) for k in env.kubelets]
+            for sampler in kubelet_rss:
+                sampler.start()
+            results = _run(env, args, kubelet_rss)
+            for sampler in kubelet_rss:
+                sampler.stop()
+    report = {
+        "benchmark": "scale",
+        "mode": "direct",
+        "requesters": args.requesters,
+        "create": args.create,
+        "setup": setup.describe(),
+        "machine": {"cpus": psutil.cpu_count(), "memory_gb": round(_memory_gb(), 1)},
+        **results,
+        "wall_s": round(time.monotonic() - wall, 1),
+    }
+    print(json.dumps(report, indent=2))
+    return 0
+
+
+def _memory_gb() -> float:
+    return float(psutil.virtual_memory().total) / 2**30
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
