@@ -132,8 +132,13 @@ def test_max_instances_reclaims_the_least_recently_used_sleeper(
 ) -> None:
     env.scale("code", 0)
     env.wait("requester of code gone", lambda: gone(env, "code"))
-    before = instance_phases(only_launcher(env))
-    assert len(before) == 2 and set(before.values()) == {"sleeping"}
+    # The launcher learns the sleep from its next probe of the instance (a moment after the
+    # controller's sleep call returned and the requester went), so wait for both phases.
+    before = env.wait(
+        "two sleepers reported by the launcher",
+        lambda: (p if len(p := instance_phases(only_launcher(env))) == 2
+                 and set(p.values()) == {"sleeping"} else None),
+    )  # fmt: skip
     env.create_deployment("docs", requester_template("docs", node=env.nodes[0], isc="model-c"))
     ready_requester(env, "docs")
     after = instance_phases(only_launcher(env))
