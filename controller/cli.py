@@ -19,7 +19,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 from controller.core import InstanceView, Settings
 from controller.kube import (
@@ -48,6 +48,8 @@ from controller.populator import Populator, parse_duration
 from controller.populator import Settings as PopulatorSettings
 from controller.reconciler import DualPodsController, ReconcilerSettings
 
+EVENT_DELAY_S: Final = 1.0
+"""Events wait this long, so that a burst of actuations goes first (`EventSettings.delay_s`)."""
 _log = logging.getLogger("fma.controller")
 CONTROLLER_NAME = "dual-pods-controller"
 
@@ -188,7 +190,8 @@ class _Process:
         self.client = KubeClient(http_client(config.connection))
         self.metrics = ControllerMetrics()
         self.recorder = EventRecorder(
-            KubeEventSink(self.client), EventSettings(component=CONTROLLER_NAME)
+            KubeEventSink(self.client),
+            EventSettings(component=CONTROLLER_NAME, delay_s=EVENT_DELAY_S),
         )
         self.controller = DualPodsController(
             self.client, config.reconciler, metrics=self.metrics, recorder=self.recorder

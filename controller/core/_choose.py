@@ -197,7 +197,10 @@ def _bind(snap: ServerSnapshot, plan: Plan, want: Desired) -> list[a.Action]:
         annotations={n.REQUESTER: f"{req.uid} {req.name}", **want.bind_annotations()},
         add_finalizers=(n.PROVIDER_FINALIZER,),
     )
-    return [a.BindProvider(pod=ref(pod), patch=patch), *requester_update(snap, errors=[])]
+    # The requester's side of the binding (labels, finalizer) goes in the same pass, not after
+    # the wake: one write fewer on the hot path, and the requester is protected from the start.
+    claimed = requester_update(snap, errors=[], provider=pod, instance_id=want.instance_id)
+    return [a.BindProvider(pod=ref(pod), patch=patch), *claimed]
 
 
 def _cold_launcher(pod: dict[str, Any], req: PodView, want: Desired) -> dict[str, Any]:

@@ -68,7 +68,7 @@ from controller.kube._store import (
     namespace_index,
     node_name_index,
 )
-from controller.kube._workers import Reconcile, Result, process_one, run_workers
+from controller.kube._workers import Detached, Reconcile, Result, process_one, run_workers
 from controller.kube._workqueue import (
     NoMetrics,
     QueueMetrics,
@@ -104,6 +104,7 @@ __all__ = [
     "Backoff",
     "Change",
     "ConnectionSettings",
+    "Detached",
     "EventRecorder",
     "EventSettings",
     "EventSink",

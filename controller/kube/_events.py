@@ -5,10 +5,11 @@ Ready looks first; the names match the reference (`source.component` is
 `dual-pods-controller` or `launcher-populator`, contracts §2.7).
 
 Recording never blocks and never fails the caller: `event()` puts the event on a bounded queue
-and a sender task writes it (a full queue drops the event, with a log line: a storm of events
-must not eat the controller's memory). Repeats are aggregated like client-go does: the same
-(object, type, reason, message, component) again patches the existing Event's `count` and
-`lastTimestamp` instead of creating a new one; the recorder remembers the last 4096 such keys.
+and a sender task writes it, after `delay_s` if set (a full queue drops the event, with a log
+line: a storm of events must not eat the controller's memory). Repeats are aggregated like
+client-go does: the same (object, type, reason, message, component) again patches the existing
+Event's `count` and `lastTimestamp` instead of creating a new one; the recorder remembers the
+last 4096 such keys.
 """
 
 from __future__ import annotations
@@ -42,6 +43,10 @@ class EventSettings:
     """`reportingInstance`: which replica wrote it."""
     queue_size: int = 1000
     aggregation_keys: int = 4096
+    delay_s: float = 0.0
+    """An event is written this long after it was recorded at the earliest, so that a burst of
+    actuations does not share the CPU and the apiserver with its own Events (they are written
+    right after it); `kubectl describe` shows them that much later."""
     backoff: Backoff = field(default_factory=lambda: Backoff(initial_s=0.5, maximum_s=5.0))
 
 
@@ -71,6 +76,8 @@ class _Pending:
     reason: str
     message: str
     at: dt.datetime
+    due: float = 0.0
+    """`loop.time()` before which it is not written (`EventSettings.delay_s`)."""
 
 
 def _timestamp(moment: dt.datetime) -> str:
@@ -121,8 +128,12 @@ class EventRecorder:
             if len(message) <= MAX_MESSAGE_CHARS
             else message[: MAX_MESSAGE_CHARS - 3] + "..."
         )
+        delay = self.settings.delay_s
+        due = asyncio.get_running_loop().time() + delay if delay > 0 else 0.0
         try:
-            self._queue.put_nowait(_Pending(involved, type, reason, text, self._wall_clock()))
+            self._queue.put_nowait(
+                _Pending(involved, type, reason, text, self._wall_clock(), due=due)
+            )
         except asyncio.QueueFull:
             self.dropped += 1
             _log.warning("event queue full; dropped %s %s on %s", type, reason, meta.get("name"))
@@ -142,6 +153,9 @@ class EventRecorder:
         while True:
             pending = await self._queue.get()
             try:
+                wait = pending.due - asyncio.get_running_loop().time()
+                if wait > 0:
+                    await asyncio.sleep(wait)
                 await self._send(pending)
             except asyncio.CancelledError:
                 raise

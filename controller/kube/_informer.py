@@ -38,8 +38,9 @@ from controller.kube._resources import (
     JsonObject,
     ResourceKind,
     metadata,
+    object_key,
 )
-from controller.kube._store import Change, IndexFunc, Store
+from controller.kube._store import Change, IndexFunc, Store, newer
 
 _log = logging.getLogger(__name__)
 
@@ -230,8 +231,9 @@ class Informer:
             token = meta.get("continue") or None
             if token is None:
                 break
-        changes = self.store.replace(items)
-        self._resource_version = str(meta.get("resourceVersion") or "") or None
+        list_version = str(meta.get("resourceVersion") or "")
+        changes = self.store.replace(items, list_version=list_version)
+        self._resource_version = list_version or None
         self.lists += 1
         for change in changes:
             self._dispatch(change)
@@ -281,7 +283,9 @@ class Informer:
                 raise _GoneError(str(obj.get("message") or "410 Gone"))
             raise RuntimeError(f"watch error: {obj.get('message', obj)}")
         if kind in ("ADDED", "MODIFIED"):
-            self._dispatch(Change(self.store.upsert(obj), obj))
+            stored = self.store.get(object_key(obj))
+            if stored is None or not _not_older(stored, obj):
+                self._dispatch(Change(self.store.upsert(obj), obj))
         elif kind == "DELETED":
             # The event carries the final state, newer than what the store held.
             self.store.delete(obj)
@@ -291,6 +295,27 @@ class Informer:
         version = metadata(obj).get("resourceVersion")
         if version:
             self._resource_version = str(version)
+
+    def write_through(self, obj: JsonObject) -> bool:
+        """Stores what the apiserver answered to our own write, before the watch brings it.
+
+        A controller that waits for the watch to show each of its writes pays one watch round
+        trip per step of a protocol (bind, wake, relay...); client-go's mutation cache avoids
+        that, and so does this. The object is stored, and the handlers told, only when the
+        watch has not reached its version yet: then it is the newest state there is, and no
+        later event of the watch can be older than it (the one event of that version is
+        skipped when it comes, `_handle`). Returns whether it was stored.
+        """
+        position = self._resource_version
+        version = str(metadata(obj).get("resourceVersion") or "")
+        if position is None or not self._synced.is_set() or not newer(obj, position):
+            return False
+        stored = self.store.get(object_key(obj))
+        if stored is not None and not newer(obj, str(metadata(stored).get("resourceVersion"))):
+            return False
+        _log.debug("%s: own write of %s at version %s", self.name, object_key(obj), version)
+        self._dispatch(Change(self.store.upsert(obj), obj))
+        return True
 
     def _dispatch(self, change: Change) -> None:
         for handlers in self._handlers:
@@ -302,6 +327,14 @@ class Informer:
                     _safely(self.name, handlers.on_delete, change.old)
             elif handlers.on_update is not None and change.old is not None:
                 _safely(self.name, handlers.on_update, change.old, change.new)
+
+
+def _not_older(stored: JsonObject, event: JsonObject) -> bool:
+    """The store already holds `event`'s version or a newer one (written through)."""
+    version = str(metadata(event).get("resourceVersion") or "")
+    return newer(stored, version) or (
+        version.isdigit() and str(metadata(stored).get("resourceVersion") or "") == version
+    )
 
 
 def _safely(name: str, handler: Callable[..., None], *args: JsonObject | None) -> None:

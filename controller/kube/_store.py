@@ -134,18 +134,23 @@ class Store:
             self._unindex(key, old)
         return old
 
-    def replace(self, objects: Iterable[JsonObject]) -> list[Change]:
+    def replace(self, objects: Iterable[JsonObject], *, list_version: str = "") -> list[Change]:
         """Makes the store hold exactly `objects` (a fresh LIST); returns what changed.
 
         Unchanged objects (same resourceVersion) are not reported, so a relist after a 410
-        produces events only for what really happened while the watch was away.
+        produces events only for what really happened while the watch was away. A stored object
+        newer than the list (`list_version`) was written through after the list's snapshot
+        (`Informer.write_through`) and stays: the watch that follows the list delivers it.
         """
         fresh = {object_key(obj): obj for obj in objects}
         changes: list[Change] = []
         for key in [k for k in self._objects if k not in fresh]:
-            changes.append(Change(self.delete(self._objects[key]), None))
+            if not newer(self._objects[key], list_version):
+                changes.append(Change(self.delete(self._objects[key]), None))
         for key, obj in fresh.items():
             old = self._objects.get(key)
+            if old is not None and newer(old, _version(obj)):
+                continue
             if old is None or _version(old) != _version(obj) or not _version(obj):
                 self.upsert(obj)
                 changes.append(Change(old, obj))
@@ -171,3 +176,13 @@ class Store:
 
 def _version(obj: JsonObject) -> str:
     return str(metadata(obj).get("resourceVersion") or "")
+
+
+def newer(obj: JsonObject, version: str) -> bool:
+    """Whether `obj` is newer than resourceVersion `version` (False when either is not a number).
+
+    Kubernetes calls resourceVersions opaque, but every apiserver backed by etcd3 uses etcd's
+    revision, and client-go's mutation cache relies on the same comparison.
+    """
+    mine = _version(obj)
+    return mine.isdigit() and version.isdigit() and int(mine) > int(version)

@@ -98,7 +98,12 @@ class _ResyncError(Exception):
 
 
 def launcher_http_client(*, max_connections: int = 1000) -> httpx.AsyncClient:
-    """An HTTP client for launcher streams, with TCP keepalive to notice vanished peers."""
+    """An HTTP client for launcher streams, with TCP keepalive to notice vanished peers.
+
+    No idle connection is kept: a stream holds its connection for hours, and httpcore scans
+    every pooled connection (a `poll` for each idle one) on each request, so idle connections
+    to many launchers would cost more CPU than reconnecting saves.
+    """
     options = [(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)]
     if hasattr(socket, "TCP_KEEPIDLE"):
         options += [
@@ -106,7 +111,7 @@ def launcher_http_client(*, max_connections: int = 1000) -> httpx.AsyncClient:
             (socket.IPPROTO_TCP, socket.TCP_KEEPINTVL, 10),
             (socket.IPPROTO_TCP, socket.TCP_KEEPCNT, 3),
         ]
-    limits = httpx.Limits(max_connections=max_connections, max_keepalive_connections=100)
+    limits = httpx.Limits(max_connections=max_connections, max_keepalive_connections=0)
     transport = httpx.AsyncHTTPTransport(socket_options=options, limits=limits)
     return httpx.AsyncClient(transport=transport, trust_env=False)
 

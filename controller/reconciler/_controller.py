@@ -7,8 +7,11 @@
 `DualPodsController.run()` starts the informers, waits until they listed, then runs the
 workers until cancelled. Each pass of an item: wait if the caches do not show the item's own
 last writes yet; gather a snapshot; decide; execute; keep the server's memory. A pass that
-changed something runs again at once (a decision is one step of the protocol); one that asked
-for a `Requeue` runs again then (or on the next event, whichever comes first).
+changed something is followed at once by the next one, in the same worker (a decision is one
+step of the protocol, and the caches show our own writes at once); one that asked for a
+`Requeue` runs again then (or on the next event, whichever comes first). A pass that calls
+something slow (a wake, a sleep) leaves the worker and finishes in a task of its own, the item
+staying locked meanwhile.
 """
 
 from __future__ import annotations
@@ -17,11 +20,14 @@ import asyncio
 import logging
 import time
 from dataclasses import dataclass, field
+from typing import Final
 
 import httpx
 
 from controller.core import (
+    Action,
     ServerMemory,
+    ServerSnapshot,
     Settings,
     decide_isc_gc,
     decide_server,
@@ -34,6 +40,7 @@ from controller.kube import (
     LAUNCHER_CONFIGS,
     NODES,
     PODS,
+    Detached,
     EventRecorder,
     Informer,
     InformerSettings,
@@ -48,11 +55,11 @@ from controller.launcherapi import LauncherWatches, LauncherWatchSettings, launc
 from controller.observability import ControllerMetrics
 from controller.reconciler import _pods as p
 from controller.reconciler._duality import Duality
-from controller.reconciler._executor import Executor, Outcome, PassContext
+from controller.reconciler._executor import Executor, PassContext
 from controller.reconciler._expectations import Expectations
-from controller.reconciler._http import HttpSettings, PeerCalls
+from controller.reconciler._http import HttpSettings, PeerCalls, peer_call_client
 from controller.reconciler._instances import InstanceBook
-from controller.reconciler._keys import IscKey, Key, KeyLabels, LauncherKey, ServerKey
+from controller.reconciler._keys import Key, KeyLabels, LauncherKey, ServerKey
 from controller.reconciler._peers import Peers
 from controller.reconciler._podwrites import PodWrites
 from controller.reconciler._router import EventRouter
@@ -78,6 +85,8 @@ class ReconcilerSettings:
     """How long a pass waits for the caches to show the item's own writes at most."""
     expectation_recheck_s: float = 1.0
     """A waiting item is looked at again this often (the awaited watch event is quicker)."""
+    passes_in_a_row: int = 8
+    """Passes over one item in one go while each acts (then it goes to the end of the queue)."""
 
 
 class DualPodsController:
@@ -105,6 +114,7 @@ class DualPodsController:
         self.queue: WorkQueue[Key] = WorkQueue(metrics=metrics.queue, label=self.labels)
         self.book = InstanceBook()
         self._http = peer_http or launcher_http_client()
+        self._calls_http = peer_http or peer_call_client()
         self.watches = LauncherWatches(self._http, _NoListener(), settings.launcher_watch)
         self.state = ClusterState(ns, self.informers, self.watches, self.book)
         self.router = EventRouter(self.state, self._enqueue, book=self.book, metrics=metrics)
@@ -114,13 +124,14 @@ class DualPodsController:
         )
         self.executor = Executor(
             pods=PodWrites(client, ns),
-            peers=Peers(PeerCalls(self._http, metrics, namespace=ns), settings.http),
+            peers=Peers(PeerCalls(self._calls_http, metrics, namespace=ns), settings.http),
             state=self.state,
             book=self.book,
             expectations=self.expectations,
             recorder=recorder,
             metrics=metrics,
             enqueue_node=self.router.enqueue_node,
+            write_through=self.informers[PODS.plural].write_through,
         )
         self.duality = Duality(metrics.duality, ns)
         self.memories: dict[str, ServerMemory] = {}
@@ -147,36 +158,70 @@ class DualPodsController:
             self.queue.shutdown()
             await self.watches.aclose()
             await self._http.aclose()
+            await self._calls_http.aclose()
 
     def _enqueue(self, key: Key, node: str) -> None:
         self.labels.remember(key, node)
         self.queue.add(key)
 
-    # ----- one pass ----------------------------------------------------------------------------
+    # ----- passes --------------------------------------------------------------------------------
 
-    async def reconcile(self, key: Key) -> Result | None:
-        if self.expectations.wait_for(key, self.state.pod):
-            return Result(requeue_after=self.settings.expectation_recheck_s)
-        outcome: Outcome | None
-        if isinstance(key, ServerKey):
-            outcome = await self._server(key)
-        elif isinstance(key, LauncherKey):
-            outcome = await self._launcher(key)
-        else:
-            outcome = await self._isc_gc(key)
-        if outcome is None:
-            return None
-        if outcome.failure is not None:
-            level = logging.INFO if outcome.expected else logging.WARNING
-            _log.log(level, "%s: %s; retrying", key, outcome.failure)
-            return Result(retry=True)
-        if outcome.requeue_after is not None:
-            return Result(requeue_after=outcome.requeue_after)
-        return Result(requeue_after=0.0) if outcome.acted else None
+    async def reconcile(self, key: Key) -> Result | Detached | None:
+        """Passes over `key` until one has nothing to do next (see `_passes`)."""
+        return await self._passes(key, detachable=True)
 
-    async def _server(self, key: ServerKey) -> Outcome:
-        memory = self.memories.get(key.uid, ServerMemory())
+    async def _passes(self, key: Key, *, detachable: bool) -> Result | Detached | None:
+        """Decide and execute, again while a pass acted, up to `passes_in_a_row` times.
+
+        A decision is one step of the protocol (query, bind, wake, relay...), and the caches
+        show each step's own writes at once (`Informer.write_through`), so the next step is
+        decided right away instead of after a round trip through the queue. A pass with a slow
+        call (`Executor.slow`) is `Detached` from the worker and goes on in a task of its own.
+        """
+        for _ in range(self.settings.passes_in_a_row):
+            if self.expectations.wait_for(key, self.state.pod):
+                return Result(requeue_after=self.settings.expectation_recheck_s)
+            step = self._decide(key)
+            if step is None:
+                return None
+            if detachable and self.executor.slow(step.actions):
+                return Detached(self._finish_detached(key, step))
+            result = await self._execute(step)
+            if not isinstance(result, _Again):
+                return result
+        return Result(requeue_after=0.0)  # fairness: back to the end of the queue
+
+    async def _finish_detached(self, key: Key, step: _Step) -> Result | None:
+        result = await self._execute(step)
+        if not isinstance(result, _Again):
+            return result
+        finished = await self._passes(key, detachable=False)
+        assert not isinstance(finished, Detached)
+        return finished
+
+    def _decide(self, key: Key) -> _Step | None:
+        """One decision on the caches as they are now (synchronous: a consistent snapshot)."""
         now = time.time()
+        if isinstance(key, ServerKey):
+            return self._decide_server(key, now)
+        if isinstance(key, LauncherKey):
+            pod = self.state.pod_by_uid(key.uid)
+            if pod is None or p.bound_to(pod) is not None:
+                if pod is None:
+                    self.labels.forget(key)
+                return None
+            actions = decide_unbound_launcher(self.state.launcher_view(pod, now))
+            return _Step(actions, ServerMemory(), PassContext(item=key, decided_at=now, target=pod))
+        isc, error = self.state.isc(key.name)
+        if isc is None and error != "not found":
+            _log.warning("ISC %s cannot be read (%s); no garbage collection", key.name, error)
+            return None
+        actions = decide_isc_gc(key.name, isc, self.state.all_launchers(now))
+        ctx = PassContext(item=key, decided_at=now, isc_name=key.name)
+        return _Step(actions, ServerMemory(), ctx)
+
+    def _decide_server(self, key: ServerKey, now: float) -> _Step:
+        memory = self.memories.get(key.uid, ServerMemory())
         snap = server_snapshot(self.state, key, memory=memory, settings=self.settings.core, now=now)
         actions = decide_server(snap)
         provider = snap.providers[0] if len(snap.providers) == 1 else None
@@ -185,36 +230,44 @@ class DualPodsController:
         ctx = PassContext(
             item=key, decided_at=now, isc_name=isc, target=dict(target.raw) if target else None
         )
-        outcome = await self.executor.run(actions, memory, ctx)
-        if outcome.forget:
-            self.memories.pop(key.uid, None)
-            self.duality.forget(key.uid)
-            self.labels.forget(key)
-        else:
-            self.memories[key.uid] = outcome.memory
-            self.duality.update(snap, outcome.memory)
-        return outcome
+        return _Step(actions, memory, ctx, snap)
 
-    async def _launcher(self, key: LauncherKey) -> Outcome | None:
-        pod = self.state.pod_by_uid(key.uid)
-        if pod is None or p.bound_to(pod) is not None:
-            if pod is None:
+    async def _execute(self, step: _Step) -> Result | _Again | None:
+        outcome = await self.executor.run(step.actions, step.memory, step.ctx)
+        key = step.ctx.item
+        if step.snap is not None and isinstance(key, ServerKey):
+            if outcome.forget:
+                self.memories.pop(key.uid, None)
+                self.duality.forget(key.uid)
                 self.labels.forget(key)
-            return None
-        now = time.time()
-        actions = decide_unbound_launcher(self.state.launcher_view(pod, now))
-        ctx = PassContext(item=key, decided_at=now, target=pod)
-        return await self.executor.run(actions, ServerMemory(), ctx)
+            else:
+                self.memories[key.uid] = outcome.memory
+                self.duality.update(step.snap, outcome.memory)
+        if outcome.failure is not None:
+            level = logging.INFO if outcome.expected else logging.WARNING
+            _log.log(level, "%s: %s; retrying", key, outcome.failure)
+            return Result(retry=True)
+        if outcome.requeue_after is not None:
+            return Result(requeue_after=outcome.requeue_after)
+        return _AGAIN if outcome.acted else None
 
-    async def _isc_gc(self, key: IscKey) -> Outcome | None:
-        isc, error = self.state.isc(key.name)
-        if isc is None and error != "not found":
-            _log.warning("ISC %s cannot be read (%s); no garbage collection", key.name, error)
-            return None
-        now = time.time()
-        actions = decide_isc_gc(key.name, isc, self.state.all_launchers(now))
-        ctx = PassContext(item=key, decided_at=now, isc_name=key.name)
-        return await self.executor.run(actions, ServerMemory(), ctx)
+
+class _Again:
+    """A pass acted: decide again."""
+
+
+_AGAIN: Final = _Again()
+
+
+@dataclass(frozen=True, slots=True)
+class _Step:
+    """One decision, ready to execute."""
+
+    actions: list[Action]
+    memory: ServerMemory
+    ctx: PassContext
+    snap: ServerSnapshot | None = None
+    """The snapshot of a server decision (its memory is kept after execution)."""
 
 
 class _NoListener:

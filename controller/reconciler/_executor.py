@@ -8,7 +8,8 @@ The contract is the decision core's (controller/core/_actions.py):
 - Kubernetes writes carry the UID and resourceVersion the decision saw; a second write to the
   same Pod in one pass carries the version the first one returned;
 - the item's next pass waits until the caches show this pass's own writes (`Expectations` for
-  Pods, `InstanceBook` holds for the launcher's instances).
+  Pods, `InstanceBook` holds for the launcher's instances); every Pod the apiserver returns is
+  written through to the Pod cache (`Informer.write_through`), so that wait is usually none.
 
 Besides, the executor tells what happened: a Normal Event per significant success on the
 user's Pod (`_notes`), `fma_actuation_seconds` for `ObserveActuation` (measured up to the
@@ -59,6 +60,8 @@ from controller.reconciler._state import ClusterState
 
 _log = logging.getLogger(__name__)
 _QUIET = (QueryAccelerators, QueryMemoryUsage, QuerySleeping, Remember)
+_SLOW = (Wake, Sleep, DeleteInstance)
+"""Calls that take seconds: vLLM moves its weights, or a launcher waits for a child to exit."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -110,6 +113,7 @@ class Executor:
         recorder: EventRecorder,
         metrics: ControllerMetrics,
         enqueue_node: Callable[[str], None],
+        write_through: Callable[[JsonObject], bool] = lambda _obj: False,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.pods = pods
@@ -120,7 +124,13 @@ class Executor:
         self.recorder = recorder
         self.metrics = metrics
         self.enqueue_node = enqueue_node
+        self.write_through = write_through
         self.clock = clock
+
+    @staticmethod
+    def slow(actions: Sequence[Action]) -> bool:
+        """Whether running `actions` may take seconds (the pass should not hold a worker)."""
+        return any(isinstance(action, _SLOW) for action in actions)
 
     async def run(
         self, actions: Sequence[Action], memory: ServerMemory, ctx: PassContext
@@ -182,13 +192,14 @@ class Executor:
             started = time.monotonic()
             success = "false"
             try:
-                _created, expectation = await self.pods.create(action)
+                created, expectation = await self.pods.create(action)
                 success = "true"
             finally:
                 if isinstance(action, CreateLauncher):
                     self.metrics.launcher_create_seconds.labels(
                         self.pods.namespace, action.lc_name, success
                     ).observe(time.monotonic() - started)
+            self.write_through(created)
             self.expectations.expect(ctx.item, expectation)
             return None, expectation.name
         ref = action.pod
@@ -200,6 +211,7 @@ class Executor:
             obj, expectation = await self.pods.delete(action, version)
         if obj.get("kind", "Pod") == "Pod" and obj:
             written.pods[ref.uid] = obj
+            self.write_through(obj)
         self.expectations.expect(ctx.item, expectation)
         return None, ""
 

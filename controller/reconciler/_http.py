@@ -39,6 +39,18 @@ class HttpSettings:
     sleep_s: float = 120.0
 
 
+def peer_call_client(*, max_connections: int = 1000) -> httpx.AsyncClient:
+    """The client of `PeerCalls`: one short request per connection.
+
+    A controller talks to hundreds of peers (every requester, launcher and instance), a few
+    calls each per actuation. Kept-alive connections to all of them would make every request
+    pay for httpcore's scan of the pool (a `poll` per idle connection); a loopback or
+    in-cluster TCP connect is cheaper than that.
+    """
+    limits = httpx.Limits(max_connections=max_connections, max_keepalive_connections=0)
+    return httpx.AsyncClient(limits=limits, trust_env=False)
+
+
 class PeerCalls:
     """One shared connection pool for every peer; see the module docstring."""
 

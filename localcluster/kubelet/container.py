@@ -49,6 +49,9 @@ class PodContext:
     log_dir: Path
     work_dir: Path
     on_change: Callable[[], None]
+    on_readiness_change: Callable[[], None]
+    """A probe changed readiness: the status is written at once (the real kubelet's prober
+    hands readiness straight to its status manager; state changes wait for PLEG's relist)."""
 
 
 @dataclass(frozen=True)
@@ -331,7 +334,7 @@ class ContainerRunner:
         ready, started = probes.ready, probes.started
         if (ready, started) != (self.status.ready, self.status.started):
             self.status.ready, self.status.started = ready, started
-            self.ctx.on_change()
+            self.ctx.on_readiness_change()
 
     async def _probe_all(
         self, probes: ContainerProbes, target: ProbeTarget, fatal: asyncio.Event

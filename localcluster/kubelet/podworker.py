@@ -37,6 +37,8 @@ from localcluster.kubelet.services import Services
 
 _log = logging.getLogger(__name__)
 _COALESCE_SECONDS = 0.05
+"""State changes that come together (admission, container start) go into one status write;
+readiness changes are written at once, as the real kubelet's prober does."""
 EndReason = Literal["deleted", "vanished", "shutdown"]
 
 
@@ -69,6 +71,7 @@ class PodWorker:
         self._rv = _resource_version(raw)
         self._on_done = on_done
         self._dirty = asyncio.Event()
+        self._urgent = False
         self._end = asyncio.Event()
         self._end_reason: EndReason = "deleted"
         self._shutdown_grace = 0.0
@@ -187,7 +190,12 @@ class PodWorker:
             log_dir=self.log_dir,
             work_dir=self.services.state_dir / "work" / self.uid,
             on_change=self._dirty.set,
+            on_readiness_change=self._readiness_changed,
         )
+
+    def _readiness_changed(self) -> None:
+        self._urgent = True
+        self._dirty.set()
 
     def _runner(self, spec: ContainerSpec, status: ContainerStatus) -> ContainerRunner:
         devices = self.services.gpus.devices_of(self.uid).get(spec.name, ())
@@ -256,8 +264,10 @@ class PodWorker:
     async def _status_loop(self) -> None:
         while True:
             await self._dirty.wait()
-            await asyncio.sleep(_COALESCE_SECONDS)
+            if not self._urgent:
+                await asyncio.sleep(_COALESCE_SECONDS)
             self._dirty.clear()
+            self._urgent = False
             try:
                 await self._write_status()
             except (ApiException, OSError) as exc:

@@ -142,6 +142,14 @@ def test_hot_instance_wins_over_warm_room() -> None:
     bind = next(a for a in actions if isinstance(a, BindProvider))
     assert bind.patch.annotations["dual-pods.llm-d.ai/instance-id"] == IID
     assert bind.patch.add_finalizers == ("dual-pods.llm-d.ai/provider",)
+    # The requester's side of the binding is written in the same pass (not after the wake).
+    claimed = next(a for a in actions if isinstance(a, UpdateRequester))
+    assert claimed.patch.labels == {
+        "dual-pods.llm-d.ai/dual": "b",
+        "dual-pods.llm-d.ai/instance": IID,
+    }
+    assert claimed.patch.add_finalizers == ("dual-pods.llm-d.ai/requester",)
+    assert kinds(actions) == ["BindProvider", "UpdateRequester"]
 
 
 def test_warm_needs_free_port_and_room() -> None:

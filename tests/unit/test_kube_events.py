@@ -150,3 +150,28 @@ def test_a_full_queue_drops_instead_of_blocking_and_long_messages_are_cut() -> N
     assert sorted(e["reason"] for e in sink.events.values()) == ["A", "B"]
     long = next(e for e in sink.events.values() if e["reason"] == "A")
     assert len(long["message"]) == 1024 and long["message"].endswith("...")
+
+
+def test_a_delay_lets_a_burst_go_first_then_writes_its_events_together() -> None:
+    sink = Sink()
+    written: list[float] = []
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        create = sink.create
+
+        async def timed(namespace: str, event: JsonObject) -> JsonObject:
+            written.append(loop.time())
+            return await create(namespace, event)
+
+        sink.create = timed  # type: ignore[method-assign]
+        recorder = _recorder(sink, delay_s=1.0)
+        task = asyncio.create_task(recorder.run())
+        recorder.normal(POD, "Bound", "to a")
+        await asyncio.sleep(0.4)
+        recorder.normal(POD, "Woken", "instance i")
+        await recorder.flush()
+        task.cancel()
+
+    run_virtual(main)
+    assert written == [1.0, 1.4]

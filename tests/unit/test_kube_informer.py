@@ -195,6 +195,63 @@ def test_gone_relists_and_reports_only_what_changed_meanwhile(how: str) -> None:
     run_virtual(main)
 
 
+def test_an_own_write_is_seen_at_once_and_its_watch_event_is_not_reported_twice() -> None:
+    async def main() -> None:
+        source = FakeSource([pod("a", "1")])
+        informer = Informer(source, settings=SETTINGS)
+        log = Log()
+        informer.add_handlers(log.handlers())
+        assert not informer.write_through(pod("a", "11")), "not before the list"
+        task = asyncio.create_task(informer.run())
+        await informer.wait_synced()
+        await _settle()
+        log.entries.clear()
+        assert informer.write_through(pod("a", "11", bound="yes"))
+        assert _rv(informer.store.get("ns/a") or {}) == "11"
+        assert log.entries == [("update", "a", "1")]
+        assert not informer.write_through(pod("a", "11")), "the same version again"
+        # The watch brings an older write of someone else, then ours: neither is news.
+        source.events.put_nowait({"type": "MODIFIED", "object": pod("a", "5")})
+        source.events.put_nowait({"type": "MODIFIED", "object": pod("a", "11", bound="yes")})
+        source.events.put_nowait({"type": "MODIFIED", "object": pod("a", "12")})
+        await _settle()
+        assert log.entries == [("update", "a", "1"), ("update", "a", "11")]
+        assert informer.resource_version == "12"
+        # An answer that arrives after the watch went past its version is old news: a Pod
+        # deleted meanwhile must not come back as a ghost.
+        source.events.put_nowait({"type": "DELETED", "object": pod("a", "14")})
+        await _settle()
+        assert not informer.write_through(pod("a", "13"))
+        assert informer.store.get("ns/a") is None
+        task.cancel()
+
+    run_virtual(main)
+
+
+def test_a_relist_keeps_objects_written_through_after_the_lists_snapshot() -> None:
+    async def main() -> None:
+        source = FakeSource([pod("a", "1"), pod("b", "2")])
+        informer = Informer(source, settings=SETTINGS)
+        task = asyncio.create_task(informer.run())
+        await informer.wait_synced()
+        await _settle()
+        assert informer.write_through(pod("a", "35"))
+        assert informer.write_through(pod("new", "36"))
+        source.items, source.rv = [pod("a", "20")], "30"  # a snapshot older than our writes
+        source.events.put_nowait({"type": "ERROR", "object": {"code": 410, "message": "old"}})
+        await asyncio.sleep(5)
+        assert informer.lists == 2
+        assert {
+            k: _rv(o) for k, o in zip(informer.store.keys(), informer.store.objects(), strict=True)
+        } == {
+            "ns/a": "35",
+            "ns/new": "36",
+        }
+        task.cancel()
+
+    run_virtual(main)
+
+
 def test_failures_back_off_exponentially_and_a_success_resets_the_schedule() -> None:
     async def main() -> list[float]:
         source = FakeSource([pod("a", "1")])

@@ -11,6 +11,7 @@ from prometheus_client import CollectorRegistry
 from controller.kube import (
     ApiError,
     Backoff,
+    Detached,
     QueueSettings,
     Result,
     ShutDownError,
@@ -206,6 +207,49 @@ def test_worker_outcomes_drive_forget_requeue_and_backoff() -> None:
     assert seen["poll"] == [0, 5, 10]
     for key in ("retry", "conflict", "crash"):
         assert seen[key] == pytest.approx([0, 0.2, 0.6]), key
+
+
+def test_a_detached_pass_frees_its_worker_and_keeps_its_key_locked_until_it_ends() -> None:
+    async def main() -> tuple[list[tuple[float, str]], int]:
+        loop = asyncio.get_running_loop()
+        queue = _queue()
+        log: list[tuple[float, str]] = []
+        passes: Counter[str] = Counter()
+
+        async def slow_rest(key: str) -> Result | None:
+            await asyncio.sleep(10)
+            log.append((loop.time(), f"{key} woke"))
+            return Result(retry=True) if passes[key] == 1 else None
+
+        async def reconcile(key: str) -> Result | Detached | None:
+            passes[key] += 1
+            log.append((loop.time(), f"{key} pass {passes[key]}"))
+            if key == "wake" and passes[key] <= 2:
+                queue.add(key)  # an event meanwhile: runs again only once the rest ended
+                return Detached(slow_rest(key))
+            await asyncio.sleep(1)
+            return None
+
+        for key in ("wake", "a", "b"):
+            queue.add(key)
+        workers = asyncio.create_task(run_workers(queue, reconcile, workers=1))
+        await asyncio.sleep(60)
+        failures = queue.failures("wake")
+        queue.shutdown()
+        await workers
+        return log, failures
+
+    log, failures = run_virtual(main)
+    assert log == [
+        (0, "wake pass 1"),
+        (0, "a pass 1"),  # the one worker is free at once
+        (1, "b pass 1"),
+        (10, "wake woke"),  # a retry: backoff 0.2 s, but the event re-adds it at once
+        (10, "wake pass 2"),
+        (20, "wake woke"),
+        (20, "wake pass 3"),
+    ]
+    assert failures == 0
 
 
 class _Recorder:

@@ -1,5 +1,5 @@
-"""`DualPodsController.reconcile` with filled caches and mock peers: one cold actuation step by
-step (query, create, wait for the own write, wait for the launcher), outcomes to queue results."""
+"""`DualPodsController.reconcile` with filled caches and mock peers: one cold actuation (query,
+create, wait for the own write, wait for the launcher), outcomes to queue results."""
 
 from __future__ import annotations
 
@@ -60,19 +60,19 @@ def gpus(request: httpx.Request) -> httpx.Response:
     return httpx.Response(200, json=["GPU-0"])
 
 
-def test_a_cold_actuation_step_by_step() -> None:
+def test_a_cold_actuation_runs_its_passes_in_a_row_until_the_cache_lags() -> None:
     async def main() -> None:
         api, peers = Recorder(echo_apiserver), Recorder(gpus)
         made = controller(api, peers)
-        assert await made.reconcile(KEY) == Result(requeue_after=0.0)  # asked for the GPUs
+        # Asked for the GPUs, then created the launcher in the next pass; the informers are
+        # not running here, so the cache does not show the new launcher: wait for it.
+        assert await made.reconcile(KEY) == Result(requeue_after=1.0)
         assert made.memories[KEY.uid].gpu_uuids == ("GPU-0",)
-        assert await made.reconcile(KEY) == Result(requeue_after=0.0)  # launcher created
         created = api.bodies()[0]
         assert created["metadata"]["generateName"] == "launcher-lc-"
         assert created["metadata"]["annotations"]["dual-pods.llm-d.ai/requester"] == "req-uid req"
         assert created["metadata"]["finalizers"] == ["dual-pods.llm-d.ai/provider"]
         assert made.memories[KEY.uid].path == "cold"
-        # The informer has not shown the new launcher yet: the next pass waits for it.
         assert await made.reconcile(KEY) == Result(requeue_after=1.0)
         assert len(api.requests) == 2
         launcher = pod("launcher-lc-abcde", uid="launcher-lc-abcde-uid", ip=None, rv="11",
