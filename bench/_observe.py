@@ -14,7 +14,7 @@ import json
 import math
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -189,6 +189,55 @@ class RssSampler:
             self.peak_bytes = max(self.peak_bytes, rss)
             self.samples += 1
             self._stop.wait(self.interval)
+
+
+@dataclass
+class CpuMeter:
+    """CPU time of one process and busy time of the whole machine over measured windows.
+
+    The benchmarks run the whole cluster on one small machine: when the machine is busy, every
+    latency includes waiting for a core, and these figures say how much.
+    """
+
+    pid: int
+    process_s: float = 0.0
+    machine_busy_s: float = 0.0
+    wall_s: float = 0.0
+
+    @contextlib.contextmanager
+    def window(self) -> Iterator[None]:
+        process = psutil.Process(self.pid)
+        own, machine, started = _own_cpu(process), _busy(), time.monotonic()
+        try:
+            yield
+        finally:
+            self.process_s += _own_cpu(process) - own
+            self.machine_busy_s += _busy() - machine
+            self.wall_s += time.monotonic() - started
+
+    def report(self, actuations: int) -> dict[str, float]:
+        cpus = psutil.cpu_count() or 1
+        return {
+            "process_cpu_ms_per_actuation": round(1000 * self.process_s / max(actuations, 1), 1),
+            "process_cpu_percent_of_one_core": round(100 * self.process_s / self.wall_s, 1)
+            if self.wall_s
+            else 0.0,
+            "machine_busy_percent": round(100 * self.machine_busy_s / (self.wall_s * cpus), 1)
+            if self.wall_s
+            else 0.0,
+            "cpus": cpus,
+            "wall_s": round(self.wall_s, 2),
+        }
+
+
+def _own_cpu(process: psutil.Process) -> float:
+    times = process.cpu_times()
+    return float(times.user + times.system)
+
+
+def _busy() -> float:
+    times = psutil.cpu_times()
+    return float(sum(times) - times.idle - getattr(times, "iowait", 0.0))
 
 
 def percentile(values: Iterable[float], q: float) -> float:

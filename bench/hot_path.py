@@ -37,7 +37,7 @@ if str(_ROOT) not in sys.path:
 from bench import _rounds as rounds  # noqa: E402
 from bench import _templates as t  # noqa: E402
 from bench._env import BenchEnv, BenchSetup, bench_environment  # noqa: E402
-from bench._observe import summary_ms  # noqa: E402
+from bench._observe import CpuMeter, summary_ms  # noqa: E402
 from bench._profile import profiling  # noqa: E402
 from localcluster.kubelet.podspec import PROBE_PERIOD_SCALE  # noqa: E402
 
@@ -95,9 +95,11 @@ def _measure(env: BenchEnv, args: argparse.Namespace) -> dict[str, Any]:
     assert env.controller is not None and env.controller.pid is not None
     pids = {"controller": env.controller.pid, "hollow-kubelet": env.kubelets[0].pid or 0}
     pids = {k: v for k, v in pids.items() if args.profile in (k, "both")}
+    cpu = CpuMeter(env.controller.pid)
     with profiling(args.py_spy, pids, env.workdir / "profiles") as profiles:
         for _ in range(args.rounds):
-            hot += rounds.bring_up(env, n, timeout)
+            with cpu.window():
+                hot += rounds.bring_up(env, n, timeout)
             rounds.release(env, timeout)
     warm: list[rounds.Sample] = []
     if args.warm and args.mode == "launcher":
@@ -115,6 +117,10 @@ def _measure(env: BenchEnv, args: argparse.Namespace) -> dict[str, Any]:
             and summary_ms(overheads)["p99_ms"] <= TARGET_P99_MS,
         },
         "breakdown": rounds.breakdown(env, hot, wake),
+        "cpu_during_hot_bring_ups": {
+            **cpu.report(len(hot)),
+            "note": "process = the controller; a bring-up = scale 0 -> N until all Ready",
+        },
         "context_running_to_ready": {
             "cold": summary_ms([s.running_to_ready for s in cold]),
             "hot_including_wake": summary_ms([s.running_to_ready for s in hot]),

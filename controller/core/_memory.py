@@ -153,3 +153,6 @@ class Settings:
     instance_list_grace: float = 10.0
     """After a successful PUT, how long an instance may still be missing from the launcher's
     list before it counts as lost (the stream may lag the PUT's reply)."""
+    starting_status_after: float = 5.0
+    """A requester still unscheduled or without an IP this long after its creation gets that
+    in its status; sooner is the normal course of a start and not worth two Pod writes."""

@@ -52,10 +52,8 @@ def _active(  # noqa: PLR0911 - the steps of §8.2, each may end the pass
     """Steps 7-14 for a requester that is not being deleted."""
     if snap.node is None or snap.node.deleting:
         return []
-    if req.node_name is None:
-        return status_only(snap, ["not scheduled yet"], provider=provider)
-    if req.ip is None:
-        return status_only(snap, ["no IP assigned yet"], provider=provider)
+    if req.node_name is None or req.ip is None:
+        return _starting(snap, req, provider)
     gpus = snap.memory.gpu_uuids
     if gpus is None:
         query = a.QueryAccelerators(ip=req.ip, port=admin_port(req))
@@ -84,6 +82,20 @@ def _active(  # noqa: PLR0911 - the steps of §8.2, each may end the pass
     if not req.annotations.get(n.SERVER_PATCH):
         return status_only(snap, [f"the {n.SERVER_PATCH} annotation is missing"])
     return decide_unbound_direct(snap, gpus)
+
+
+def _starting(snap: ServerSnapshot, req: PodView, provider: PodView | None) -> list[a.Action]:
+    """Not scheduled or no IP yet: reported once it lasts (`Settings.starting_status_after`).
+
+    fma's change: the reference writes this status at once, and clears it a moment later when
+    the Pod runs; on a burst of actuations those two writes per requester queue in front of the
+    work that makes the servers ready.
+    """
+    why = "not scheduled yet" if req.node_name is None else "no IP assigned yet"
+    remaining = req.created_at + snap.settings.starting_status_after - snap.now
+    if remaining > 0 and provider is None:
+        return [a.Requeue(after=remaining, reason=why)]
+    return status_only(snap, [why], provider=provider)
 
 
 def _provider_deleted(snap: ServerSnapshot, provider: PodView, *, wanted: bool) -> list[a.Action]:

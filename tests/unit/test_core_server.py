@@ -111,6 +111,14 @@ def test_waits_and_reports_early_states() -> None:
     )
 
 
+def test_a_start_in_its_normal_course_is_not_reported_until_it_lasts() -> None:
+    young = requester(ip=None, created_at=NOW - 1)
+    actions = decide_server(snapshot(requester=young))
+    assert actions == [Requeue(after=4.0, reason="no IP assigned yet")]
+    late = decide_server(snapshot(requester=requester(ip=None, created_at=NOW - 5)))
+    assert "no IP assigned yet" in (status_of(late) or "")
+
+
 def test_gpus_are_queried_then_errors_reported() -> None:
     actions = decide_server(snapshot(memory=ServerMemory()))
     assert actions == [QueryAccelerators(ip="10.0.0.1", port=8081)]
