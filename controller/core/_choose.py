@@ -197,10 +197,10 @@ def _bind(snap: ServerSnapshot, plan: Plan, want: Desired) -> list[a.Action]:
         annotations={n.REQUESTER: f"{req.uid} {req.name}", **want.bind_annotations()},
         add_finalizers=(n.PROVIDER_FINALIZER,),
     )
-    # The requester's side of the binding (labels, finalizer) goes in the same pass, not after
-    # the wake: one write fewer on the hot path, and the requester is protected from the start.
-    claimed = requester_update(snap, errors=[], provider=pod, instance_id=want.instance_id)
-    return [a.BindProvider(pod=ref(pod), patch=patch), *claimed]
+    # The requester's side (status, accelerators, labels, finalizer) is written by the bound
+    # path, in one Update with the wake or the instance create: on the hot path nothing but the
+    # bind and the memory check stands between the requester and its wake-up.
+    return [a.BindProvider(pod=ref(pod), patch=patch)]
 
 
 def _cold_launcher(pod: dict[str, Any], req: PodView, want: Desired) -> dict[str, Any]:

@@ -150,14 +150,8 @@ def test_hot_instance_wins_over_warm_room() -> None:
     bind = next(a for a in actions if isinstance(a, BindProvider))
     assert bind.patch.annotations["dual-pods.llm-d.ai/instance-id"] == IID
     assert bind.patch.add_finalizers == ("dual-pods.llm-d.ai/provider",)
-    # The requester's side of the binding is written in the same pass (not after the wake).
-    claimed = next(a for a in actions if isinstance(a, UpdateRequester))
-    assert claimed.patch.labels == {
-        "dual-pods.llm-d.ai/dual": "b",
-        "dual-pods.llm-d.ai/instance": IID,
-    }
-    assert claimed.patch.add_finalizers == ("dual-pods.llm-d.ai/requester",)
-    assert kinds(actions) == ["BindProvider", "UpdateRequester"]
+    # The requester's side is written with the wake (the bound path): the bind goes alone.
+    assert kinds(actions) == ["BindProvider"]
 
 
 def test_warm_needs_free_port_and_room() -> None:
@@ -270,6 +264,10 @@ def test_bound_sleeping_instance_is_woken() -> None:
     actions = bound(instance(phase="sleeping"))
     assert Wake(ip="10.0.1.1", port=8005) in actions
     assert isinstance(actions[0], Remember)
+    # The requester's side of the binding goes with the wake, in one Update.
+    claimed = next(a for a in actions if isinstance(a, UpdateRequester))
+    assert claimed.patch.labels == {"dual-pods.llm-d.ai/instance": IID}
+    assert kinds(actions)[-2:] == ["Wake", "UpdateRequester"]
 
 
 def test_memory_gate_queries_then_evicts_lru_sleeper() -> None:

@@ -83,7 +83,7 @@ def test_a_cold_actuation_runs_its_passes_in_a_row_until_the_cache_lags() -> Non
         requester = pod("req", uid="req-uid", rv="11", annotations={ISC_KEY: "isc1"})
         made.informers[PODS.plural].store.upsert(requester)
         result = await made.reconcile(KEY)  # bound, the launcher is starting: wait for it
-        assert result is not None and result.requeue_after is not None
+        assert isinstance(result, Result) and result.requeue_after is not None
         assert result.requeue_after > 100  # the launcher's start deadline (900 s)
         await made.executor.peers.calls.http.aclose()
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from typing import Any
 
 import httpx
 
@@ -264,5 +265,33 @@ def test_events_and_the_actuation_metric() -> None:
             sink = w.recorder.sink
             reasons = [e["reason"] for e in sink.events]  # type: ignore[attr-defined]
             assert reasons == ["ServerFailed", "Bound"]
+
+    run_virtual(main)
+
+
+def test_slow_calls_are_told_apart_so_their_pass_can_leave_the_worker() -> None:
+    from controller.reconciler._executor import Executor
+
+    wake = Wake(ip=LAUNCHER_IP, port=8005)
+    update = UpdateRequester(pod=REQ, patch=PodPatch(labels={"a": "b"}))
+    assert Executor.slow([wake, update])
+    assert Executor.slow([Sleep(ip=LAUNCHER_IP, port=8005)])
+    assert not Executor.slow([update, QueryAccelerators(ip="10.0.0.1", port=8081)])
+
+
+def test_every_pod_the_apiserver_returns_is_written_through_to_the_cache() -> None:
+    async def main() -> None:
+        cluster = state(pods=[pod("req", uid="req-uid")])
+        async with executor(cluster, apiserver=echo_apiserver) as w:
+            seen: list[str] = []
+
+            def through(obj: dict[str, Any]) -> bool:
+                seen.append(obj["metadata"]["name"])
+                return True
+
+            w.executor.write_through = through
+            update = UpdateRequester(pod=REQ, patch=PodPatch(labels={"a": "b"}))
+            await w.executor.run([update], ServerMemory(), CTX)
+            assert seen == ["req"]
 
     run_virtual(main)
