@@ -65,7 +65,8 @@ def decide_unbound_direct(snap: ServerSnapshot, gpus: tuple[str, ...]) -> list[a
             annotations={n.REQUESTER: f"{req.uid} {req.name}", n.ACCELERATORS: ",".join(gpus)},
             add_finalizers=(n.PROVIDER_FINALIZER,),
         )
-        return [a.BindProvider(pod=ref(chosen), patch=patch), *requester_update(snap, errors=[])]
+        # The requester's side is written by the bound path, in one Update (as in `_choose`).
+        return [a.BindProvider(pod=ref(chosen), patch=patch)]
     if room := _make_room(snap, node, indices):
         return room
     return [a.CreateDirectProvider(pod=built.pod), *requester_update(snap, errors=[])]

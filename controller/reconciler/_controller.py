@@ -20,7 +20,6 @@ import asyncio
 import logging
 import time
 from dataclasses import dataclass, field
-from typing import Final
 
 import httpx
 
@@ -178,26 +177,28 @@ class DualPodsController:
         decided right away instead of after a round trip through the queue. A pass with a slow
         call (`Executor.slow`) is `Detached` from the worker and goes on in a task of its own.
         """
+        later: float | None = None  # a Requeue of a pass whose queries were answered
         for _ in range(self.settings.passes_in_a_row):
             if self.expectations.wait_for(key, self.state.pod):
-                return Result(requeue_after=self.settings.expectation_recheck_s)
+                return Result(requeue_after=_earliest(later, self.settings.expectation_recheck_s))
             step = self._decide(key)
             if step is None:
-                return None
+                return _requeue(later)
             if detachable and self.executor.slow(step.actions):
-                return Detached(self._finish_detached(key, step))
+                return Detached(self._finish_detached(key, step, later))
             result = await self._execute(step)
             if not isinstance(result, _Again):
-                return result
+                return _merge(result, later)
+            later = _earliest(later, result.requeue_after)
         return Result(requeue_after=0.0)  # fairness: back to the end of the queue
 
-    async def _finish_detached(self, key: Key, step: _Step) -> Result | None:
+    async def _finish_detached(self, key: Key, step: _Step, later: float | None) -> Result | None:
         result = await self._execute(step)
         if not isinstance(result, _Again):
-            return result
+            return _merge(result, later)
         finished = await self._passes(key, detachable=False)
         assert not isinstance(finished, Detached)
-        return finished
+        return _merge(finished, _earliest(later, result.requeue_after))
 
     def _decide(self, key: Key) -> _Step | None:
         """One decision on the caches as they are now (synchronous: a consistent snapshot)."""
@@ -247,16 +248,33 @@ class DualPodsController:
             level = logging.INFO if outcome.expected else logging.WARNING
             _log.log(level, "%s: %s; retrying", key, outcome.failure)
             return Result(retry=True)
-        if outcome.requeue_after is not None:
+        if outcome.requeue_after is not None and not outcome.answered:
             return Result(requeue_after=outcome.requeue_after)
-        return _AGAIN if outcome.acted else None
+        return _Again(outcome.requeue_after) if outcome.acted else None
 
 
+@dataclass(frozen=True, slots=True)
 class _Again:
-    """A pass acted: decide again."""
+    """A pass acted: decide again (and requeue after `requeue_after` at the latest)."""
+
+    requeue_after: float | None = None
 
 
-_AGAIN: Final = _Again()
+def _earliest(a: float | None, b: float | None) -> float | None:
+    return b if a is None else a if b is None else min(a, b)
+
+
+def _requeue(after: float | None) -> Result | None:
+    return Result(requeue_after=after) if after is not None else None
+
+
+def _merge(result: Result | None, later: float | None) -> Result | None:
+    """`result`, keeping a Requeue that an earlier pass in the row asked for."""
+    if later is None or (result is not None and result.retry):
+        return result
+    if result is None or result.requeue_after is None:
+        return Result(requeue_after=later)
+    return Result(requeue_after=min(result.requeue_after, later))
 
 
 @dataclass(frozen=True, slots=True)

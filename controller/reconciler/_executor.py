@@ -59,7 +59,8 @@ from controller.reconciler._podwrites import PodWrites
 from controller.reconciler._state import ClusterState
 
 _log = logging.getLogger(__name__)
-_QUIET = (QueryAccelerators, QueryMemoryUsage, QuerySleeping, Remember)
+_QUERIES = (QueryAccelerators, QueryMemoryUsage, QuerySleeping)
+_QUIET = (*_QUERIES, Remember)
 _SLOW = (Wake, Sleep, DeleteInstance)
 """Calls that take seconds: vLLM moves its weights, or a launcher waits for a child to exit."""
 
@@ -83,6 +84,9 @@ class Outcome:
     failure: str | None = None
     acted: bool = False
     """Something changed (a write, a call, a memory update): decide again."""
+    answered: bool = False
+    """A query succeeded: the next decision has what it asked for, and should not wait for
+    the pass's `Requeue` (which is there for when the answer does not come)."""
     forget: bool = False
     expected: bool = False
     """The failure is routine: a stale cache (409, 404) or a peer still starting."""
@@ -152,6 +156,7 @@ class Executor:
                 break
             outcome.memory = record_success(outcome.memory, action, now=self.clock(), result=result)
             outcome.acted = True
+            outcome.answered = outcome.answered or isinstance(action, _QUERIES)
             self._report(action, ctx, created, time.monotonic() - started)
         return outcome
 

@@ -113,3 +113,31 @@ def test_other_items_without_work_end_quietly() -> None:
         assert await made.reconcile(IscKey("other")) is None  # deleted ISC, no launchers
 
     run_virtual(main)
+
+
+def test_an_answered_query_is_acted_on_at_once_and_the_poll_is_kept_for_later() -> None:
+    """A pass that asks and polls ([query, Requeue]) goes on at once when the answer came."""
+    from controller.core import Action, QueryAccelerators, Requeue
+    from controller.reconciler._controller import _Step
+    from controller.reconciler._executor import PassContext
+
+    async def main() -> None:
+        made = controller(Recorder(echo_apiserver), Recorder(gpus))
+        script: list[list[Action]] = [
+            [QueryAccelerators(ip="10.0.0.1", port=8081), Requeue(after=5.0, reason="poll")],
+            [Requeue(after=7.0, reason="later")],
+        ]
+        decided: list[int] = []
+
+        def decide(key: ServerKey) -> _Step | None:
+            decided.append(len(script))
+            if not script:
+                return None
+            return _Step(script.pop(0), ServerMemory(), PassContext(item=key, decided_at=0.0))
+
+        made._decide = decide  # type: ignore[method-assign,assignment]
+        assert await made.reconcile(KEY) == Result(requeue_after=5.0)
+        assert decided == [2, 1]  # the second pass came at once, and its own Requeue is later
+        await made.executor.peers.calls.http.aclose()
+
+    run_virtual(main)
