@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import socket
 import sys
 import time
 from collections.abc import Iterator
@@ -39,7 +38,7 @@ from localcluster.kubelet import (
     gpu_uuid,
     start_hollow_kubelet,
 )
-from localcluster.processes import ManagedProcess
+from localcluster.processes import ManagedProcess, free_port
 from localcluster.stack import install_crds
 from tests.e2e import manifests
 
@@ -124,7 +123,7 @@ class BenchEnv:
         )
 
     def start_controller(self) -> None:
-        self.metrics_port = _free_port()
+        self.metrics_port = free_port()
         argv = [
             str(VENV_BIN / "fma-controller"),
             "--namespace", self.namespace,
@@ -203,13 +202,6 @@ class BenchEnv:
         assert self.controller is not None and self.controller.pid is not None
         times = psutil.Process(self.controller.pid).cpu_times()
         return float(times.user + times.system)
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def _kubelet_configs(cluster: LocalCluster, setup: BenchSetup) -> list[KubeletConfig]:

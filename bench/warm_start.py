@@ -19,7 +19,6 @@ import contextlib
 import json
 import os
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -35,19 +34,12 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from launcher.testing import tiny_model  # noqa: E402 - after making the repo importable
-from localcluster.processes import ManagedProcess, wait_until  # noqa: E402
+from localcluster.processes import ManagedProcess, free_port, wait_until  # noqa: E402
 
 OPTIONS = (
     "--enforce-eager --dtype float32 --max-model-len 512 --served-model-name tiny "
     "--distributed-executor-backend uni"
 )
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def _env(work: Path) -> dict[str, str]:
@@ -84,7 +76,7 @@ def _time_until_healthy(port: int, started: float, alive: Callable[[], bool]) ->
 
 
 def cold_start(model: Path, env: dict[str, str], work: Path) -> float:
-    port = _free_port()
+    port = free_port()
     argv = [
         sys.executable,
         "-m",
@@ -121,7 +113,7 @@ def _stop_group(process: subprocess.Popen[bytes]) -> None:
 
 
 def forked_start(launcher: str, model: Path, index: int) -> float:
-    port = _free_port()
+    port = free_port()
     instance = f"bench-{index}"
     body = {"options": f"--model {model} --port {port} {OPTIONS}"}
     started = time.perf_counter()
@@ -139,7 +131,7 @@ def forked_start(launcher: str, model: Path, index: int) -> float:
 
 
 def _launcher(work: Path, env: dict[str, str]) -> tuple[ManagedProcess, str]:
-    port = _free_port()
+    port = free_port()
     argv = [
         sys.executable,
         "-m",

@@ -32,6 +32,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from localcluster.processes import free_port
+
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
@@ -368,12 +370,6 @@ def summary(values: Sequence[float]) -> dict[str, float]:
 # --- orchestration ---------------------------------------------------------------------------
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def _cpu_seconds(pid: int) -> float:
     """User + system CPU time of a process, from /proc (Linux)."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
@@ -412,7 +408,7 @@ def run(rate: float, duration: float, connections: int, warmup: float) -> dict[s
         (directory / "tls.crt").write_bytes(pair.cert_pem)
         (directory / "tls.key").write_bytes(pair.key_pem)
         context = ssl.create_default_context(cadata=ca.cert_pem.decode())
-        port = _free_port()
+        port = free_port()
         argv = [sys.executable, __file__, "--serve", str(directory), "--port", str(port)]
         with (directory / "server.log").open("wb") as log:
             server = subprocess.Popen(argv, stdout=log, stderr=log, cwd=ROOT)

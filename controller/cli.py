@@ -44,8 +44,10 @@ from controller.observability import (
     all_synced,
     configure_logging,
 )
-from controller.populator import Populator, parse_duration
+from controller.populator import Populator
 from controller.populator import Settings as PopulatorSettings
+from controller.populator import add_flags as populator_flags
+from controller.populator import settings_from as populator_settings
 from controller.reconciler import DualPodsController, ReconcilerSettings
 
 EVENT_DELAY_S: Final = 1.0
@@ -110,20 +112,9 @@ def _timeouts(parser: argparse.ArgumentParser) -> None:
 
 
 def _populator_flags(parser: argparse.ArgumentParser) -> None:
-    add = parser.add_argument
-    defaults = PopulatorSettings(namespace="-")
-    add("--populator", action=argparse.BooleanOptionalAction, default=True,
+    parser.add_argument("--populator", action=argparse.BooleanOptionalAction, default=True,
         help="also run the launcher populator (default on)")  # fmt: skip
-    add("--expectation-timeout", type=parse_duration, default=defaults.expectation_timeout_s,
-        help="populator: wait this long for its own writes, then LIST")  # fmt: skip
-    add("--stuck-scheduling-threshold", type=parse_duration,
-        default=defaults.stuck_scheduling_threshold_s,
-        help="an unscheduled launcher is stuck this long after creation (Go duration)")  # fmt: skip
-    add("--stuck-starting-threshold", type=parse_duration,
-        default=defaults.stuck_starting_threshold_s,
-        help="a scheduled, unready launcher is stuck this long after scheduling")  # fmt: skip
-    add("--keep-sleepers", type=parse_duration, default=defaults.keep_sleepers_s,
-        help="keep uncovered launchers with sleepers this long")  # fmt: skip
+    populator_flags(parser)
 
 
 def _leader_flags(parser: argparse.ArgumentParser) -> None:
@@ -163,13 +154,7 @@ def parse_args(argv: Sequence[str] | None) -> CliConfig:
         )
     populator = None
     if args.populator:
-        populator = PopulatorSettings(
-            namespace=args.namespace,
-            expectation_timeout_s=args.expectation_timeout,
-            stuck_scheduling_threshold_s=args.stuck_scheduling_threshold,
-            stuck_starting_threshold_s=args.stuck_starting_threshold,
-            keep_sleepers_s=args.keep_sleepers,
-        )
+        populator = populator_settings(args, namespace=args.namespace)
     return CliConfig(
         connection=ConnectionSettings(kubeconfig=args.kubeconfig, context=args.context),
         reconciler=ReconcilerSettings(

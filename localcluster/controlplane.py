@@ -21,7 +21,6 @@ import ipaddress
 import logging
 import os
 import random
-import socket
 import ssl
 import subprocess
 import time
@@ -36,7 +35,7 @@ import kubernetes.config
 from certs.authority import CertificateAuthority, KeyPair
 from localcluster.binaries import etcd_binary, k8s_binary
 from localcluster.kubeconfig import write_kubeconfig
-from localcluster.processes import ManagedProcess, wait_until
+from localcluster.processes import ManagedProcess, free_port, wait_until
 
 _log = logging.getLogger(__name__)
 
@@ -55,12 +54,6 @@ _DISABLED_CONTROLLERS: Final = (
 )
 _LOCK_DIR: Final = Path("/tmp/fma-localcluster-locks")
 START_TIMEOUT_S: Final = 60.0
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 class _NetworkLease:
@@ -243,7 +236,7 @@ class LocalCluster:
         admin = self.ca.issue_client("admin", ("system:masters",))
         (pki / "admin.pem").write_bytes(admin.cert_pem + admin.key_pem)
         (pki / "admin.pem").chmod(0o600)
-        self.apiserver_port = _free_port()
+        self.apiserver_port = free_port()
         write_kubeconfig(self.kubeconfig, self.server, self.ca.cert_pem, admin)
 
     def _spawn(self, name: str, argv: list[str]) -> ManagedProcess:
@@ -253,7 +246,7 @@ class LocalCluster:
         return process
 
     def _start_etcd(self) -> None:
-        client, peer = _free_port(), _free_port()
+        client, peer = free_port(), free_port()
         self._etcd_url = f"http://127.0.0.1:{client}"
         data = self.workdir / "etcd"
         process = self._spawn(
@@ -325,7 +318,7 @@ class LocalCluster:
         waits: list[tuple[str, int, ManagedProcess]] = []
         if self._want_controller_manager:
             kubeconfig = self.kubeconfig_for("system:kube-controller-manager")
-            port = _free_port()
+            port = free_port()
             process = self._spawn(
                 "kube-controller-manager",
                 [
@@ -350,7 +343,7 @@ class LocalCluster:
             waits.append(("kube-controller-manager /healthz", port, process))
         if self._want_scheduler:
             kubeconfig = self.kubeconfig_for("system:kube-scheduler")
-            port = _free_port()
+            port = free_port()
             process = self._spawn(
                 "kube-scheduler",
                 [

@@ -9,6 +9,7 @@ I/O around them. It runs inside `fma-controller` (`run_populator`) or alone
 """
 
 from controller.populator._expectations import Expectations
+from controller.populator._flags import add_flags, settings_from
 from controller.populator._instances import (
     InstanceSource,
     NoInstances,
@@ -35,8 +36,10 @@ __all__ = [
     "Settings",
     "StatusKey",
     "WatchedInstances",
+    "add_flags",
     "instance_view",
     "key_of",
     "parse_duration",
     "run_populator",
+    "settings_from",
 ]

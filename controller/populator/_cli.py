@@ -45,9 +45,10 @@ from controller.observability import (
     ServerSettings,
     all_synced,
 )
+from controller.populator._flags import add_flags, settings_from
 from controller.populator._instances import WatchedInstances
 from controller.populator._runtime import Populator
-from controller.populator._settings import COMPONENT, Settings, parse_duration
+from controller.populator._settings import COMPONENT, Settings
 
 _log = logging.getLogger("controller.populator")
 
@@ -67,10 +68,7 @@ def parse_args(argv: list[str] | None = None) -> Options:
     parser = argparse.ArgumentParser(prog="python -m controller.populator", description=__doc__)
     add = parser.add_argument
     add("-n", "--namespace", required=True, help="focus namespace")
-    add("--expectation-timeout", type=parse_duration, default=5.0, help="default 5s")
-    add("--stuck-scheduling-threshold", type=parse_duration, default=120.0, help="default 2m")
-    add("--stuck-starting-threshold", type=parse_duration, default=450.0, help="default 7m30s")
-    add("--keep-sleepers", type=parse_duration, default=1800.0, help="default 30m (0: never)")
+    add_flags(parser)
     add("--workers", type=int, default=4, help="keys handled at once")
     add("--metrics-port", type=int, default=8002, help="/metrics, /healthz, /readyz (0: any)")
     add("--metrics-host", default="0.0.0.0")
@@ -82,14 +80,7 @@ def parse_args(argv: list[str] | None = None) -> Options:
     add("--log-level", default="info", choices=("debug", "info", "warning", "error"))
     args = parser.parse_args(argv)
     return Options(
-        settings=Settings(
-            namespace=args.namespace,
-            expectation_timeout_s=args.expectation_timeout,
-            stuck_scheduling_threshold_s=args.stuck_scheduling_threshold,
-            stuck_starting_threshold_s=args.stuck_starting_threshold,
-            keep_sleepers_s=args.keep_sleepers,
-            workers=args.workers,
-        ),
+        settings=settings_from(args, namespace=args.namespace, workers=args.workers),
         connection=ConnectionSettings(kubeconfig=args.kubeconfig, context=args.context),
         metrics=ServerSettings(host=args.metrics_host, port=args.metrics_port),
         leader_elect=args.leader_elect,

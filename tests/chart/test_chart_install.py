@@ -36,7 +36,7 @@ from kubernetes.client.rest import ApiException
 
 import certs.cli
 from localcluster.controlplane import LocalCluster
-from localcluster.processes import ManagedProcess, wait_until
+from localcluster.processes import ManagedProcess, free_port, wait_until
 from tests.chart import support
 from tests.waiting import eventually
 
@@ -272,12 +272,6 @@ def test_each_account_may_do_what_it_needs_and_no_more(
     assert answer == ("yes" if allowed else "no"), " ".join(args)
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def _status(port: int, ca_pem: bytes, server_name: str, path: str) -> int:
     """GET over TLS, trusting only `ca_pem` and checking the name the apiserver checks."""
     context = ssl.create_default_context(cadata=ca_pem.decode())
@@ -300,7 +294,7 @@ def test_the_webhook_serves_with_the_charts_arguments_rbac_and_certificate(
     mount = next(m["mountPath"] for m in container["volumeMounts"] if m["name"] == "tls")
     for key in ("tls.crt", "tls.key"):
         (tmp_path / key).write_bytes(base64.b64decode(serving[key]))
-    port = _free_port()
+    port = free_port()
     args = [
         a.replace(mount, str(tmp_path)) if a.startswith("--tls-") else a
         for a in container["args"]

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import socket
 import sys
 import time
 from collections.abc import Iterator
@@ -29,7 +28,7 @@ from kubernetes.client.exceptions import ApiException
 from prometheus_client.parser import text_string_to_metric_families
 
 from localcluster.controlplane import LocalCluster
-from localcluster.processes import ManagedProcess, wait_until
+from localcluster.processes import ManagedProcess, free_port, wait_until
 from tests.e2e.harness import E2EEnvironment, e2e_environment
 from tests.waiting import eventually
 
@@ -107,17 +106,10 @@ class Populator:
         }
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 @pytest.fixture
 def populator(env: E2EEnvironment, tmp_path: Path) -> Iterator[Populator]:
     """The populator as the controllers' identity; afterwards no LPP, LC or launcher is left."""
-    port = _free_port()
+    port = free_port()
     argv = [
         sys.executable, "-m", "controller.populator", "-n", env.namespace,
         "--kubeconfig", str(env.controller_kubeconfig),
@@ -248,7 +240,7 @@ def as_controller(env: E2EEnvironment) -> Any:
 def add_instance(pod: Any) -> None:
     """Start an instance in a launcher through its API (a fake vLLM, its own port)."""
     url = f"http://{pod.status.pod_ip}:8001/v2/vllm/instances/busy"
-    body = {"options": f"--port {_free_port()}"}
+    body = {"options": f"--port {free_port()}"}
     httpx.put(url, json=body, timeout=30).raise_for_status()
 
 

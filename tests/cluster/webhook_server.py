@@ -12,7 +12,6 @@ import base64
 import contextlib
 import json
 import secrets
-import socket
 import ssl
 import subprocess
 import sys
@@ -27,7 +26,7 @@ from kubernetes.client.rest import ApiException
 
 from localcluster.binaries import k8s_binary
 from localcluster.controlplane import LocalCluster
-from localcluster.processes import ManagedProcess, wait_until
+from localcluster.processes import ManagedProcess, free_port, wait_until
 from tests.waiting import eventually
 
 CONTROLLERS_ACCOUNT = "fma-fma-controllers"
@@ -44,12 +43,6 @@ WEBHOOK_RULES = [
         "verbs": ["list", "watch"],
     },
 ]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def kubectl_as(

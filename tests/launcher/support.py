@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -15,16 +14,9 @@ from typing import Any
 import httpx
 import psutil
 
-from localcluster.processes import ManagedProcess, wait_until
+from localcluster.processes import ManagedProcess, free_port, wait_until
 
 FAKE_ENTRY = "launcher.testing.fake_instance:serve"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 class Launcher:

@@ -19,8 +19,8 @@ import httpx
 import psutil
 import pytest
 
-from localcluster.processes import wait_until
-from tests.launcher.support import Launcher, free_port, process_tree_gone, running_launcher
+from localcluster.processes import free_port, wait_until
+from tests.launcher.support import Launcher, process_tree_gone, running_launcher
 
 
 @pytest.fixture(scope="module")

@@ -20,8 +20,8 @@ import psutil
 import pytest
 
 from launcher.testing import tiny_model
-from localcluster.processes import wait_until
-from tests.launcher.support import free_port, process_tree_gone, running_launcher
+from localcluster.processes import free_port, wait_until
+from tests.launcher.support import process_tree_gone, running_launcher
 
 pytestmark = pytest.mark.skipif(
     importlib.util.find_spec("vllm") is None,

@@ -7,7 +7,6 @@ import asyncio
 import json
 import logging
 import signal
-import socket
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -26,17 +25,12 @@ from localcluster.kubelet.inprocess import (
     route_app_logs,
 )
 from localcluster.kubelet.logfiles import LogOptions, LogWriter, iter_log
+from localcluster.processes import free_port
 
 pytestmark = pytest.mark.anyio
 
 POD_IP = "127.0.0.3"
 GPU = "GPU-aaaaaaaa-0000-0000-0000-000000000001"
-
-
-def free_port(host: str = POD_IP) -> int:
-    with socket.socket() as s:
-        s.bind((host, 0))
-        return int(s.getsockname()[1])
 
 
 def records(path: Path) -> list[tuple[str, str]]:
@@ -209,7 +203,7 @@ async def test_logging_inside_an_app_goes_to_its_stderr(
 
 
 async def test_requester_app_serves_on_the_pod_ip_and_stops_on_sigterm(tmp_path: Path) -> None:
-    probes, spi = free_port(), free_port()
+    probes, spi = free_port(POD_IP), free_port(POD_IP)
     writer = LogWriter(tmp_path / "c" / "0.log")
     env = {
         "POD_IP": POD_IP,
@@ -244,7 +238,7 @@ async def test_requester_app_serves_on_the_pod_ip_and_stops_on_sigterm(tmp_path:
 
 
 async def test_standin_app_binds_the_pod_ip_and_reports_bad_arguments(tmp_path: Path) -> None:
-    port = free_port()
+    port = free_port(POD_IP)
     argv = ["fma-vllm-standin", "--model", "m", "--port", str(port), "--startup-delay", "0"]
     env = {"POD_IP": POD_IP, "VLLM_SERVER_DEV_MODE": "1"}
     writer = LogWriter(tmp_path / "a" / "0.log")

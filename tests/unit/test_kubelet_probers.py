@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import socket
 import ssl
 import time
 from pathlib import Path
@@ -12,12 +11,7 @@ from pathlib import Path
 from certs.authority import CertificateAuthority
 from localcluster.kubelet.podspec import ContainerPort, ProbeSpec
 from localcluster.kubelet.probers import ProbeOutcome, ProbeTarget, run_probe
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+from localcluster.processes import free_port
 
 
 async def _http_server() -> tuple[asyncio.Server, int]:
@@ -52,9 +46,9 @@ def test_http_tcp_and_exec_probes() -> None:
             "http unknown port": ProbeSpec("httpGet", port="nope"),
             "http not http": ProbeSpec("httpGet", port=port, path="/garbage"),
             "http timeout": ProbeSpec("httpGet", port=port, path="/slow", timeout_seconds=1),
-            "http refused": ProbeSpec("httpGet", port=_free_port()),
+            "http refused": ProbeSpec("httpGet", port=free_port()),
             "tcp open": ProbeSpec("tcpSocket", port=port),
-            "tcp closed": ProbeSpec("tcpSocket", port=_free_port()),
+            "tcp closed": ProbeSpec("tcpSocket", port=free_port()),
             "exec true": ProbeSpec("exec", command=("true",)),
             "exec false": ProbeSpec("exec", command=("false",)),
             "exec timeout": ProbeSpec("exec", command=("sleep", "30"), timeout_seconds=1),

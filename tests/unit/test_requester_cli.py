@@ -14,14 +14,10 @@ from contextlib import contextmanager
 import httpx
 import pytest
 
+from localcluster.processes import free_port
+
 POD_IP = "127.0.0.2"  # the hollow kubelet gives each Pod its own loopback address
 A = "GPU-aaaaaaaa-0000-0000-0000-000000000001"
-
-
-def free_port(host: str) -> int:
-    with socket.socket() as s:
-        s.bind((host, 0))
-        return int(s.getsockname()[1])
 
 
 @contextmanager

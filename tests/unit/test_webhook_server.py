@@ -19,14 +19,9 @@ from cryptography.hazmat.primitives import serialization
 from fastapi import FastAPI
 
 from certs.authority import CertificateAuthority, KeyPair
+from localcluster.processes import free_port
 from webhook.metrics import WebhookMetrics
 from webhook.server import CertificateReloader, make_ssl_context, serve_tls
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _write_pair(directory: Path, pair: KeyPair) -> None:
@@ -54,7 +49,7 @@ def _der(pair: KeyPair) -> bytes:
 
 @contextmanager
 def _running(app: FastAPI, directory: Path, metrics: WebhookMetrics) -> Iterator[int]:
-    port = _free_port()
+    port = free_port()
     servers: list[uvicorn.Server] = []
     ready = threading.Event()
 
