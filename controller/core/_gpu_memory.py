@@ -5,7 +5,8 @@ planned, and the wake then fails with CUDA OOM, forever. fma measures instead: t
 reports used MiB per GPU (`accelerator-memory-usage`); while an assigned GPU is above the
 threshold, the least recently used sleeper on it — in any launcher on the node, or a direct
 sleeper — is deleted, one at a time, re-measuring after each. With nothing left to evict the
-wake goes ahead: if it still fails, the wake-failure handling takes over.
+wake goes ahead: if it still fails, the wake-failure handling takes over. So when no sleeper
+shares the assigned GPUs there is nothing to measure for, and the gate asks nothing.
 """
 
 from __future__ import annotations
@@ -28,6 +29,8 @@ def memory_gate(
     settings, memory, req = snap.settings, snap.memory, snap.requester
     if not settings.memory_check or req is None or req.ip is None:
         return []
+    if not _evictions(snap, set(gpus), keep_instance, gpu_indices):
+        return []  # nothing could be evicted, whatever the reading: the wake goes ahead anyway
     usage, taken = memory.memory_usage, memory.memory_usage_at
     stale = (
         usage is None
@@ -44,6 +47,15 @@ def memory_gate(
     if gpu_indices is not None:
         return _evict_direct(snap, {gpu_indices[u] for u in full if u in gpu_indices})
     return _evict_instance(snap, set(full), keep_instance)
+
+
+def _evictions(
+    snap: ServerSnapshot, gpus: set[str], keep: str | None, gpu_indices: dict[str, int] | None
+) -> list[a.Action]:
+    """What the gate would evict if every assigned GPU were full (the first candidate)."""
+    if gpu_indices is not None:
+        return _evict_direct(snap, {gpu_indices[u] for u in gpus if u in gpu_indices})
+    return _evict_instance(snap, gpus, keep)
 
 
 def _sleepers(launcher: LauncherView) -> list[InstanceView]:

@@ -303,6 +303,21 @@ def test_memory_gate_queries_then_evicts_lru_sleeper() -> None:
     assert any(isinstance(a, Wake) for a in decide_server(fits))
 
 
+def test_memory_gate_asks_nothing_when_no_sleeper_shares_the_gpus() -> None:
+    provider = bound_launcher_pod()
+    elsewhere = launcher_pod("b", ip="10.0.1.2")
+    snap = with_launchers(
+        lv(provider, instance(phase="sleeping")),
+        lv(elsewhere, instance("I-elsewhere", gpu_uuids=("GPU-9",))),
+        providers=(provider,),
+        settings=Settings(memory_check=True),
+        memory=ServerMemory(gpu_uuids=GPUS, instance_known=True),
+    )
+    actions = decide_server(snap)
+    assert not any(isinstance(a, QueryMemoryUsage) for a in actions)
+    assert any(isinstance(a, Wake) for a in actions)
+
+
 def test_repeated_wake_failures_delete_the_sleeper() -> None:
     memory = ServerMemory(
         gpu_uuids=GPUS, instance_known=True, wake_failures=3, last_wake_error="OOM"
