@@ -31,6 +31,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from bench._observe import PodWatcher, RssSampler
 from localcluster.controlplane import LocalCluster
+from localcluster.fma import manifests
 from localcluster.kubelet import (
     ImageConfig,
     KubeletConfig,
@@ -40,7 +41,6 @@ from localcluster.kubelet import (
 )
 from localcluster.processes import ManagedProcess, free_port
 from localcluster.stack import install_crds
-from tests.e2e import manifests
 
 REPO: Final = Path(__file__).resolve().parents[1]
 VENV_BIN: Final = Path(sys.executable).parent

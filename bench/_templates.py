@@ -1,6 +1,6 @@
 """Requester templates and the objects they name, for the dual-pods benchmarks.
 
-Built on the end-to-end tests' manifests (`tests/e2e/manifests.py`): the same requester
+Built on the end-to-end tests' manifests (`localcluster/fma/manifests.py`): the same requester
 container (readinessProbe `GET /ready` on 8080, periodSeconds 1, failureThreshold 1), launcher
 config and ISC. Requesters are not pinned to nodes: the scheduler spreads them by free GPUs.
 """
@@ -10,8 +10,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Final
 
+from localcluster.fma import manifests
 from localcluster.kubelet.podspec import PROBE_PERIOD_SCALE
-from tests.e2e import manifests
 
 APP: Final = "bench"
 LC: Final = "bench-lc"

@@ -30,9 +30,9 @@ import httpx  # noqa: E402
 
 from launcher.testing.tiny_model import build, default_model_dir  # noqa: E402
 from localcluster.controlplane import LocalCluster  # noqa: E402
-from tests.cluster.webhook_server import Webhook  # noqa: E402
-from tests.e2e import manifests  # noqa: E402
-from tests.e2e.harness import E2EEnvironment, controller_args, e2e_environment  # noqa: E402
+from localcluster.fma import manifests  # noqa: E402
+from localcluster.fma.environment import FmaEnvironment, controller_args, fma_environment  # noqa: E402
+from localcluster.fma.webhook_process import Webhook  # noqa: E402
 
 PORT = 8005
 APP = "chat"
@@ -82,7 +82,7 @@ def _user_deployment(model: Path, node: str) -> dict[str, Any]:
     return manifests.deployment(APP, template)
 
 
-def _configure(env: E2EEnvironment, model: Path) -> None:
+def _configure(env: FmaEnvironment, model: Path) -> None:
     """The operator's side: a LauncherConfig whose launchers fork real vLLM, and the ISC."""
     lc = manifests.launcher_config("vllm", kubeconfig=env.launcher_kubeconfig, max_instances=2)
     container = lc["spec"]["podTemplate"]["spec"]["containers"][0]
@@ -100,16 +100,16 @@ def _configure(env: E2EEnvironment, model: Path) -> None:
     env.apply("inferenceserverconfigs", isc)
 
 
-def _pods(env: E2EEnvironment) -> list[Any]:
+def _pods(env: FmaEnvironment) -> list[Any]:
     return list(env.core.list_namespaced_pod(env.namespace).items)
 
 
-def _app_pods(env: E2EEnvironment) -> list[Any]:
+def _app_pods(env: FmaEnvironment) -> list[Any]:
     """The Deployment's Pods, terminating ones included."""
     return [p for p in _pods(env) if (p.metadata.labels or {}).get("app") == APP]
 
 
-def _requester(env: E2EEnvironment, exclude: set[str]) -> Any | None:
+def _requester(env: FmaEnvironment, exclude: set[str]) -> Any | None:
     for pod in _pods(env):
         labels = pod.metadata.labels or {}
         current = pod.metadata.deletion_timestamp is None
@@ -122,7 +122,7 @@ def _ready(pod: Any) -> bool:
     return any(c.type == "Ready" and c.status == "True" for c in pod.status.conditions or ())
 
 
-def _launcher_of(env: E2EEnvironment, requester_uid: str) -> Any | None:
+def _launcher_of(env: FmaEnvironment, requester_uid: str) -> Any | None:
     for pod in _pods(env):
         bound = (pod.metadata.annotations or {}).get(REQUESTER_KEY, "")
         if bound.split(" ")[0] == requester_uid:
@@ -130,7 +130,7 @@ def _launcher_of(env: E2EEnvironment, requester_uid: str) -> Any | None:
     return None
 
 
-def _follow_actuation(env: E2EEnvironment, timeline: Timeline, seen: set[str]) -> Any:
+def _follow_actuation(env: FmaEnvironment, timeline: Timeline, seen: set[str]) -> Any:
     """Prints the steps of one actuation as they appear; returns the Ready requester."""
     pod = env.wait("the Deployment's Pod", lambda: _requester(env, seen), timeout=60)
     annotations = pod.metadata.annotations or {}
@@ -154,7 +154,7 @@ def _follow_actuation(env: E2EEnvironment, timeline: Timeline, seen: set[str]) -
     return ready
 
 
-def _ready_requester(env: E2EEnvironment, exclude: set[str]) -> Any | None:
+def _ready_requester(env: FmaEnvironment, exclude: set[str]) -> Any | None:
     pod = _requester(env, exclude)
     return pod if pod is not None and _ready(pod) else None
 
@@ -179,7 +179,7 @@ def _actuation_seconds(metrics: str, path: str) -> str:
     return "?"
 
 
-def _story(env: E2EEnvironment, timeline: Timeline, model: Path) -> None:
+def _story(env: FmaEnvironment, timeline: Timeline, model: Path) -> None:
     env.apps.create_namespaced_deployment(env.namespace, _user_deployment(model, env.nodes[0]))
     timeline.step(f"applied an ordinary vLLM Deployment '{APP}' (1 replica, 1 GPU, {env.nodes[0]})")
     first = _follow_actuation(env, timeline, set())
@@ -213,8 +213,8 @@ def _story(env: E2EEnvironment, timeline: Timeline, model: Path) -> None:
 
 
 @contextmanager
-def _fma(cluster: LocalCluster, workdir: Path) -> Iterator[tuple[E2EEnvironment, Webhook]]:
-    with e2e_environment(cluster, workdir, nodes=2, gpus_per_node=2) as env:
+def _fma(cluster: LocalCluster, workdir: Path) -> Iterator[tuple[FmaEnvironment, Webhook]]:
+    with fma_environment(cluster, workdir, nodes=2, gpus_per_node=2) as env:
         webhook = Webhook(cluster, workdir / "webhook")
         try:
             webhook.start()

@@ -27,9 +27,9 @@ import yaml
 import jsonlog
 import webhook.cli
 from certs.authority import CertificateAuthority
+from localcluster.fma.webhook_process import WEBHOOK_RULES
 from tests.chart import support
 from tests.chart.support import NAMESPACE, VALUE_SETS, render
-from tests.cluster.webhook_server import WEBHOOK_RULES
 from webhook.mutation import SYSTEM_NAMESPACES
 from webhook.registration import (
     RegistrationSettings,

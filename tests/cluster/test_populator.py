@@ -1,9 +1,9 @@
 """The launcher-populator on the real control plane, with hollow GPU nodes running real launchers.
 
-The module runs in one end-to-end environment (`tests/e2e/harness.py`: a namespace, hollow GPU
-nodes, the controllers' identity bound to `controller/rbac.yaml`). Each test starts its own
-`python -m controller.populator` as that identity, so missing RBAC rules show up here; the
-hollow kubelet runs the launcher Pods it creates as `fma-launcher --mock-gpus` processes (the
+The module runs in one end-to-end environment (`localcluster/fma/environment.py`: a namespace,
+hollow GPU nodes, the controllers' identity bound to `controller/rbac.yaml`). Each test starts
+its own `python -m controller.populator` as that identity, so missing RBAC rules show up here;
+the hollow kubelet runs the launcher Pods it creates as `fma-launcher --mock-gpus` processes (the
 `ghcr.io/llm-d/fma:<tag>` image resolves to the repository's virtualenv), so "Ready" means a
 launcher answering its readiness probe. The scheduler, the garbage collector and the
 apiserver's preconditions are the real ones. Each test removes its objects when it ends.
@@ -28,8 +28,8 @@ from kubernetes.client.exceptions import ApiException
 from prometheus_client.parser import text_string_to_metric_families
 
 from localcluster.controlplane import LocalCluster
+from localcluster.fma.environment import FmaEnvironment, fma_environment
 from localcluster.processes import ManagedProcess, free_port, wait_until
-from tests.e2e.harness import E2EEnvironment, e2e_environment
 from tests.waiting import eventually
 
 GROUP, VERSION = "fma.llm-d.ai", "v1alpha1"
@@ -60,9 +60,9 @@ class Nodes:
 @pytest.fixture(scope="module")
 def env(
     cluster: LocalCluster, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[E2EEnvironment]:
+) -> Iterator[FmaEnvironment]:
     workdir = tmp_path_factory.mktemp("populator")
-    with e2e_environment(
+    with fma_environment(
         cluster, workdir, nodes=3, gpus_per_node=2, node_labels={"gpu": "yes"}
     ) as environment:
         cluster.kubectl("label", "node", environment.nodes[2], "gpu-")
@@ -70,22 +70,22 @@ def env(
 
 
 @pytest.fixture
-def nodes(env: E2EEnvironment) -> Nodes:
+def nodes(env: FmaEnvironment) -> Nodes:
     return Nodes(*env.nodes)
 
 
 @pytest.fixture
-def namespace(env: E2EEnvironment) -> str:
+def namespace(env: FmaEnvironment) -> str:
     return env.namespace
 
 
 @pytest.fixture
-def api_client(env: E2EEnvironment) -> Any:
+def api_client(env: FmaEnvironment) -> Any:
     return env.api
 
 
 @pytest.fixture
-def core_v1(env: E2EEnvironment) -> Any:
+def core_v1(env: FmaEnvironment) -> Any:
     return env.core
 
 
@@ -107,7 +107,7 @@ class Populator:
 
 
 @pytest.fixture
-def populator(env: E2EEnvironment, tmp_path: Path) -> Iterator[Populator]:
+def populator(env: FmaEnvironment, tmp_path: Path) -> Iterator[Populator]:
     """The populator as the controllers' identity; afterwards no LPP, LC or launcher is left."""
     port = free_port()
     argv = [
@@ -127,7 +127,7 @@ def populator(env: E2EEnvironment, tmp_path: Path) -> Iterator[Populator]:
         _clean(env)
 
 
-def _clean(env: E2EEnvironment) -> None:
+def _clean(env: FmaEnvironment) -> None:
     api = custom(env.api)
     for plural in (LPPS, LCS):
         for obj in api.list_namespaced_custom_object(GROUP, VERSION, env.namespace, plural)[
@@ -231,7 +231,7 @@ def names(pods: list[Any]) -> set[str]:
     return {p.metadata.name for p in pods}
 
 
-def as_controller(env: E2EEnvironment) -> Any:
+def as_controller(env: FmaEnvironment) -> Any:
     """An API client with the controllers' identity (the one fma's admission rules exempt)."""
     client = kubernetes.config.new_client_from_config(str(env.controller_kubeconfig))
     return kubernetes.client.CoreV1Api(client)
@@ -287,7 +287,7 @@ def test_counts_follow_the_policy_and_excess_goes_emptiest_first(
 
 
 def test_stale_unbound_launchers_are_replaced_and_bound_ones_kept(
-    env: E2EEnvironment,
+    env: FmaEnvironment,
     nodes: Nodes,
     populator: Populator,
     namespace: str,
@@ -421,7 +421,7 @@ def test_an_unschedulable_launcher_becomes_stuck(
 
 
 def test_node_label_changes_move_the_launchers(
-    env: E2EEnvironment,
+    env: FmaEnvironment,
     nodes: Nodes,
     populator: Populator,
     namespace: str,

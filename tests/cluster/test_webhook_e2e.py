@@ -19,7 +19,7 @@ import pytest
 from kubernetes.client.rest import ApiException
 
 from localcluster.controlplane import LocalCluster
-from tests.cluster.webhook_server import Webhook, apply_json, kubectl_as
+from localcluster.fma.webhook_process import Webhook, apply_json, kubectl_as
 from tests.waiting import eventually
 
 pytestmark = pytest.mark.usefixtures("crds_installed")

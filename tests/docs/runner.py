@@ -22,8 +22,8 @@ from kubernetes.client.rest import ApiException
 
 from localcluster.binaries import k8s_binary
 from localcluster.controlplane import LocalCluster
+from localcluster.fma.webhook_process import Webhook
 from localcluster.stack import install_crds
-from tests.cluster.webhook_server import Webhook
 from tests.docs.markdown import REPO, Block, Doc, Marker
 
 LINKED: Final = ("charts", "crds", "docs", "bench", "tests", ".venv")

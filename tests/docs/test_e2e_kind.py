@@ -24,11 +24,11 @@ import yaml
 
 from crds.models import InferenceServerConfig
 from localcluster.controlplane import LocalCluster
+from localcluster.fma.environment import FmaEnvironment, controller_args, fma_environment
 from tests.chart import support
 from tests.docs import helm_shim
 from tests.docs.markdown import DOCS, REPO
 from tests.e2e import inspect as i
-from tests.e2e.harness import E2EEnvironment, controller_args, e2e_environment
 from tests.unit.validation_support import CONTEXT, request
 from webhook.mutation import MutationContext, MutationSettings, mutate_pod
 from webhook.validation import validate_custom_resource
@@ -143,7 +143,7 @@ def _apply(cluster: LocalCluster, namespace: str, name: str) -> None:
     cluster.kubectl("apply", "-n", namespace, "-f", str(MANIFESTS / name))
 
 
-def _ready_requester(env: E2EEnvironment) -> dict[str, Any]:
+def _ready_requester(env: FmaEnvironment) -> dict[str, Any]:
     def check() -> dict[str, Any] | None:
         found = [p for p in i.requesters(env, "tiny") if i.live(p) and i.ready(p)]
         return found[0] if found else None
@@ -152,14 +152,14 @@ def _ready_requester(env: E2EEnvironment) -> dict[str, Any]:
     return result
 
 
-def _launcher(env: E2EEnvironment) -> dict[str, Any]:
+def _launcher(env: FmaEnvironment) -> dict[str, Any]:
     (launcher,) = [p for p in i.launchers(env) if i.live(p)]
     return launcher
 
 
 @pytest.mark.cluster
 def test_kind_scenario_runs_on_the_local_cluster(cluster: LocalCluster, tmp_path: Path) -> None:
-    with e2e_environment(cluster, tmp_path, nodes=1, gpus_per_node=2) as env:
+    with fma_environment(cluster, tmp_path, nodes=1, gpus_per_node=2) as env:
         for name in ("inferenceserverconfig.yaml", "launcherconfig.yaml", "requester.yaml"):
             _apply(cluster, env.namespace, name)
         controller = env.start_controller(*controller_args())

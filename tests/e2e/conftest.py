@@ -1,4 +1,4 @@
-"""Fixtures of the end-to-end tests; see `tests/e2e/harness.py` for what an environment is."""
+"""Fixtures of the end-to-end tests (environments: `localcluster/fma/environment.py`)."""
 
 from __future__ import annotations
 

@@ -11,7 +11,7 @@ from typing import Any, Final
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.e2e.harness import E2EEnvironment
+from localcluster.fma.environment import FmaEnvironment
 
 Pod = dict[str, Any]
 REQUESTER: Final = "dual-pods.llm-d.ai/requester"
@@ -21,7 +21,7 @@ LC_LABEL: Final = "dual-pods.llm-d.ai/launcher-config-name"
 NODE_LABEL: Final = "dual-pods.llm-d.ai/node-name"
 
 
-def pods(env: E2EEnvironment, selector: str | None = None) -> list[Pod]:
+def pods(env: FmaEnvironment, selector: str | None = None) -> list[Pod]:
     """The namespace's Pods as the apiserver's JSON (no client model round trip)."""
     kwargs = {"label_selector": selector} if selector else {}
     response = env.core.list_namespaced_pod(env.namespace, _preload_content=False, **kwargs)
@@ -29,7 +29,7 @@ def pods(env: E2EEnvironment, selector: str | None = None) -> list[Pod]:
     return items
 
 
-def pod(env: E2EEnvironment, name: str) -> Pod | None:
+def pod(env: FmaEnvironment, name: str) -> Pod | None:
     found = [p for p in pods(env) if p["metadata"]["name"] == name]
     return found[0] if found else None
 
@@ -47,11 +47,11 @@ def live(obj: Mapping[str, Any]) -> bool:
     return not meta(obj).get("deletionTimestamp")
 
 
-def requesters(env: E2EEnvironment, app: str) -> list[Pod]:
+def requesters(env: FmaEnvironment, app: str) -> list[Pod]:
     return pods(env, f"app={app}")
 
 
-def launchers(env: E2EEnvironment, node: str | None = None) -> list[Pod]:
+def launchers(env: FmaEnvironment, node: str | None = None) -> list[Pod]:
     selector = LC_LABEL if node is None else f"{LC_LABEL},{NODE_LABEL}={node}"
     return pods(env, selector)
 
@@ -62,7 +62,7 @@ def binding(obj: Mapping[str, Any]) -> tuple[str, str] | None:
     return (parts[0], parts[1]) if len(parts) == 2 and all(parts) else None
 
 
-def providers_of(env: E2EEnvironment, requester: Mapping[str, Any]) -> list[Pod]:
+def providers_of(env: FmaEnvironment, requester: Mapping[str, Any]) -> list[Pod]:
     uid = meta(requester)["uid"]
     return [p for p in pods(env) if (binding(p) or ("",))[0] == uid]
 
@@ -92,7 +92,7 @@ def metric(text: str, name: str, labels: Mapping[str, str] | None = None) -> flo
     return total
 
 
-def violations(env: E2EEnvironment) -> list[str]:
+def violations(env: FmaEnvironment) -> list[str]:
     """What breaks the protocol's invariants right now (empty when all hold).
 
     - at most one provider per requester;

@@ -12,9 +12,9 @@ from typing import Any
 import pytest
 
 from localcluster.controlplane import LocalCluster
+from localcluster.fma.environment import FmaEnvironment, controller_args, fma_environment
+from localcluster.fma.manifests import direct_server_patch, requester_template
 from tests.e2e import inspect as i
-from tests.e2e.harness import E2EEnvironment, controller_args, e2e_environment
-from tests.e2e.manifests import direct_server_patch, requester_template
 
 NOMINAL = "dual-pods.llm-d.ai/nominal"
 SLEEPING = "dual-pods.llm-d.ai/sleeping"
@@ -23,19 +23,19 @@ SLEEPING = "dual-pods.llm-d.ai/sleeping"
 @pytest.fixture(scope="module")
 def env(
     cluster: LocalCluster, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[E2EEnvironment]:
+) -> Iterator[FmaEnvironment]:
     workdir = tmp_path_factory.mktemp("e2e-direct")
-    with e2e_environment(cluster, workdir, nodes=1) as environment:
+    with fma_environment(cluster, workdir, nodes=1) as environment:
         environment.start_controller(*controller_args("--sleeper-limit", "1"))
         yield environment
 
 
-def deploy(env: E2EEnvironment, app: str, model: str) -> None:
+def deploy(env: FmaEnvironment, app: str, model: str) -> None:
     patch = direct_server_patch(model=model)
     env.create_deployment(app, requester_template(app, node=env.nodes[0], server_patch=patch))
 
 
-def ready_requester(env: E2EEnvironment, app: str) -> dict[str, Any]:
+def ready_requester(env: FmaEnvironment, app: str) -> dict[str, Any]:
     def check() -> dict[str, Any] | None:
         found = [p for p in i.requesters(env, app) if i.live(p) and i.ready(p)]
         return found[0] if found else None
@@ -44,7 +44,7 @@ def ready_requester(env: E2EEnvironment, app: str) -> dict[str, Any]:
     return result
 
 
-def providers(env: E2EEnvironment) -> dict[str, dict[str, Any]]:
+def providers(env: FmaEnvironment) -> dict[str, dict[str, Any]]:
     """Direct providers by nominal hash."""
     return {
         i.meta(p)["annotations"][NOMINAL]: p
@@ -53,12 +53,12 @@ def providers(env: E2EEnvironment) -> dict[str, dict[str, Any]]:
     }
 
 
-def scale_down(env: E2EEnvironment, app: str) -> None:
+def scale_down(env: FmaEnvironment, app: str) -> None:
     env.scale(app, 0)
     env.wait(f"{app} scaled down", lambda: not i.requesters(env, app))
 
 
-def test_cold_start_creates_a_bound_provider(env: E2EEnvironment) -> None:
+def test_cold_start_creates_a_bound_provider(env: FmaEnvironment) -> None:
     deploy(env, "alpha", "model-alpha")
     requester = ready_requester(env, "alpha")
     (provider,) = providers(env).values()
@@ -69,7 +69,7 @@ def test_cold_start_creates_a_bound_provider(env: E2EEnvironment) -> None:
     assert i.metric(text, "fma_actuation_seconds_count", {"path": "cold"}) == 1
 
 
-def test_scale_down_leaves_a_sleeping_provider(env: E2EEnvironment) -> None:
+def test_scale_down_leaves_a_sleeping_provider(env: FmaEnvironment) -> None:
     scale_down(env, "alpha")
     (provider,) = providers(env).values()
     assert i.binding(provider) is None
@@ -77,7 +77,7 @@ def test_scale_down_leaves_a_sleeping_provider(env: E2EEnvironment) -> None:
     assert not i.violations(env)
 
 
-def test_scale_up_reuses_the_sleeper_hot(env: E2EEnvironment) -> None:
+def test_scale_up_reuses_the_sleeper_hot(env: FmaEnvironment) -> None:
     (before,) = providers(env).values()
     env.scale("alpha", 1)
     requester = ready_requester(env, "alpha")
@@ -88,7 +88,7 @@ def test_scale_up_reuses_the_sleeper_hot(env: E2EEnvironment) -> None:
     assert i.metric(text, "fma_actuation_seconds_count", {"path": "hot"}) == 1
 
 
-def test_sleeper_limit_evicts_the_oldest_sleeper(env: E2EEnvironment) -> None:
+def test_sleeper_limit_evicts_the_oldest_sleeper(env: FmaEnvironment) -> None:
     scale_down(env, "alpha")
     alpha = set(providers(env))
     deploy(env, "beta", "model-beta")

@@ -25,14 +25,14 @@ import httpx
 import pytest
 
 from localcluster.controlplane import LocalCluster
-from tests.e2e import inspect as i
-from tests.e2e.harness import (
+from localcluster.fma.environment import (
     ControllerProcess,
-    E2EEnvironment,
+    FmaEnvironment,
     controller_args,
-    e2e_environment,
+    fma_environment,
 )
-from tests.e2e.manifests import requester_template
+from localcluster.fma.manifests import requester_template
+from tests.e2e import inspect as i
 
 KILLS = int(os.environ.get("FMA_FAULT_KILLS", "50"))
 SEED = int(os.environ.get("FMA_FAULT_SEED", str(random.randrange(1 << 30))))
@@ -45,9 +45,9 @@ CONVERGE_S = 60.0
 @pytest.fixture(scope="module")
 def env(
     cluster: LocalCluster, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[E2EEnvironment]:
+) -> Iterator[FmaEnvironment]:
     workdir = tmp_path_factory.mktemp("e2e-fault")
-    with e2e_environment(cluster, workdir, nodes=2, gpus_per_node=2) as environment:
+    with fma_environment(cluster, workdir, nodes=2, gpus_per_node=2) as environment:
         environment.apply_launcher_config(LC, max_instances=2)
         for index, app in enumerate(APPS):
             environment.apply_isc(app, lc=LC, port=8005 + index)
@@ -57,7 +57,7 @@ def env(
         yield environment
 
 
-def converged(env: E2EEnvironment, wanted: dict[str, int]) -> bool:
+def converged(env: FmaEnvironment, wanted: dict[str, int]) -> bool:
     """Exactly the wanted requesters, all Ready and none terminating, each with one provider."""
     everything = i.pods(env)
     bound: dict[str, int] = {}
@@ -74,7 +74,7 @@ def converged(env: E2EEnvironment, wanted: dict[str, int]) -> bool:
     return True
 
 
-def recover(env: E2EEnvironment, wanted: dict[str, int], cycle: int) -> None:
+def recover(env: FmaEnvironment, wanted: dict[str, int], cycle: int) -> None:
     where = f"cycle {cycle} (seed {SEED}, wanted {wanted})"
     env.wait(f"convergence after {where}", lambda: converged(env, wanted), timeout=CONVERGE_S)
     try:
@@ -84,7 +84,7 @@ def recover(env: E2EEnvironment, wanted: dict[str, int], cycle: int) -> None:
 
 
 @pytest.mark.timeout(120 + 6 * KILLS)
-def test_controller_killed_at_random_points_recovers(env: E2EEnvironment) -> None:
+def test_controller_killed_at_random_points_recovers(env: FmaEnvironment) -> None:
     rng = random.Random(SEED)
     controller = env.controllers[0]
     wanted = dict.fromkeys(APPS, 0)

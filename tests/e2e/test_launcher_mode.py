@@ -16,15 +16,15 @@ from typing import Any
 import pytest
 
 from localcluster.controlplane import LocalCluster
+from localcluster.fma.environment import (
+    ControllerProcess,
+    FmaEnvironment,
+    controller_args,
+    fma_environment,
+)
+from localcluster.fma.manifests import requester_template
 from localcluster.kubelet import gpu_uuid
 from tests.e2e import inspect as i
-from tests.e2e.harness import (
-    ControllerProcess,
-    E2EEnvironment,
-    controller_args,
-    e2e_environment,
-)
-from tests.e2e.manifests import requester_template
 
 LC = "story-lc"
 INSTANCE_ID = "dual-pods.llm-d.ai/instance-id"
@@ -33,8 +33,8 @@ INSTANCE_ID = "dual-pods.llm-d.ai/instance-id"
 @pytest.fixture(scope="module")
 def env(
     cluster: LocalCluster, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[E2EEnvironment]:
-    with e2e_environment(cluster, tmp_path_factory.mktemp("e2e-launcher"), nodes=1) as environment:
+) -> Iterator[FmaEnvironment]:
+    with fma_environment(cluster, tmp_path_factory.mktemp("e2e-launcher"), nodes=1) as environment:
         environment.apply_launcher_config(LC, max_instances=2)
         for name, port in (("model-a", 8005), ("model-b", 8006), ("model-c", 8007)):
             environment.apply_isc(name, lc=LC, port=port, labels={"llm-d.ai/model": name})
@@ -43,11 +43,11 @@ def env(
 
 
 @pytest.fixture(scope="module")
-def controller(env: E2EEnvironment) -> ControllerProcess:
+def controller(env: FmaEnvironment) -> ControllerProcess:
     return env.controllers[0]
 
 
-def ready_requester(env: E2EEnvironment, app: str, timeout: float = 30.0) -> dict[str, Any]:
+def ready_requester(env: FmaEnvironment, app: str, timeout: float = 30.0) -> dict[str, Any]:
     def check() -> dict[str, Any] | None:
         found = [p for p in i.requesters(env, app) if i.live(p) and i.ready(p)]
         return found[0] if found else None
@@ -56,11 +56,11 @@ def ready_requester(env: E2EEnvironment, app: str, timeout: float = 30.0) -> dic
     return result
 
 
-def gone(env: E2EEnvironment, app: str) -> bool:
+def gone(env: FmaEnvironment, app: str) -> bool:
     return not i.requesters(env, app)
 
 
-def only_launcher(env: E2EEnvironment) -> dict[str, Any]:
+def only_launcher(env: FmaEnvironment) -> dict[str, Any]:
     launchers = [p for p in i.launchers(env, env.nodes[0]) if i.live(p)]
     assert len(launchers) == 1, [i.meta(p)["name"] for p in launchers]
     return launchers[0]
@@ -71,7 +71,7 @@ def instance_phases(launcher: dict[str, Any]) -> dict[str, str]:
 
 
 def test_cold_start_creates_a_bound_launcher(
-    env: E2EEnvironment, controller: ControllerProcess
+    env: FmaEnvironment, controller: ControllerProcess
 ) -> None:
     env.create_deployment("chat", requester_template("chat", node=env.nodes[0], isc="model-a"))
     requester = ready_requester(env, "chat", timeout=40)
@@ -83,7 +83,7 @@ def test_cold_start_creates_a_bound_launcher(
     assert i.metric(controller.metrics(), "fma_actuation_seconds_count", {"path": "cold"}) == 1
 
 
-def test_scale_to_zero_sleeps_the_instance_and_keeps_the_launcher(env: E2EEnvironment) -> None:
+def test_scale_to_zero_sleeps_the_instance_and_keeps_the_launcher(env: FmaEnvironment) -> None:
     launcher = only_launcher(env)
     env.scale("chat", 0)
     env.wait("requester of chat gone", lambda: gone(env, "chat"))
@@ -99,7 +99,7 @@ def test_scale_to_zero_sleeps_the_instance_and_keeps_the_launcher(env: E2EEnviro
 
 
 def test_scale_to_one_reuses_launcher_and_gpu_hot(
-    env: E2EEnvironment, controller: ControllerProcess
+    env: FmaEnvironment, controller: ControllerProcess
 ) -> None:
     launcher = only_launcher(env)
     (sleeper,) = instance_phases(launcher)
@@ -114,7 +114,7 @@ def test_scale_to_one_reuses_launcher_and_gpu_hot(
 
 
 def test_second_model_shares_the_launcher_warm(
-    env: E2EEnvironment, controller: ControllerProcess
+    env: FmaEnvironment, controller: ControllerProcess
 ) -> None:
     env.scale("chat", 0)
     env.wait("requester of chat gone", lambda: gone(env, "chat"))
@@ -128,7 +128,7 @@ def test_second_model_shares_the_launcher_warm(
 
 
 def test_max_instances_reclaims_the_least_recently_used_sleeper(
-    env: E2EEnvironment, controller: ControllerProcess
+    env: FmaEnvironment, controller: ControllerProcess
 ) -> None:
     env.scale("code", 0)
     env.wait("requester of code gone", lambda: gone(env, "code"))
@@ -149,5 +149,5 @@ def test_max_instances_reclaims_the_least_recently_used_sleeper(
     assert i.metric(text, "fma_actuation_seconds_count", {"instancesDeleted": "1"}) == 1
 
 
-def test_no_invariant_is_broken(env: E2EEnvironment, tmp_path: Path) -> None:
+def test_no_invariant_is_broken(env: FmaEnvironment, tmp_path: Path) -> None:
     assert not i.violations(env)

@@ -12,9 +12,9 @@ from typing import Any
 import pytest
 
 from localcluster.controlplane import LocalCluster
+from localcluster.fma.environment import FmaEnvironment, controller_args, fma_environment
+from localcluster.fma.manifests import requester_pod, requester_template
 from tests.e2e import inspect as i
-from tests.e2e.harness import E2EEnvironment, controller_args, e2e_environment
-from tests.e2e.manifests import requester_pod, requester_template
 
 LC = "recovery-lc"
 
@@ -22,22 +22,22 @@ LC = "recovery-lc"
 @pytest.fixture(scope="module")
 def env(
     cluster: LocalCluster, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[E2EEnvironment]:
+) -> Iterator[FmaEnvironment]:
     workdir = tmp_path_factory.mktemp("e2e-recovery")
-    with e2e_environment(cluster, workdir, nodes=5, gpus_per_node=2) as environment:
+    with fma_environment(cluster, workdir, nodes=5, gpus_per_node=2) as environment:
         environment.apply_launcher_config(LC, max_instances=2)
         environment.start_controller(*controller_args())
         yield environment
 
 
-def start(env: E2EEnvironment, app: str, node: int, *, port: int = 8005) -> dict[str, Any]:
+def start(env: FmaEnvironment, app: str, node: int, *, port: int = 8005) -> dict[str, Any]:
     """A Deployment of one requester for a model of its own on `node`; returns it when Ready."""
     env.apply_isc(app, lc=LC, port=port)
     env.create_deployment(app, requester_template(app, node=env.nodes[node], isc=app))
     return ready_requester(env, app)
 
 
-def ready_requester(env: E2EEnvironment, app: str, *, not_uid: str = "") -> dict[str, Any]:
+def ready_requester(env: FmaEnvironment, app: str, *, not_uid: str = "") -> dict[str, Any]:
     def check() -> dict[str, Any] | None:
         found = [
             p
@@ -50,7 +50,7 @@ def ready_requester(env: E2EEnvironment, app: str, *, not_uid: str = "") -> dict
     return result
 
 
-def provider(env: E2EEnvironment, requester: dict[str, Any]) -> dict[str, Any]:
+def provider(env: FmaEnvironment, requester: dict[str, Any]) -> dict[str, Any]:
     found = i.providers_of(env, requester)
     assert len(found) == 1, [i.meta(p)["name"] for p in found]
     return found[0]
@@ -62,7 +62,7 @@ def idle(metrics: str) -> bool:
     return done > 0 and i.metric(metrics, "fma_dpc_innerqueue_depth") == 0
 
 
-def test_controller_restart_recovers_without_duplicates(env: E2EEnvironment) -> None:
+def test_controller_restart_recovers_without_duplicates(env: FmaEnvironment) -> None:
     controller = env.controllers[0]
     env.apply_isc("restart", lc=LC, port=8005)
     env.create_deployment(
@@ -85,7 +85,7 @@ def test_controller_restart_recovers_without_duplicates(env: E2EEnvironment) -> 
     assert not i.violations(env)
 
 
-def test_isc_change_deletes_the_obsolete_sleeper(env: E2EEnvironment) -> None:
+def test_isc_change_deletes_the_obsolete_sleeper(env: FmaEnvironment) -> None:
     start(env, "edited", 1)
     env.scale("edited", 0)
     env.wait("edited scaled down", lambda: not i.requesters(env, "edited"))
@@ -101,7 +101,7 @@ def test_isc_change_deletes_the_obsolete_sleeper(env: E2EEnvironment) -> None:
     assert "--max-model-len 512" in instance["options"]
 
 
-def test_deleted_launcher_replaces_the_requester(env: E2EEnvironment) -> None:
+def test_deleted_launcher_replaces_the_requester(env: FmaEnvironment) -> None:
     requester = start(env, "orphan", 2)
     launcher = provider(env, requester)
     env.core.delete_namespaced_pod(i.meta(launcher)["name"], env.namespace)
@@ -111,7 +111,7 @@ def test_deleted_launcher_replaces_the_requester(env: E2EEnvironment) -> None:
     assert not i.violations(env)
 
 
-def test_killed_instance_replaces_the_requester(env: E2EEnvironment) -> None:
+def test_killed_instance_replaces_the_requester(env: FmaEnvironment) -> None:
     requester = start(env, "crashy", 3)
     launcher = provider(env, requester)
     (instance,) = i.instances(launcher)
@@ -127,7 +127,7 @@ def test_killed_instance_replaces_the_requester(env: E2EEnvironment) -> None:
     assert "ServerFailed" in {e.reason for e in events.items}
 
 
-def test_cordon_deletes_only_requesters_without_provider(env: E2EEnvironment) -> None:
+def test_cordon_deletes_only_requesters_without_provider(env: FmaEnvironment) -> None:
     node = env.nodes[4]
     requester = start(env, "cordoned", 4)
     env.cordon(node)
@@ -141,7 +141,7 @@ def test_cordon_deletes_only_requesters_without_provider(env: E2EEnvironment) ->
         env.cordon(node, unschedulable=False)
 
 
-def test_a_standby_replica_takes_over_when_the_leader_stops(env: E2EEnvironment) -> None:
+def test_a_standby_replica_takes_over_when_the_leader_stops(env: FmaEnvironment) -> None:
     leader = env.controllers[0]
     standby = env.start_controller(*controller_args(), name="controller-1")  # ready: standby
     assert "standby" in standby.log() or "waiting for lease" in standby.log()

@@ -1,4 +1,4 @@
-"""Objects of the end-to-end tests, as plain manifests: LC, ISC, requesters, Deployments.
+"""fma's objects for the local cluster, as plain manifests: LC, ISC, requesters, Deployments.
 
 Everything runs the repository's own code through the hollow kubelet's image map: fma's image
 (`ghcr.io/llm-d/fma:*`) is `.venv/bin` (so `fma-launcher`, `fma-requester` are on PATH) and

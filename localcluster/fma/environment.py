@@ -1,6 +1,6 @@
-"""The end-to-end harness: hollow GPU nodes, fma's CRDs and RBAC, and `fma-controller` processes.
+"""An environment for fma on the local cluster: hollow GPU nodes, CRDs, RBAC, controller processes.
 
-    with e2e_environment(cluster, tmp_path, nodes=3) as env:
+    with fma_environment(cluster, tmp_path, nodes=3) as env:
         env.apply_launcher_config(...); env.apply_isc(...)
         controller = env.start_controller()
         env.create_deployment("chat", requester_template(...))
@@ -12,9 +12,10 @@ run as — the controllers' `…-fma-controllers` ServiceAccount identity bound 
 `controller/rbac.yaml`, and a launcher identity that may read `gpu-map` — and the controllers it
 started. Tests isolate themselves by using nodes and object names of their own.
 
-Inspection helpers (Pods, launchers, instances, metrics, invariants) live in
-`tests/e2e/inspect.py`, manifests in `tests/e2e/manifests.py`, the controller process in
-`tests/e2e/processes.py`.
+The end-to-end tests, the benchmarks and the demo use it. Manifests are in
+`localcluster/fma/manifests.py`, the controller process in `localcluster/fma/controller_process.py`;
+the tests' inspection helpers (Pods, launchers, instances, metrics, invariants) stay in
+`tests/e2e/inspect.py`.
 """
 
 from __future__ import annotations
@@ -32,8 +33,9 @@ import kubernetes.client
 import yaml
 from kubernetes.client.exceptions import ApiException
 
-import controller
 from localcluster.controlplane import LocalCluster
+from localcluster.fma import manifests
+from localcluster.fma.controller_process import VENV_BIN, ControllerProcess, wait_for
 from localcluster.kubelet import (
     BackoffConfig,
     HollowKubeletHandle,
@@ -44,24 +46,24 @@ from localcluster.kubelet import (
     hollow_kubelet,
 )
 from localcluster.stack import default_images, install_crds
-from tests.e2e import manifests
-from tests.e2e.processes import VENV_BIN, ControllerProcess, wait_for
 
 __all__ = [
     "ControllerProcess",
-    "E2EEnvironment",
+    "FmaEnvironment",
     "controller_args",
-    "e2e_environment",
-    "e2e_images",
+    "fma_environment",
+    "fma_images",
     "wait_for",
 ]
 
-RBAC_FILE: Final = Path(controller.__file__).resolve().parent / "rbac.yaml"
+RBAC_FILE: Final = Path(__file__).resolve().parents[2] / "controller" / "rbac.yaml"
+"""The controllers' ClusterRole rules, as the chart installs them (read, not imported: the
+local cluster does not import the product's packages)."""
 GROUP: Final = "fma.llm-d.ai"
 VERSION: Final = "v1alpha1"
 
 
-def e2e_images() -> dict[str, ImageConfig]:
+def fma_images() -> dict[str, ImageConfig]:
     """fma's image → `.venv/bin`; `vllm/vllm-openai:*` → the vLLM stand-in."""
     images = default_images()
     images["vllm/vllm-openai:*"] = ImageConfig(
@@ -71,7 +73,7 @@ def e2e_images() -> dict[str, ImageConfig]:
 
 
 @dataclass
-class E2EEnvironment:
+class FmaEnvironment:
     """A namespace, hollow GPU nodes and fma's wiring on a running `LocalCluster`."""
 
     cluster: LocalCluster
@@ -241,14 +243,14 @@ def _launcher_identity(cluster: LocalCluster, api: kubernetes.client.ApiClient, 
 
 
 @contextlib.contextmanager
-def e2e_environment(
+def fma_environment(
     cluster: LocalCluster,
     workdir: Path,
     *,
     nodes: int = 3,
     gpus_per_node: int = 1,
     node_labels: dict[str, str] | None = None,
-) -> Iterator[E2EEnvironment]:
+) -> Iterator[FmaEnvironment]:
     """Everything of the module docstring; torn down (controllers, kubelet, namespace) after."""
     install_crds(cluster)
     suffix = secrets.token_hex(3)
@@ -267,11 +269,11 @@ def e2e_environment(
         pod_network=cluster.pod_network,
         nodes=[NodeConfig(name=name, gpus=gpus_per_node, labels=dict(node_labels or {}))
                for name in names],
-        images=e2e_images(),
+        images=fma_images(),
         restart_backoff=BackoffConfig(initial_seconds=1, max_seconds=5),
     )  # fmt: skip
     with hollow_kubelet(cluster, config, workdir / "kubelet") as kubelet:
-        env = E2EEnvironment(
+        env = FmaEnvironment(
             cluster, kubelet, namespace, names, workdir, api,
             controller_kubeconfig, launcher_kubeconfig,
         )  # fmt: skip
@@ -285,7 +287,7 @@ def e2e_environment(
     api.close()
 
 
-def _teardown(env: E2EEnvironment, core: kubernetes.client.CoreV1Api) -> None:
+def _teardown(env: FmaEnvironment, core: kubernetes.client.CoreV1Api) -> None:
     """Stop controllers, then let Pods go: finalizers would hold them (no controller left)."""
     for process in env.controllers:
         process.stop()

@@ -1,5 +1,5 @@
-"""The webhook as the end-to-end tests run it: a real `fma-webhook serve` process over TLS,
-registered with the local control plane by `fma-webhook register`.
+"""The webhook on the local cluster: a real `fma-webhook serve` process over TLS, registered with
+the control plane by `fma-webhook register` (end-to-end tests, the demo).
 
 Everything cluster-scoped that this creates (the two webhook configurations, the ClusterRole and
 its binding) is named uniquely and deleted on exit: a configuration left behind with
@@ -27,7 +27,6 @@ from kubernetes.client.rest import ApiException
 from localcluster.binaries import k8s_binary
 from localcluster.controlplane import LocalCluster
 from localcluster.processes import ManagedProcess, free_port, wait_until
-from tests.waiting import eventually
 
 CONTROLLERS_ACCOUNT = "fma-fma-controllers"
 WEBHOOK_RULES = [
@@ -217,7 +216,7 @@ class Webhook:
             account = core.read_namespaced_service_account(CONTROLLERS_ACCOUNT, self.namespace)
             return bool(account.secrets)
 
-        eventually("the controllers' ServiceAccount token", token_secret, timeout=30)
+        wait_until("the controllers' ServiceAccount token", token_secret, timeout=30, interval=0.2)
         account = core.read_namespaced_service_account(CONTROLLERS_ACCOUNT, self.namespace)
         secret = core.read_namespaced_secret(account.secrets[0].name, self.namespace)
         token = base64.b64decode(secret.data["token"]).decode()

@@ -1,4 +1,4 @@
-"""`fma-controller` as a process of an end-to-end test: start, kill, restart, metrics, logs."""
+"""`fma-controller` as a process on the local cluster: start, kill, restart, metrics, logs."""
 
 from __future__ import annotations
 
