@@ -200,7 +200,8 @@ class CpuMeter:
     """
 
     pid: int
-    process_s: float = 0.0
+    label: str = "controller"
+    """The name `pid` is reported under."""
     machine_busy_s: float = 0.0
     wall_s: float = 0.0
     by_name: dict[str, float] = field(default_factory=dict)
@@ -216,18 +217,17 @@ class CpuMeter:
             self.wall_s += time.monotonic() - started
             for pid, (name, seconds) in after.items():
                 spent = seconds - before.get(pid, (name, 0.0))[1]
-                if pid == self.pid:
-                    self.process_s += spent
-                label = "controller" if pid == self.pid else name
+                label = self.label if pid == self.pid else name
                 self.by_name[label] = self.by_name.get(label, 0.0) + spent
 
     def report(self, actuations: int) -> dict[str, Any]:
         cpus = psutil.cpu_count() or 1
         wall = self.wall_s or 1.0
         busiest = sorted(self.by_name.items(), key=lambda item: -item[1])[:8]
+        own = self.by_name.get(self.label, 0.0)
         return {
-            "process_cpu_ms_per_actuation": round(1000 * self.process_s / max(actuations, 1), 1),
-            "process_cpu_percent_of_one_core": round(100 * self.process_s / wall, 1),
+            "process_cpu_ms_per_actuation": round(1000 * own / max(actuations, 1), 1),
+            "process_cpu_percent_of_one_core": round(100 * own / wall, 1),
             "machine_busy_percent": round(100 * self.machine_busy_s / (wall * cpus), 1),
             "busiest_percent_of_one_core": {name: round(100 * s / wall, 1) for name, s in busiest},
             "cpus": cpus,

@@ -311,7 +311,7 @@ class Informer:
         if position is None or not self._synced.is_set() or not newer(obj, position):
             return False
         stored = self.store.get(object_key(obj))
-        if stored is not None and not newer(obj, str(metadata(stored).get("resourceVersion"))):
+        if stored is not None and _not_older(stored, obj):
             return False
         _log.debug("%s: own write of %s at version %s", self.name, object_key(obj), version)
         self._dispatch(Change(self.store.upsert(obj), obj))
@@ -329,9 +329,9 @@ class Informer:
                 _safely(self.name, handlers.on_update, change.old, change.new)
 
 
-def _not_older(stored: JsonObject, event: JsonObject) -> bool:
-    """The store already holds `event`'s version or a newer one (written through)."""
-    version = str(metadata(event).get("resourceVersion") or "")
+def _not_older(stored: JsonObject, incoming: JsonObject) -> bool:
+    """The store already holds `incoming`'s version or a newer one (False unless both numeric)."""
+    version = str(metadata(incoming).get("resourceVersion") or "")
     return newer(stored, version) or (
         version.isdigit() and str(metadata(stored).get("resourceVersion") or "") == version
     )

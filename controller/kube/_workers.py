@@ -84,7 +84,7 @@ async def _work(
             return
         handed_over = False
         try:
-            result = await _attempt(queue, key, name, reconcile(key))
+            result = await _attempt(key, name, reconcile(key))
             if isinstance(result, Detached):
                 detach(key, result.rest)
                 handed_over = True
@@ -99,7 +99,7 @@ async def _finish_detached(
     queue: WorkQueue[K], key: K, rest: Coroutine[Any, Any, Result | None], name: str
 ) -> None:
     try:
-        result = await _attempt(queue, key, name, rest)
+        result = await _attempt(key, name, rest)
         _settle(queue, key, result if isinstance(result, Result) else None)
     finally:
         queue.done(key)
@@ -110,9 +110,9 @@ async def process_one(queue: WorkQueue[K], reconcile: Reconcile[K], key: K, name
 
     A `Detached` pass is finished here, in the caller's task.
     """
-    result = await _attempt(queue, key, name, reconcile(key))
+    result = await _attempt(key, name, reconcile(key))
     while isinstance(result, Detached):
-        result = await _attempt(queue, key, name, result.rest)
+        result = await _attempt(key, name, result.rest)
     _settle(queue, key, result)
 
 
@@ -120,7 +120,7 @@ _FAILED: Final = Result(retry=True)
 
 
 async def _attempt(
-    queue: WorkQueue[K], key: K, name: str, pass_: Awaitable[Result | Detached | None]
+    key: K, name: str, pass_: Awaitable[Result | Detached | None]
 ) -> Result | Detached | None:
     """Awaits one pass; an error is logged and becomes a retry."""
     try:
