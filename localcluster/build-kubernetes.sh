@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Builds kube-apiserver, kube-controller-manager, kube-scheduler and kubectl v1.20.2 from Debian
+# Builds kube-apiserver, kube-controller-manager, kube-scheduler, kube-proxy and kubectl v1.20.2 from Debian
 # bookworm's `kubernetes` source package and caches them outside the repository.
 #
 # Why from source: no registry we can reach ships these binaries, and there is no Docker engine for
@@ -14,7 +14,7 @@ K8S_VERSION=1.20.2
 CACHE_DIR="${FMA_CACHE_DIR:-$HOME/.cache/fma}"
 OUT_DIR="$CACHE_DIR/k8s-$K8S_VERSION"
 BIN_DIR="$OUT_DIR/bin"
-COMMANDS=(kube-apiserver kube-controller-manager kube-scheduler kubectl)
+COMMANDS=(kube-apiserver kube-controller-manager kube-scheduler kube-proxy kubectl)
 
 have_all() {
   local c

@@ -1,9 +1,9 @@
 """The import direction between fma's top-level packages, checked on the source.
 
-Lower layers never import upper ones (see docs/architecture.md, "Code layout"): `jsonlog`,
-`crds` and `certs` are the bottom; `launcher` and `webhook` build on them; `controller` may use the
-launcher's wire models; nothing shipped in the image imports `localcluster`, which exists only
-for tests, benchmarks and the demo.
+Lower layers never import upper ones (see docs/architecture.md, "Code layout"): `contract`,
+`jsonlog`, `crds` and `certs` are the bottom; `launcher` and `webhook` build on them;
+`controller` may use the launcher's wire models; nothing shipped in the image imports
+`localcluster`, which exists only for tests, benchmarks and the demo.
 """
 
 from __future__ import annotations
@@ -14,9 +14,10 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-PACKAGES = ("jsonlog", "crds", "certs", "launcher", "webhook", "controller", "localcluster")
-_BOTTOM = {"jsonlog", "crds", "certs"}
+PACKAGES = ("contract", "jsonlog", "crds", "certs", "launcher", "webhook", "controller", "localcluster")
+_BOTTOM = {"contract", "jsonlog", "crds", "certs"}
 ALLOWED: dict[str, set[str]] = {
+    "contract": set(),
     "jsonlog": set(),
     "crds": set(),
     "certs": set(),
