@@ -218,6 +218,35 @@ class RelayUnready(RelayReadiness):
     ready: bool = False
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ConfigureProxy(Action):
+    """`PUT /v1/proxy/config` on the requester's SPI: its serving ports forward to the server.
+
+    Sent before every ready relay that the requester has not seen with this target (a new
+    binding, or a stub that restarted and lost its configuration), so a Service never routes to
+    a requester whose ports lead nowhere. The same target twice is answered 200 (idempotent).
+    """
+
+    ip: str
+    port: int
+    address: str
+    target_port: int
+    restarts: int = 0
+    """The requester's container restarts this is for: a restarted stub lost its config."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class QueryLogTail(Action):
+    """`GET .../instances/<id>/log` with a range over its end; result: the last lines as text.
+
+    Taken once when a launcher instance fails, so that the failure's cause (vLLM's last lines)
+    stays on the requester after the instance, and its log file, are deleted.
+    """
+
+    ip: str
+    instance_id: str
+
+
 # --- bookkeeping ---------------------------------------------------------------------------------
 
 

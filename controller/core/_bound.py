@@ -144,13 +144,14 @@ def _present(
         message = (
             f'instance {inst.id} in launcher Pod "{provider.name}" stopped (exit code {code}){why}'
         )
-        return _report_failure(snap, provider, inst.id, message)
+        return _instance_failure(snap, provider, inst.id, message)
     sleeping = inst.phase == "sleeping" if inst.phase is not None else snap.memory.sleeping
     if inst.phase == "starting" or (inst.phase is None and sleeping is None):
         return _starting(snap, provider, inst, port)
     if sleeping:
         return _wake(snap, provider, inst, port)
-    return _serving(snap, provider, inst.id, routing, ready=inst.phase in ("ready", None))
+    ready = inst.phase in ("ready", None)
+    return _serving(snap, provider, inst.id, routing, port=port, ready=ready)
 
 
 def _starting(
@@ -163,7 +164,7 @@ def _starting(
             f'instance {inst.id} in launcher Pod "{provider.name}" did not become ready '
             f"within {snap.settings.startup_deadline:.0f}s"
         )
-        return _report_failure(snap, provider, inst.id, message)
+        return _instance_failure(snap, provider, inst.id, message)
     actions = requester_update(snap, errors=[], provider=provider, instance_id=inst.id)
     actions += _relay(snap, ready=False)
     if inst.phase is None:
@@ -198,7 +199,7 @@ def _wake(snap: ServerSnapshot, provider: PodView, inst: InstanceView, port: int
 
 
 def _serving(
-    snap: ServerSnapshot, provider: PodView, iid: str, routing: object, *, ready: bool
+    snap: ServerSnapshot, provider: PodView, iid: str, routing: object, *, port: int, ready: bool
 ) -> list[a.Action]:
     """Awake: sleeping label, routing metadata (minus collisions), status, readiness."""
     from controller.core._routing import RoutingMetadata
@@ -220,7 +221,8 @@ def _serving(
         patch = a.PodPatch(labels=labels, annotations=annotations)
         actions.append(a.UpdateProvider(pod=ref(provider), patch=patch))
     actions += requester_update(snap, errors=problems, provider=provider, instance_id=iid)
-    return actions + _relay(snap, ready=ready)
+    assert provider.ip is not None
+    return actions + _relay(snap, ready=ready, target=(provider.ip, port))
 
 
 def decide_bound_direct(snap: ServerSnapshot, provider: PodView) -> list[a.Action]:  # noqa: PLR0911
@@ -257,7 +259,7 @@ def decide_bound_direct(snap: ServerSnapshot, provider: PodView) -> list[a.Actio
         patch = a.PodPatch(labels={n.SLEEPING: "false"})
         serving.append(a.UpdateProvider(pod=ref(provider), patch=patch))
     serving += requester_update(snap, errors=[], provider=provider)
-    return serving + _relay(snap, ready=provider.ready)
+    return serving + _relay(snap, ready=provider.ready, target=(provider.ip, port))
 
 
 def _direct_indices(
@@ -266,6 +268,19 @@ def _direct_indices(
     node = provider.node or ""
     mapping = (snap.gpu_map or {}).get(node, {})
     return {u: mapping[u] for u in gpus if u in mapping}
+
+
+def _instance_failure(
+    snap: ServerSnapshot, provider: PodView, iid: str, message: str
+) -> list[a.Action]:
+    """A launcher instance failed: read its last log lines first, so that they stay on the
+    requester (status and Event) after the instance and its log are deleted."""
+    tail = snap.memory.log_tail
+    if tail is None and provider.ip is not None:
+        return [a.QueryLogTail(ip=provider.ip, instance_id=iid)]
+    if tail:
+        message = f"{message}; last log lines:\n{tail}"
+    return _report_failure(snap, provider, iid, message)
 
 
 def _report_failure(
@@ -296,17 +311,25 @@ def failed(snap: ServerSnapshot, provider: PodView, iid: str | None) -> list[a.A
     return [a.DeleteRequester(pod=ref(req), reason=message)]
 
 
-def _relay(snap: ServerSnapshot, *, ready: bool) -> list[a.Action]:
+def _relay(
+    snap: ServerSnapshot, *, ready: bool, target: tuple[str, int] | None = None
+) -> list[a.Action]:
     """§8.5 step 10: relay readiness when it changed; observe the actuation on the first ready.
 
-    fma's change: when the ready relay was answered before the cache showed the requester's
-    container as Running (a fast hot path beats the kubelet's status update), the actuation is
-    observed on a later pass, from the container's start to that answer (`relayed_at`).
+    fma's changes: a ready relay is preceded by the proxy configuration (`target`, the bound
+    server's address and port) whenever the requester container has not been given it, so its
+    serving ports lead to vLLM before a Service routes there; that includes a stub that
+    restarted (and lost both) and a controller that restarted (the PUT is idempotent). When the
+    ready relay was answered before the cache showed the requester's container as Running (a
+    fast hot path beats the kubelet's status update), the actuation is observed on a later
+    pass, from the container's start to that answer (`relayed_at`).
     """
     req = snap.requester
     memory = snap.memory
     if req is None or req.ip is None:
         return []
+    if ready and target is not None and memory.proxied != (*target, req.restarts):
+        return _configure_then_relay(snap, req, target)
     if memory.relayed_ready == ready:
         late = ready and memory.relayed_at is not None
         return _observation(snap, end=memory.relayed_at) if late else []
@@ -316,6 +339,23 @@ def _relay(snap: ServerSnapshot, *, ready: bool) -> list[a.Action]:
     if not ready:
         return [a.RelayUnready(ip=req.ip, port=port)]
     return [a.RelayReady(ip=req.ip, port=port), *_observation(snap, end=snap.now)]
+
+
+def _configure_then_relay(
+    snap: ServerSnapshot, req: PodView, target: tuple[str, int]
+) -> list[a.Action]:
+    assert req.ip is not None
+    port = admin_port(req)
+    configure = a.ConfigureProxy(
+        ip=req.ip,
+        port=port,
+        address=target[0],
+        target_port=target[1],
+        restarts=req.restarts,
+    )
+    if req.server_ready:  # already serving: a controller restart, keep what it has
+        return [configure, a.Remember(what="relayed", ready=True)]
+    return [configure, a.RelayReady(ip=req.ip, port=port), *_observation(snap, end=snap.now)]
 
 
 def _observation(snap: ServerSnapshot, *, end: float | None) -> list[a.Action]:

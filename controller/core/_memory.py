@@ -42,6 +42,11 @@ class ServerMemory:
     failed_at: float | None = None
     unbind_started_at: float | None = None
     sleep_failures: int = 0
+    proxied: tuple[str, int, int] | None = None
+    """(address, port, requester restart count) of the last proxy configuration answered: a
+    different target or a restarted stub container needs a new `ConfigureProxy`."""
+    log_tail: str | None = None
+    """The failed instance's last log lines ("" when they could not be read)."""
 
 
 def record_success(  # noqa: PLR0911, PLR0912 - one case per action type
@@ -70,6 +75,7 @@ def record_success(  # noqa: PLR0911, PLR0912 - one case per action type
                 sleeping=False,
                 failure=None,
                 failed_at=None,
+                log_tail=None,
             )
         case a.DeleteInstance(reason="reclaim"):
             return replace(memory, instances_deleted=memory.instances_deleted + 1)
@@ -85,6 +91,10 @@ def record_success(  # noqa: PLR0911, PLR0912 - one case per action type
             return replace(memory, sleeping=False, wake_failures=0, last_wake_error=None)
         case a.Sleep():
             return replace(memory, sleeping=True, sleep_failures=0)
+        case a.ConfigureProxy(address=address, target_port=port, restarts=restarts):
+            return replace(memory, proxied=(address, port, restarts))
+        case a.QueryLogTail():
+            return replace(memory, log_tail=result if isinstance(result, str) else "")
         case a.RelayReadiness(ready=ready):
             return replace(memory, relayed_ready=ready, relayed_at=now if ready else None)
         case a.ObserveActuation():
@@ -100,7 +110,7 @@ def record_success(  # noqa: PLR0911, PLR0912 - one case per action type
     return memory
 
 
-def record_failure(
+def record_failure(  # noqa: PLR0911 - one case per action type
     memory: ServerMemory, action: a.Action, *, now: float, error: str
 ) -> ServerMemory:
     """The memory after `action` failed with `error`."""
@@ -115,6 +125,10 @@ def record_failure(
             return replace(memory, wake_failures=memory.wake_failures + 1, last_wake_error=error)
         case a.Sleep():
             return replace(memory, sleep_failures=memory.sleep_failures + 1)
+        case a.QueryLogTail():
+            return replace(memory, log_tail="")
+        case a.ConfigureProxy():
+            return replace(memory, proxied=None)
     return memory
 
 

@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 
 from controller.core import (
     Action,
+    ConfigureProxy,
     CreateInstance,
     CreateLauncher,
     CreatePod,
@@ -35,6 +36,7 @@ from controller.core import (
     ForgetServer,
     ObserveActuation,
     QueryAccelerators,
+    QueryLogTail,
     QueryMemoryUsage,
     QuerySleeping,
     RelayReadiness,
@@ -59,7 +61,7 @@ from controller.reconciler._podwrites import PodWrites
 from controller.reconciler._state import ClusterState
 
 _log = logging.getLogger(__name__)
-_QUERIES = (QueryAccelerators, QueryMemoryUsage, QuerySleeping)
+_QUERIES = (QueryAccelerators, QueryMemoryUsage, QuerySleeping, QueryLogTail)
 _QUIET = (*_QUERIES, Remember)
 _SLOW = (Wake, Sleep, DeleteInstance)
 """Calls that take seconds: vLLM moves its weights, or a launcher waits for a child to exit."""
@@ -220,7 +222,7 @@ class Executor:
         self.expectations.expect(ctx.item, expectation)
         return None, ""
 
-    async def _peer_call(self, action: Action, isc: str) -> object:  # noqa: PLR0911 - a dispatch
+    async def _peer_call(self, action: Action, isc: str) -> object:  # noqa: PLR0911, PLR0912 - a dispatch
         peers = self.peers
         match action:
             case CreateInstance():
@@ -250,6 +252,11 @@ class Executor:
                 return await peers.accelerators(action, isc)
             case QueryMemoryUsage():
                 return await peers.memory_usage(action, isc)
+            case QueryLogTail():
+                return await peers.log_tail(action, isc)
+            case ConfigureProxy():
+                await peers.configure_proxy(action, isc)
+                return None
             case RelayReadiness():
                 await peers.relay(action, isc)
                 return None

@@ -8,7 +8,7 @@ isc_name, status_code}` (contracts §12; `status_code` "0" when no response came
 from __future__ import annotations
 
 import time
-from collections.abc import Collection
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -71,6 +71,8 @@ class PeerCalls:
         connect_s: float,
         isc_name: str = "",
         body: Any = None,
+        content: bytes | None = None,
+        headers: Mapping[str, str] | None = None,
         accept: Collection[int] = (),
     ) -> httpx.Response:
         """One request; raises `CallError` on a transport error or an unaccepted status."""
@@ -81,6 +83,8 @@ class PeerCalls:
                 method,
                 url,
                 json=body,
+                content=content,
+                headers=headers,
                 timeout=httpx.Timeout(timeout_s, connect=connect_s),
             )
             status = str(response.status_code)

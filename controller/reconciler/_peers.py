@@ -7,12 +7,16 @@ the memory reading, the sleep state) or raises `CallError`. URLs and purposes fo
 
 from __future__ import annotations
 
-from typing import Any
+import re
+from typing import Any, Final
 
+from contract import requester as rq
 from controller.core import (
+    ConfigureProxy,
     CreateInstance,
     DeleteInstance,
     QueryAccelerators,
+    QueryLogTail,
     QueryMemoryUsage,
     QuerySleeping,
     RelayReadiness,
@@ -21,6 +25,13 @@ from controller.core import (
 )
 from controller.core import _names as n
 from controller.reconciler._http import CallError, HttpSettings, PeerCalls, json_body
+
+TAIL_BYTES: Final = 4096
+"""How much of a failed instance's log end is read for its last lines."""
+TAIL_LINES: Final = 20
+TAIL_CHARS: Final = 2000
+_CONTENT_RANGE: Final = re.compile(r"bytes (?:\*|\d+-\d+)/(\d+)")
+"""Bounds of the tail kept in the requester's status and Event (annotations are small)."""
 
 
 def _host(ip: str) -> str:
@@ -96,22 +107,68 @@ class Peers:
         return value
 
     async def accelerators(self, action: QueryAccelerators, isc: str) -> list[str]:
-        url = base_url(action.ip, action.port) + "/v1/dual-pods/accelerators"
+        url = base_url(action.ip, action.port) + rq.ACCELERATORS_PATH
         body = json_body(await self._get("get_gpu_uuids", url, isc, self.settings.requester_s), url)
         if not isinstance(body, list) or not all(isinstance(u, str) for u in body):
             raise CallError(f"GET {url}: expected a JSON list of GPU UUIDs, got {str(body)[:100]}")
         return body
 
     async def memory_usage(self, action: QueryMemoryUsage, isc: str) -> dict[str, Any]:
-        url = base_url(action.ip, action.port) + "/v1/dual-pods/accelerator-memory-usage"
+        url = base_url(action.ip, action.port) + rq.MEMORY_USAGE_PATH
         response = await self._get("get_accel_memory_usage", url, isc, self.settings.requester_s)
         body = json_body(response, url)
         if not isinstance(body, dict):
             raise CallError(f"GET {url}: expected a JSON object, got {str(body)[:100]}")
         return body
 
+    async def configure_proxy(self, action: ConfigureProxy, isc: str) -> None:
+        """PUT the proxy target; a 409 (it forwards elsewhere) is a failure naming both."""
+        url = base_url(action.ip, action.port) + rq.PROXY_CONFIG_PATH
+        await self.calls.call(
+            "set_proxy_config",
+            "PUT",
+            url,
+            body={"address": action.address, "port": action.target_port},
+            timeout_s=self.settings.requester_s,
+            connect_s=self.settings.connect_s,
+            isc_name=isc,
+        )
+
+    async def log_tail(self, action: QueryLogTail, isc: str) -> str:
+        """The last lines of an instance's log; "" when there is none (404, 416, empty).
+
+        Two ranged reads: the first learns the size (`Content-Range: bytes 0-0/TOTAL`), the
+        second reads the end; the reference's launcher has no suffix ranges (`bytes=-N`).
+        """
+        url = instance_url(action.ip, action.instance_id) + "/log"
+        size = await self._log_size(url, isc)
+        if not size:
+            return ""
+        start = max(0, size - TAIL_BYTES)
+        response = await self._ranged("get_log_tail", url, isc, f"bytes={start}-{size - 1}")
+        if response.status_code not in (200, 206):
+            return ""
+        return last_lines(response.content, partial_first=start > 0)
+
+    async def _log_size(self, url: str, isc: str) -> int:
+        response = await self._ranged("get_log_size", url, isc, "bytes=0-0")
+        match = _CONTENT_RANGE.fullmatch(response.headers.get("content-range", ""))
+        return int(match.group(1)) if match else 0
+
+    async def _ranged(self, purpose: str, url: str, isc: str, byte_range: str) -> Any:
+        return await self.calls.call(
+            purpose,
+            "GET",
+            url,
+            headers={"Range": byte_range},
+            timeout_s=self.settings.launcher_s,
+            connect_s=self.settings.connect_s,
+            isc_name=isc,
+            accept=(404, 416),
+        )
+
     async def relay(self, action: RelayReadiness, isc: str) -> None:
-        path = "/v1/become-ready" if action.ready else "/v1/become-unready"
+        path = rq.BECOME_READY_PATH if action.ready else rq.BECOME_UNREADY_PATH
         await self.calls.call(
             "relay_ready" if action.ready else "relay_unready",
             "POST",
@@ -125,3 +182,12 @@ class Peers:
         return await self.calls.call(
             purpose, "GET", url, timeout_s=limit_s, connect_s=self.settings.connect_s, isc_name=isc
         )
+
+
+def last_lines(data: bytes, *, partial_first: bool) -> str:
+    """The last `TAIL_LINES` lines of `data` (a first line cut by the range is dropped)."""
+    lines = data.decode("utf-8", errors="replace").splitlines()
+    if partial_first and len(lines) > 1:
+        lines = lines[1:]
+    text = "\n".join(line.rstrip() for line in lines[-TAIL_LINES:])
+    return text[-TAIL_CHARS:]

@@ -8,6 +8,8 @@ from the container's start to the answer of the relay.
 from __future__ import annotations
 
 from controller.core import (
+    Action,
+    ConfigureProxy,
     ObserveActuation,
     RelayReady,
     RelayUnready,
@@ -49,13 +51,20 @@ def serving(memory: ServerMemory, **req: object) -> list[object]:
     return list(decide_server(snap))
 
 
+def _performed(memory: ServerMemory, actions: list[object], *, now: float) -> ServerMemory:
+    """The memory after every action succeeded, as the executor records it."""
+    for action in actions:
+        if isinstance(action, Action) and not isinstance(action, ObserveActuation):
+            memory = record_success(memory, action, now=now)
+    return memory
+
+
 def test_relay_before_the_container_shows_running_defers_the_observation() -> None:
     memory = ServerMemory(gpu_uuids=GPUS, instance_known=True)
     actions = serving(memory, server_running=False, server_started_at=None)
     assert RelayReady(ip="10.0.0.1", port=8081) in actions
     assert not any(isinstance(a, ObserveActuation) for a in actions)
-    relay = next(a for a in actions if isinstance(a, RelayReady))
-    after = record_success(memory, relay, now=NOW + 0.5)
+    after = _performed(memory, actions, now=NOW + 0.5)
     assert after.relayed_at == NOW + 0.5
     later = serving(after, server_running=True, server_started_at=NOW - 2)
     (observe,) = [a for a in later if isinstance(a, ObserveActuation)]
@@ -65,10 +74,15 @@ def test_relay_before_the_container_shows_running_defers_the_observation() -> No
 
 
 def test_recovered_readiness_is_never_observed() -> None:
-    """After a controller restart readiness is only recorded (no POST), so nothing is timed."""
-    memory = ServerMemory(gpu_uuids=GPUS, instance_known=True, relayed_ready=True)
-    actions = serving(memory, server_running=True, server_started_at=NOW - 50)
-    assert not any(isinstance(a, ObserveActuation) for a in actions)
+    """After a controller restart readiness is only recorded (no POST), so nothing is timed;
+    the proxy configuration is sent again (idempotent), since memory cannot tell it was."""
+    memory = ServerMemory(gpu_uuids=GPUS, instance_known=True)
+    actions = serving(memory, server_running=True, server_started_at=NOW - 50, server_ready=True)
+    assert not any(isinstance(a, ObserveActuation | RelayReady) for a in actions)
+    assert [type(a).__name__ for a in actions[-2:]] == ["ConfigureProxy", "Remember"]
+    after = _performed(memory, actions, now=NOW)
+    again = serving(after, server_running=True, server_started_at=NOW - 50, server_ready=True)
+    assert not any(isinstance(a, ObserveActuation | RelayReady | ConfigureProxy) for a in again)
 
 
 def test_an_unready_relay_clears_the_relay_time() -> None:

@@ -23,6 +23,7 @@ from controller.core import (
     PodRef,
     PodView,
     QueryAccelerators,
+    QueryLogTail,
     QueryMemoryUsage,
     QuerySleeping,
     RelayReady,
@@ -370,16 +371,25 @@ def test_starting_instance_waits_then_fails_after_deadline() -> None:
     actions = bound(instance(phase="starting"), memory=memory)
     assert isinstance(actions[-1], Requeue)
     late = dataclasses.replace(memory, instance_created_at=NOW - 10_000)
-    actions = bound(instance(phase="starting"), memory=late)
+    assert kinds(bound(instance(phase="starting"), memory=late)) == ["QueryLogTail"]
+    tail = dataclasses.replace(late, log_tail="")
+    actions = bound(instance(phase="starting"), memory=tail)
     assert kinds(actions)[:2] == ["Remember", "EmitEvent"]
     assert "did not become ready" in (status_of(actions) or "")
 
 
 def test_stopped_instance_reports_exit_code_then_requester_deleted() -> None:
     memory = ServerMemory(gpu_uuids=GPUS, instance_known=True)
-    actions = bound(instance(running=False, exit_code=137, reason="CUDA OOM"), memory=memory)
+    stopped = instance(running=False, exit_code=137, reason="CUDA OOM")
+    (query,) = bound(stopped, memory=memory)
+    assert query == QueryLogTail(ip="10.0.1.1", instance_id=IID)
+    memory = record_success(memory, query, now=NOW, result="loading weights\nKilled")
+    actions = bound(stopped, memory=memory)
     failure = next(a for a in actions if isinstance(a, Remember))
     assert "exit code 137" in failure.message and "CUDA OOM" in failure.message
+    assert failure.message.endswith("last log lines:\nloading weights\nKilled")
+    event = next(a for a in actions if isinstance(a, EmitEvent))
+    assert "loading weights" in event.message and "Killed" in (status_of(actions) or "")
     reported = record_success(memory, failure, now=NOW)
     actions = bound(instance(running=False), memory=reported)
     assert isinstance(actions[-1], Requeue) and "exit code 137" in (status_of(actions) or "")
