@@ -307,7 +307,8 @@ class _NotifyPopulator:
 
     def on_event(self, launcher: str, event: Any, view: Any) -> None:
         self._inner.on_event(launcher, event, view)
-        self._populator.launcher_changed(launcher)
+        if not getattr(event, "log_only", False):
+            self._populator.launcher_changed(launcher)
 
 
 def _exit_code(work: asyncio.Task[None]) -> int:

@@ -208,6 +208,7 @@ class InstanceManager:
         deadline = instance.created_at + self.settings.start_timeout
         host, port = instance.host, instance.port
         while instance.status == "running" and instance.phase == "starting":
+            self._note_log_growth(instance)
             if await self._prober.healthy(host, port):
                 self._observe(instance, phases.Healthy())
                 break
@@ -218,10 +219,27 @@ class InstanceManager:
                 return
             await asyncio.sleep(min(interval / 4, 0.25))
         while instance.status == "running" and instance.phase != "failed":
+            self._note_log_growth(instance)
             sleeping = await self._prober.sleeping(host, port)
             if sleeping is not None:
                 self._observe(instance, phases.SleepState(sleeping))
             await asyncio.sleep(interval)
+
+    def _note_log_growth(self, instance: Instance) -> None:
+        """Announces new log bytes as `UPDATED` (with `log_size`), at most once per probe.
+
+        This is what lets a watcher relay the log (the controller forwards it to the
+        requester's stdout) without polling every instance's log endpoint: the watch it holds
+        anyway says when, and up to where, there is something new to read.
+        """
+        try:
+            size = instance.log_path.stat().st_size
+        except OSError:
+            return
+        if size > instance.log_size:
+            instance.log_size = size
+            if not instance.deleting:
+                self._record("UPDATED", instance)
 
     def _on_exit(self, ref: str, pid: int, exit_code: int) -> None:
         instance = self.instances.get(ref)
@@ -231,6 +249,8 @@ class InstanceManager:
             return
         instance.status = "stopped"
         instance.exit_code = exit_code
+        with contextlib.suppress(OSError):  # the STOPPED event tells how far the log goes
+            instance.log_size = max(instance.log_size, instance.log_path.stat().st_size)
         instance.exited.set()
         if instance.deleting:
             return  # DELETE records the DELETED event

@@ -66,6 +66,8 @@ class Instance:
     exit_code: int | None = None
     reason: str | None = None
     ready_seconds: float | None = None
+    log_size: int = 0
+    """Bytes in the log file when last looked at; growth is announced as `UPDATED`."""
     deleting: bool = False
     exited: asyncio.Event = field(default_factory=asyncio.Event)
     monitor: asyncio.Task[None] | None = None
@@ -83,6 +85,7 @@ class Instance:
             if value is not None:
                 out[name] = value
         out["phase"] = self.phase
+        out["log_size"] = self.log_size
         if self.pid is not None:
             out["pid"] = self.pid
         if self.exit_code is not None:

@@ -189,6 +189,29 @@ class KubeClient:
         finally:
             await response.aclose()
 
+    @asynccontextmanager
+    async def follow_log(
+        self, kind: ResourceKind, name: str, *, namespace: str, container: str
+    ) -> AsyncIterator[AsyncIterator[bytes]]:
+        """`GET .../pods/<name>/log?follow=true`: the container's log from its start, as bytes
+        arrive, until the container ends or the connection breaks (no read timeout: a quiet
+        server writes nothing for hours)."""
+        params = {"container": container, "follow": "true"}
+        timeout = httpx.Timeout(self.http.timeout.connect, read=None)
+        request = self.http.build_request(
+            "GET",
+            kind.path(namespace=namespace, name=name, subresource="log"),
+            params=params,
+            timeout=timeout,
+        )
+        response = await self.http.send(request, stream=True)
+        try:
+            if response.status_code >= 300:
+                raise _error_from(response, await response.aread())
+            yield response.aiter_raw()
+        finally:
+            await response.aclose()
+
     # ----- writes ----------------------------------------------------------------------------
 
     async def create(

@@ -26,6 +26,7 @@ failure, so a misbehaving launcher cannot make us spin. A watch stops only when 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import logging
 import socket
@@ -46,6 +47,7 @@ EVENT_TYPES: Final = frozenset({"CREATED", "STOPPED", "DELETED"})
 """The reference's event types; `UPDATED` joins them when `updates` is on."""
 _UPDATE: Final = "UPDATED"
 _QUICK_S: Final = 1.0
+_VOLATILE: Final = frozenset({"revision", "log_size"})
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -69,6 +71,9 @@ class InstanceEvent:
     type: str
     instance: JsonObject
     revision: int
+    log_only: bool = False
+    """An `UPDATED` that only says the instance's log grew (`log_size`): news for the log
+    relay, not a state change worth a reconcile pass."""
 
     @property
     def instance_id(self) -> str:
@@ -210,6 +215,11 @@ class LauncherWatch:
         return delivered
 
     def _apply(self, event: InstanceEvent) -> None:
+        previous = self._instances.get(event.instance_id)
+        if event.type == _UPDATE and previous is not None:
+            event = dataclasses.replace(
+                event, log_only=_state_of(previous) == _state_of(event.instance)
+            )
         if event.type == "DELETED":
             self._instances.pop(event.instance_id, None)
         else:
@@ -220,6 +230,11 @@ class LauncherWatch:
 
     def _snapshot(self) -> LauncherView:
         return LauncherView(self._revision, MappingProxyType(dict(self._instances)))
+
+
+def _state_of(instance: JsonObject) -> JsonObject:
+    """An instance without the fields that change on every event or with its log alone."""
+    return {k: v for k, v in instance.items() if k not in _VOLATILE}
 
 
 def _notify(callback: Callable[..., None], *args: object) -> None:

@@ -41,6 +41,7 @@ from controller.kube import (
     PODS,
     Detached,
     EventRecorder,
+    Handlers,
     Informer,
     InformerSettings,
     KubeClient,
@@ -50,7 +51,13 @@ from controller.kube import (
     run_informers,
     run_workers,
 )
-from controller.launcherapi import LauncherWatches, LauncherWatchSettings, launcher_http_client
+from controller.launcherapi import (
+    InstanceEvent,
+    LauncherView,
+    LauncherWatches,
+    LauncherWatchSettings,
+    launcher_http_client,
+)
 from controller.observability import ControllerMetrics
 from controller.reconciler import _pods as p
 from controller.reconciler._duality import Duality
@@ -59,6 +66,7 @@ from controller.reconciler._expectations import Expectations
 from controller.reconciler._http import HttpSettings, PeerCalls, peer_call_client
 from controller.reconciler._instances import InstanceBook
 from controller.reconciler._keys import Key, KeyLabels, LauncherKey, ServerKey
+from controller.reconciler._logrelay import LogRelay, log_relay_client
 from controller.reconciler._peers import Peers
 from controller.reconciler._podwrites import PodWrites
 from controller.reconciler._router import EventRouter
@@ -86,6 +94,8 @@ class ReconcilerSettings:
     """A waiting item is looked at again this often (the awaited watch event is quicker)."""
     passes_in_a_row: int = 8
     """Passes over one item in one go while each acts (then it goes to the end of the queue)."""
+    relay_logs: bool = True
+    """Copy each bound server's vLLM log to its requester's stdout (`kubectl logs`)."""
 
 
 class DualPodsController:
@@ -117,7 +127,12 @@ class DualPodsController:
         self.watches = LauncherWatches(self._http, _NoListener(), settings.launcher_watch)
         self.state = ClusterState(ns, self.informers, self.watches, self.book)
         self.router = EventRouter(self.state, self._enqueue, book=self.book, metrics=metrics)
-        self.watches.listener = self.router
+        self.logs: LogRelay | None = None
+        self._logs_http: httpx.AsyncClient | None = None
+        if settings.relay_logs:
+            self._logs_http = log_relay_client()
+            self.logs = LogRelay(self.state, self._logs_http, client, ns)
+        self.watches.listener = _Listeners(self.router, self.logs)
         self.expectations = Expectations(
             timeout_s=settings.expectation_timeout_s, clock=time.monotonic
         )
@@ -142,6 +157,8 @@ class DualPodsController:
     async def run(self) -> None:
         """Informers, then workers; until cancelled (everything stops with it)."""
         self.router.register(self.informers, self.watches)
+        if self.logs is not None:
+            self.informers[PODS.plural].add_handlers(_log_handlers(self.logs))
         try:
             async with asyncio.TaskGroup() as group:
                 group.create_task(run_informers(self.informers), name="informers")
@@ -156,6 +173,9 @@ class DualPodsController:
         finally:
             self.queue.shutdown()
             await self.watches.aclose()
+            if self.logs is not None and self._logs_http is not None:
+                await self.logs.aclose()
+                await self._logs_http.aclose()
             await self._http.aclose()
             await self._calls_http.aclose()
 
@@ -286,6 +306,32 @@ class _Step:
     ctx: PassContext
     snap: ServerSnapshot | None = None
     """The snapshot of a server decision (its memory is kept after execution)."""
+
+
+class _Listeners:
+    """The launcher streams feed the router (work items) and the log relay (log growth)."""
+
+    def __init__(self, router: EventRouter, logs: LogRelay | None) -> None:
+        self.router = router
+        self.logs = logs
+
+    def on_relist(self, launcher: str, view: LauncherView) -> None:
+        self.router.on_relist(launcher, view)
+        if self.logs is not None:
+            self.logs.log_grew(launcher, view.instances)
+
+    def on_event(self, launcher: str, event: InstanceEvent, view: LauncherView) -> None:
+        self.router.on_event(launcher, event, view)
+        if self.logs is not None:
+            self.logs.log_grew(launcher, view.instances)
+
+
+def _log_handlers(logs: LogRelay) -> Handlers:
+    return Handlers(
+        on_add=logs.pod_changed,
+        on_update=lambda _old, new: logs.pod_changed(new),
+        on_delete=logs.pod_deleted,
+    )
 
 
 class _NoListener:

@@ -176,6 +176,9 @@ class EventRouter:
         self._launcher_changed(launcher, view)
 
     def on_event(self, launcher: str, event: InstanceEvent, view: LauncherView) -> None:
+        if event.log_only:  # the log relay's news; nothing to decide
+            self.book.seen(launcher, view.instances, self.clock())
+            return
         self._launcher_changed(launcher, view)
 
     def _launcher_changed(self, launcher: str, view: LauncherView) -> None:
