@@ -25,7 +25,7 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Any, Final, Protocol
 
 import httpx
 
@@ -36,13 +36,20 @@ from controller.core._views import pod_view
 from controller.kube import PODS, ApiError, KubeClient
 from controller.reconciler import _pods as p
 from controller.reconciler._peers import base_url, instance_url
-from controller.reconciler._state import ClusterState
 
 _log = logging.getLogger(__name__)
 
 CHUNK_BYTES: Final = 256 * 1024
 """At most this much per `set-log` call (the launcher caps an open range at 1 MiB)."""
 _RETRY_S: Final = (0.5, 1.0, 2.0, 5.0, 10.0)
+
+
+class PodLookup(Protocol):
+    """The Pod cache, as the relay reads it (`ClusterState` in production)."""
+
+    def pod_by_uid(self, uid: str) -> Mapping[str, Any] | None: ...
+
+    def pods_by(self, index: str, value: str) -> list[Any]: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,7 +109,7 @@ class LogRelay:
     """One pump task per relayed requester (by UID), started and stopped by `sync`."""
 
     def __init__(
-        self, state: ClusterState, http: httpx.AsyncClient, kube: KubeClient, namespace: str
+        self, state: PodLookup, http: httpx.AsyncClient, kube: KubeClient, namespace: str
     ) -> None:
         self.state = state
         self.http = http
