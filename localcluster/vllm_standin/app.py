@@ -210,6 +210,43 @@ def _dev_routes(router: Router, engine: StandinEngine) -> None:
     router.add("GET", "/is_sleeping", is_sleeping)
 
 
+class _Counters:
+    """A few of vLLM's own Prometheus series (same names and labels), so that a scrape of the
+    stand-in looks like a scrape of vLLM (`vllm:` prefix, `model_name` label)."""
+
+    def __init__(self) -> None:
+        self.requests: dict[str, int] = {}
+        self.generated: dict[str, int] = {}
+
+    def count(self, model: str, gens: list[Generation]) -> None:
+        self.requests[model] = self.requests.get(model, 0) + len(gens)
+        tokens = sum(g.completion_tokens for g in gens)
+        self.generated[model] = self.generated.get(model, 0) + tokens
+
+    def exposition(self, default_model: str) -> str:
+        models = sorted(set(self.requests) | {default_model})
+        lines = [
+            "# HELP vllm:num_requests_running Number of requests in model execution batches.",
+            "# TYPE vllm:num_requests_running gauge",
+            *(f'vllm:num_requests_running{{model_name="{m}"}} 0.0' for m in models),
+            "# HELP vllm:request_success_total Count of successfully processed requests.",
+            "# TYPE vllm:request_success_total counter",
+            *(
+                f'vllm:request_success_total{{finished_reason="length",model_name="{m}"}} '
+                f"{float(self.requests.get(m, 0))}"
+                for m in models
+            ),
+            "# HELP vllm:generation_tokens_total Number of generation tokens processed.",
+            "# TYPE vllm:generation_tokens_total counter",
+            *(
+                f'vllm:generation_tokens_total{{model_name="{m}"}} '
+                f"{float(self.generated.get(m, 0))}"
+                for m in models
+            ),
+        ]
+        return "\n".join(lines) + "\n"
+
+
 def build_router(
     config: StandinConfig, engine: StandinEngine, version: str, log: Callable[[str, str], None]
 ) -> Router:
@@ -229,6 +266,8 @@ def build_router(
         cards = [_model_card(n, config.model, config.model_len()) for n in config.model_names]
         return json_response(200, {"object": "list", "data": cards})
 
+    counters = _Counters()
+
     async def completions(request: Request) -> Response:
         parsed = parse_completion_request(request, config)
         if isinstance(parsed, Response):
@@ -237,8 +276,13 @@ def build_router(
         if engine.is_sleeping():
             log("INFO", "Request received while the engine sleeps; it waits for wake-up.")
         gens = [await engine.generate(model, p, max_tokens) for p in prompts]
+        counters.count(model, gens)
         body = completion_body(model, gens, stamp)
         return _stream_body(body, gens) if stream else json_response(200, body)
+
+    async def metrics(_: Request) -> Response:
+        text = counters.exposition(config.model_names[0])
+        return Response(200, text.encode(), "text/plain; version=0.0.4; charset=utf-8")
 
     router.add("GET", "/health", health)
     router.add("GET", "/ping", health)
@@ -246,6 +290,7 @@ def build_router(
     router.add("GET", "/version", show_version)
     router.add("GET", "/v1/models", models)
     router.add("POST", "/v1/completions", completions)
+    router.add("GET", "/metrics", metrics)
     if config.dev_mode:
         _dev_routes(router, engine)
     return router

@@ -153,6 +153,23 @@ def test_streamed_completion_is_server_sent_events(target: Target, http: httpx.C
     assert all(c["choices"][0]["finish_reason"] is None for c in chunks[:-1])
 
 
+def test_metrics_are_prometheus_text_with_vllms_series(target: Target, http: httpx.Client) -> None:
+    """What a user's PodMonitor scrapes through the requester (the series fma users chart)."""
+    base = target.ensure(dev_mode=True)
+    assert complete(http, base).status_code == 200
+    response = http.get(f"{base}/metrics")
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/plain")
+    totals: dict[str, float] = {}
+    for line in response.text.splitlines():
+        if line.startswith("vllm:") and f'model_name="{SERVED_NAME}"' in line:
+            name = line.split("{", 1)[0]
+            totals[name] = totals.get(name, 0.0) + float(line.rsplit(" ", 1)[1])
+    for name in ("vllm:num_requests_running", "vllm:request_success_total"):
+        assert name in totals, f"{name} missing from /metrics"
+    assert totals["vllm:request_success_total"] >= 1
+
+
 def test_version(target: Target, http: httpx.Client) -> None:
     base = target.ensure(dev_mode=True)
     assert http.get(f"{base}/version").json() == {"version": vllm_options.VLLM_VERSION}
