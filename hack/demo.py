@@ -6,8 +6,12 @@ controller and launcher populator); launcher Pods that fork **real vLLM** (vllm-
 built locally). The user's side is plain: a Deployment running `vllm serve`-style arguments with
 `nvidia.com/gpu: 1`, in a namespace labelled for fma.
 
-It prints a timeline (admitted → bound → cold → Ready → a completion answered), scales to 0 and
-back to 1 to show the hot wake with its measured time, and stops every process it started.
+The user also applies the ordinary NodePort Service in front of the Deployment, and every
+completion goes through it: kube-proxy's real rules lead `127.0.0.1:<nodePort>` to a requester,
+whose stub proxies to the bound vLLM instance. It prints a timeline (admitted → bound → cold →
+Ready → completions through the Service, one streamed → `kubectl logs` of the requester showing
+vLLM's own lines), scales to 0 and back to 1 to show the hot wake with its measured time, and
+stops every process it started.
 """
 
 from __future__ import annotations
@@ -17,8 +21,6 @@ import signal
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -30,12 +32,21 @@ import httpx  # noqa: E402
 
 from launcher.testing.tiny_model import build, default_model_dir  # noqa: E402
 from localcluster.controlplane import LocalCluster  # noqa: E402
-from localcluster.fma import manifests  # noqa: E402
-from localcluster.fma.environment import FmaEnvironment, controller_args, fma_environment  # noqa: E402
-from localcluster.fma.webhook_process import Webhook  # noqa: E402
+from localcluster.fma.environment import FmaEnvironment, controller_args  # noqa: E402
+from localcluster.fma.userside import (  # noqa: E402
+    VLLM_PORT,
+    configure_real_vllm,
+    fma_with_webhook,
+    kubectl_apply,
+    node_port_service,
+    requester_log,
+    service_url,
+    vllm_args,
+    vllm_deployment,
+)
 
-PORT = 8005
 APP = "chat"
+LOG_MARKS = ("Starting vLLM server", "Application startup complete", "POST /v1/completions")
 MUTATED = "fma.llm-d.ai/mutated"
 ISC_KEY = "dual-pods.llm-d.ai/inference-server-config"
 REQUESTER_KEY = "dual-pods.llm-d.ai/requester"
@@ -53,51 +64,6 @@ class Timeline:
     def show(self, output: str) -> None:
         for line in output.rstrip().splitlines():
             print(f"          {line}")
-
-
-def _vllm_args(model: Path) -> list[str]:
-    """The user's `vllm serve` arguments (the tiny CPU model needs float32)."""
-    return [
-        "--model", str(model), "--served-model-name", "tiny", "--dtype", "float32",
-        "--enforce-eager", "--max-model-len", "256",
-    ]  # fmt: skip
-
-
-def _user_deployment(model: Path, node: str) -> dict[str, Any]:
-    """An ordinary vLLM Deployment: nothing fma-specific in it.
-
-    It is pinned to one node so that the scale-up lands where the sleeping instance is: a hot
-    wake needs the same node and GPUs (on another node fma would start the model cold there).
-    """
-    container = {
-        "name": "vllm",
-        "image": "vllm/vllm-openai:v0.10.0",
-        "args": [*_vllm_args(model), "--port", str(PORT)],
-        "env": [{"name": "VLLM_CPU_KVCACHE_SPACE", "value": "1"}],
-        "ports": [{"name": "http", "containerPort": PORT}],
-        "resources": {"limits": {"nvidia.com/gpu": "1"}},
-    }
-    spec = {"nodeSelector": {"kubernetes.io/hostname": node}, "containers": [container]}
-    template = {"metadata": {"labels": {"app": APP}}, "spec": spec}
-    return manifests.deployment(APP, template)
-
-
-def _configure(env: FmaEnvironment, model: Path) -> None:
-    """The operator's side: a LauncherConfig whose launchers fork real vLLM, and the ISC."""
-    lc = manifests.launcher_config("vllm", kubeconfig=env.launcher_kubeconfig, max_instances=2)
-    container = lc["spec"]["podTemplate"]["spec"]["containers"][0]
-    args = container["args"]
-    del args[args.index("--instance-entry") : args.index("--instance-entry") + 2]
-    cache = Path.home() / ".cache" / "fma" / "vllm-cache"
-    container["env"] += [
-        {"name": "VLLM_CACHE_ROOT", "value": str(cache)},
-        {"name": "TORCHINDUCTOR_CACHE_DIR", "value": str(cache / "inductor")},
-    ]
-    env.apply("launcherconfigs", lc)
-    isc = manifests.inference_server_config("tiny", lc="vllm", port=PORT)
-    isc["spec"]["modelServerConfig"]["options"] = " ".join(_vllm_args(model))
-    isc["spec"]["modelServerConfig"]["env_vars"] = {"VLLM_CPU_KVCACHE_SPACE": "1"}
-    env.apply("inferenceserverconfigs", isc)
 
 
 def _pods(env: FmaEnvironment) -> list[Any]:
@@ -159,17 +125,40 @@ def _ready_requester(env: FmaEnvironment, exclude: set[str]) -> Any | None:
     return pod if pod is not None and _ready(pod) else None
 
 
-def _complete(launcher: Any, timeline: Timeline) -> str:
-    url = f"http://{launcher.status.pod_ip}:{PORT}"
-    response = httpx.post(
-        f"{url}/v1/completions",
-        json={"model": "tiny", "prompt": "The launcher", "max_tokens": 8},
-        timeout=120,
-    )
-    response.raise_for_status()
+def _complete(env: FmaEnvironment, timeline: Timeline) -> None:
+    """A completion, then a streamed one, both through the user's Service."""
+    url = service_url(env, APP)
+    body = {"model": "tiny", "prompt": "The launcher", "max_tokens": 8}
+    response = env.wait("a completion through the Service", lambda: _post(url, body), timeout=60)
     text = str(response.json()["choices"][0]["text"])
-    timeline.step(f"a completion answered by vLLM at {url}: {text!r} (random weights: noise)")
-    return url
+    timeline.step(f"a completion through Service '{APP}' at {url}: {text!r} (random weights)")
+    streamed = _post(url, {**body, "stream": True})
+    assert streamed is not None, "the Service answered a moment ago"
+    events = [e for e in streamed.text.split("\n\n") if e.startswith("data: ")]
+    timeline.step(f"a streamed completion through the Service: {len(events)} server-sent events")
+
+
+def _post(url: str, body: dict[str, Any]) -> httpx.Response | None:
+    """POST /v1/completions; None while kube-proxy's rules are still being written."""
+    try:
+        response = httpx.post(f"{url}/v1/completions", json=body, timeout=120, trust_env=False)
+    except httpx.TransportError:
+        return None
+    return response if response.status_code == 200 else None
+
+
+def _show_log(env: FmaEnvironment, timeline: Timeline, pod: Any) -> None:
+    """`kubectl logs` of the requester: vLLM's lines, relayed by the controller."""
+    name = pod.metadata.name
+
+    def marked() -> list[str] | None:
+        lines = requester_log(env, name).splitlines()
+        found = [line for line in lines if any(mark in line for mark in LOG_MARKS)]
+        return found if all(any(m in line for line in found) for m in LOG_MARKS) else None
+
+    lines = env.wait("vLLM's lines in the requester's log", marked, timeout=60)
+    timeline.step(f"kubectl logs {name} shows vLLM's own log ({len(lines)} of its lines):")
+    timeline.show("\n".join(lines[:2] + lines[-1:]))
 
 
 def _actuation_seconds(metrics: str, path: str) -> str:
@@ -180,21 +169,29 @@ def _actuation_seconds(metrics: str, path: str) -> str:
 
 
 def _story(env: FmaEnvironment, timeline: Timeline, model: Path) -> None:
-    env.apps.create_namespaced_deployment(env.namespace, _user_deployment(model, env.nodes[0]))
-    timeline.step(f"applied an ordinary vLLM Deployment '{APP}' (1 replica, 1 GPU, {env.nodes[0]})")
+    deployment = vllm_deployment(APP, args=vllm_args(model, "tiny"), node=env.nodes[0])
+    kubectl_apply(env, deployment, node_port_service(APP))
+    timeline.step(
+        f"kubectl apply: an ordinary vLLM Deployment '{APP}' (1 replica, 1 GPU, {env.nodes[0]}) "
+        f"and a NodePort Service '{APP}' (targetPort: http)"
+    )
     first = _follow_actuation(env, timeline, set())
     launcher = _launcher_of(env, first.metadata.uid)
     assert launcher is not None, "a Ready requester has a bound launcher"
-    url = _complete(launcher, timeline)
+    _complete(env, timeline)
+    _show_log(env, timeline, first)
 
+    instance = f"http://{launcher.status.pod_ip}:{VLLM_PORT}"
     env.scale(APP, 0)
     timeline.step("scaled to 0: the instance goes to sleep, the launcher stays")
     env.wait(
         "the instance to sleep",
-        lambda: httpx.get(f"{url}/is_sleeping", timeout=5).json().get("is_sleeping"),
+        lambda: httpx.get(f"{instance}/is_sleeping", timeout=5).json().get("is_sleeping"),
         timeout=120,
     )
-    timeline.step(f"asleep: {url}/is_sleeping says true; launcher {launcher.metadata.name} kept")
+    timeline.step(
+        f"asleep: {instance}/is_sleeping says true; launcher {launcher.metadata.name} kept"
+    )
     # The scheduler counts a terminating Pod's GPU as taken: scaling up before the old requester
     # is gone would give the new one the other GPU, where no instance sleeps (a warm start).
     env.wait("the old requester to be gone", lambda: not _app_pods(env), timeout=60)
@@ -209,21 +206,8 @@ def _story(env: FmaEnvironment, timeline: Timeline, model: Path) -> None:
         "controller metric fma_actuation_seconds (requester start → Ready relayed): "
         f"cold {_actuation_seconds(metrics, 'cold')}s, hot {_actuation_seconds(metrics, 'hot')}s"
     )
-    _complete(_launcher_of(env, second.metadata.uid), timeline)
-
-
-@contextmanager
-def _fma(cluster: LocalCluster, workdir: Path) -> Iterator[tuple[FmaEnvironment, Webhook]]:
-    with fma_environment(cluster, workdir, nodes=2, gpus_per_node=2) as env:
-        webhook = Webhook(cluster, workdir / "webhook")
-        try:
-            webhook.start()
-            env.core.patch_namespace(
-                env.namespace, {"metadata": {"labels": {"fma.llm-d.ai/inject": "enabled"}}}
-            )
-            yield env, webhook
-        finally:
-            webhook.close()
+    _complete(env, timeline)
+    _show_log(env, timeline, second)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -235,12 +219,15 @@ def main(argv: list[str] | None = None) -> int:
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="fma-demo-"))
     timeline = Timeline()
     model = build(default_model_dir())
-    timeline.step("starting etcd, kube-apiserver, controller-manager, scheduler and a hollow")
-    timeline.step("kubelet with two GPU nodes (2 GPUs each) ...")
-    with LocalCluster(workdir / "cluster") as cluster, _fma(cluster, workdir) as (env, _):
+    timeline.step("starting etcd, kube-apiserver, controller-manager, scheduler, kube-proxy")
+    timeline.step("and a hollow kubelet with two GPU nodes (2 GPUs each) ...")
+    with (
+        LocalCluster(workdir / "cluster", kube_proxy=True) as cluster,
+        fma_with_webhook(cluster, workdir) as (env, _),
+    ):
         timeline.step(f"cluster ready at {cluster.server}; nodes {', '.join(env.nodes)}")
         timeline.step("fma-webhook is registered; the namespace is labelled fma.llm-d.ai/inject")
-        _configure(env, model)
+        configure_real_vllm(env, model)
         env.start_controller(*controller_args("--instance-start-timeout", "600"))
         timeline.step("fma-controller is running; LauncherConfig 'vllm' and ISC 'tiny' applied")
         _story(env, timeline, model)
