@@ -27,7 +27,10 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Final
 
-DEFAULT_PORT: Final = 8000
+from contract.requester import DEFAULT_VLLM_PORT
+
+DEFAULT_PORT: Final = DEFAULT_VLLM_PORT
+"""vLLM's `--port` default (declared in `contract.requester`)."""
 
 OptionGroup = tuple[str, tuple[str, ...]]
 """A flag as written (`--dtype`, `-tp`) and the values that follow it (possibly none)."""

@@ -3,7 +3,10 @@
 Properties, for every input: no exception escapes and no internal error is reported; the input
 is not modified; the result is consistent (a patch iff not skipped, a mode iff a patch); the
 patch applies with `jsonpatch`; the mutated Pod is a requester (contracts.md §1.2) whose
-direct-mode patch renders as a Go template and parses as YAML; and a second call is a no-op.
+direct-mode patch renders as a Go template and parses as YAML; the requester serves like the Pod
+it replaced (every TCP serving port of the vLLM container, and its `--port`, is declared by the
+stub and in `FMA_SERVING_PORTS`; the stub's own listeners take no port and no name another entry
+of the Pod has); and a second call is a no-op.
 
 Strategies are built once at import and mix free text with prebuilt fragments (env lists,
 probes, resources): drawing from them is cheap, which keeps 10,000 examples within a minute.
@@ -26,6 +29,7 @@ from hypothesis import strategies as st
 from crds.models import InferenceServerConfig
 from tests.unit.mutation_support import ENABLED, SETTINGS, render_go_template
 from webhook.mutation import MutationContext, mutate_pod
+from webhook.vllm_cmdline import parse_command_line
 
 FUZZ = settings(
     deadline=None,
@@ -73,6 +77,11 @@ PORTS = [
     [{"name": "http", "containerPort": 8000}],
     [{"containerPort": 8080}],
     [{"name": "spi", "containerPort": 8081, "protocol": "TCP"}],
+    [
+        {"name": "proxy", "containerPort": 8082},
+        {"name": "q", "containerPort": 8082, "protocol": "UDP"},
+    ],
+    [{"name": "probes", "containerPort": 18080}, {"containerPort": 9000, "protocol": "UDP"}],
     [{"name": "http", "containerPort": "x"}],
     ["bad"],
 ]
@@ -192,6 +201,36 @@ contexts = st.builds(
 )
 
 
+def check_ports(mutated: dict[str, Any]) -> None:
+    """The requester serves on the replaced container's serving ports, its stub's listeners
+    apart from every other port of the Pod, and env, probe and `admin-port` agree."""
+    annotations = mutated["metadata"]["annotations"]
+    original = json.loads(annotations["fma.llm-d.ai/original-container"])
+    command = parse_command_line(
+        original.get("command"), original.get("args"), original.get("image")
+    )
+    assert command is not None
+    tcp_names = (None, "TCP")
+    tcp = [p for p in original.get("ports") or () if p.get("protocol") in tcp_names]
+    wanted = {command.port, *(p["containerPort"] for p in tcp)}
+    containers = mutated["spec"]["containers"]
+    (stub,) = [c for c in containers if c.get("name") == "inference-server"]
+    env = {item["name"]: item["value"] for item in stub["env"]}
+    assert {int(port) for port in env["FMA_SERVING_PORTS"].split(",")} == wanted
+    assert wanted <= {p["containerPort"] for p in stub["ports"] if p.get("protocol") in tcp_names}
+    own = [int(env[name]) for name in ("PROBES_PORT", "SPI_PORT", "PROXY_PORT")]
+    own_entries = stub["ports"][-3:]
+    assert [p["containerPort"] for p in own_entries] == own
+    neighbours = [p for c in containers if c is not stub for p in c.get("ports") or ()]
+    others = [*neighbours, *stub["ports"][:-3]]
+    assert len(set(own)) == 3 and not set(own) & {p.get("containerPort") for p in others}
+    own_names = {p.get("name") for p in own_entries} - {None}
+    assert len(own_names) == len([p for p in own_entries if "name" in p])
+    assert not own_names & {p.get("name") for p in others}
+    assert stub["readinessProbe"]["httpGet"]["port"] == own[0]
+    assert int(annotations.get("dual-pods.llm-d.ai/admin-port", "8081")) == own[1]
+
+
 def check(pod: Any, ctx: MutationContext) -> None:
     """Every property of the module docstring, for one input."""
     snapshot = copy.deepcopy(pod)
@@ -207,6 +246,7 @@ def check(pod: Any, ctx: MutationContext) -> None:
     assert annotations["fma.llm-d.ai/mutated"] == "v1"
     names = [c.get("name") for c in mutated["spec"]["containers"] if isinstance(c, dict)]
     assert names.count("inference-server") == 1
+    check_ports(mutated)
     if result.mode == "direct":
         patch_text = annotations["dual-pods.llm-d.ai/server-patch"]
         (container,) = yaml.safe_load(render_go_template(patch_text))["spec"]["containers"]
@@ -230,7 +270,9 @@ SERVER_FLAGS = [
     "--no-enable-sleep-mode", "--chat-template", "-tp", "--served-model-name", "--seed",
     "--lora-modules", "--trust-remote-code",
 ]  # fmt: skip
-FLAG_VALUES = ["half", "4096", "8001", "9000", "-1", "{{ x }}", "y", "1e3", "a b", "$(X)", "a=b"]
+FLAG_VALUES = [
+    "half", "4096", "8001", "8081", "9000", "-1", "{{ x }}", "y", "1e3", "a b", "$(X)", "a=b",
+]  # fmt: skip
 FORMS = ["serve", "serve --model", "module", "image", "shell", "noise"]
 SIDECARS = [
     {"name": "exporter", "image": "exporter:1", "args": ["--vllm-url", "http://localhost:8000"]},
@@ -238,6 +280,7 @@ SIDECARS = [
     {"name": "log", "image": "fluent-bit", "command": ["fluent-bit"]},
     {"name": "inference-server", "image": "x"},
     {"name": "busy", "image": "busybox", "ports": [{"containerPort": 8080}]},
+    {"name": "mesh", "image": "envoy", "ports": [{"name": "spi", "containerPort": 18080}]},
 ]
 BENIGN_KEYS = ["app", "team", "app.kubernetes.io/name", "a/b~c", "on", ISC_CHOICE]
 

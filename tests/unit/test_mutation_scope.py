@@ -111,12 +111,6 @@ def test_fma_pods_are_left_alone(
             True,
         ),
         (
-            [vllm_container(), {"name": "proxy", "ports": [{"containerPort": 8081}]}],
-            "conflict",
-            "spec.containers[1].ports[0] uses port 8081",
-            True,
-        ),
-        (
             [vllm_container(command="vllm serve m")],
             "malformed",
             "spec.containers[0].command is a str, not a list",

@@ -19,29 +19,29 @@ from tests.unit.mutation_support import (
 )
 
 DEV_MODE = {"name": "VLLM_SERVER_DEV_MODE", "value": "1"}
-STUB_ENV = [{"name": "PROBES_PORT", "value": "8080"}, {"name": "SPI_PORT", "value": "8081"}]
-STUB_PORTS = [
-    {"name": "probes", "containerPort": 8080, "protocol": "TCP"},
-    {"name": "spi", "containerPort": 8081, "protocol": "TCP"},
-]
+STUB_ENV_NAMES = {"PROBES_PORT", "SPI_PORT", "PROXY_PORT", "FMA_SERVING_PORTS"}
+REPLACE = {"$patch": "replace"}
 
 
 def provider_container(original: dict[str, Any], **ctx: Any) -> dict[str, Any]:
-    """What the controller builds: the requester's stub merged with the patch's container."""
+    """What the controller builds: the requester's stub merged with the patch's container
+    (`ports` replaced when the patch says so; test_mutation_ports.py checks the same with the
+    controller's own builder)."""
     mutated = apply(original, mutate(original, context(**ctx)))
     (stub,) = [c for c in mutated["spec"]["containers"] if c["name"] == "inference-server"]
     (entry,) = server_patch(mutated)["spec"]["containers"]
     merged: dict[str, Any] = strategic_merge(stub, entry)
+    ports = entry.get("ports")
+    if ports:
+        assert ports[0] == REPLACE
+        merged["ports"] = ports[1:]
     return merged
 
 
 def without_stub_leftovers(container: dict[str, Any]) -> dict[str, Any]:
-    """The provider container minus what the reference also leaves from the stub."""
+    """The provider container minus what the reference also leaves from the stub: its env."""
     container = copy.deepcopy(container)
-    container["env"] = [e for e in container["env"] if e not in STUB_ENV]
-    container["ports"] = [p for p in container.get("ports", []) if p not in STUB_PORTS]
-    if not container["ports"]:
-        del container["ports"]
+    container["env"] = [e for e in container["env"] if e["name"] not in STUB_ENV_NAMES]
     return container
 
 

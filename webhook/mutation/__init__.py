@@ -5,6 +5,7 @@ A pure function, `mutate_pod(pod, ctx) -> MutationResult`: a Pod (plain JSON dat
 in an AdmissionReview; see docs/design/webhook-interfaces.md for the boundaries.
 
 Modules (private): `_model` (keys, settings, result), `_pod_access` (type-checked reads),
+`_ports` (the requester's serving ports and the stub's listeners, collisions moved aside),
 `_requester_stub` (the stub container), `_isc_match` (launcher mode), `_server_patch` and
 `_go_yaml` (direct mode), `_provider_labels` (selector escape), `_mutate` (the checks, in
 order). The command-line parser is `webhook.vllm_cmdline`.

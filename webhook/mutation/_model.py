@@ -15,6 +15,7 @@ from types import MappingProxyType
 from typing import Any, Final, Literal
 
 from crds.models import InferenceServerConfig
+from webhook.validation._keys import ANNOTATION_ADMIN_PORT
 
 # --- Metadata keys (docs/design/webhook-interfaces.md, contracts.md §2.1) -----------------------
 
@@ -37,14 +38,15 @@ SERVER_PATCH_ANNOTATION: Final = "dual-pods.llm-d.ai/server-patch"
 ISC_ANNOTATION: Final = "dual-pods.llm-d.ai/inference-server-config"
 REQUESTER_ANNOTATION: Final = "dual-pods.llm-d.ai/requester"
 LAUNCHER_CONFIG_LABEL: Final = "dual-pods.llm-d.ai/launcher-config-name"
+ADMIN_PORT_ANNOTATION: Final = ANNOTATION_ADMIN_PORT
+"""The requester's SPI port for the controller (default 8081); set when the stub's SPI moves."""
 
 REQUESTER_CONTAINER: Final = "inference-server"
 """Name contracts.md §1.2 requires for the requester's (and the provider's) main container."""
 
 GPU_RESOURCE: Final = "nvidia.com/gpu"
-PROBES_PORT: Final = 8080
-SPI_PORT: Final = 8081
-DEFAULT_VLLM_PORT: Final = 8000
+# The stub's ports and environment names live in `contract.requester`, the one place the
+# requester's wire is declared; the mutation modules import them from there.
 
 SYSTEM_NAMESPACES: Final = frozenset({"kube-system", "kube-public", "kube-node-lease"})
 

@@ -13,8 +13,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from contract.requester import SPI_PORT
 from webhook.mutation._isc_match import choose_isc
 from webhook.mutation._model import (
+    ADMIN_PORT_ANNOTATION,
     INJECT_LABEL,
     ISC_ANNOTATION,
     LAUNCHER_CONFIG_LABEL,
@@ -22,11 +24,9 @@ from webhook.mutation._model import (
     MUTATED_ANNOTATION,
     MUTATED_VALUE,
     ORIGINAL_CONTAINER_ANNOTATION,
-    PROBES_PORT,
     REQUESTER_ANNOTATION,
     REQUESTER_CONTAINER,
     SERVER_PATCH_ANNOTATION,
-    SPI_PORT,
     SYSTEM_NAMESPACES,
     MutationContext,
     MutationResult,
@@ -35,6 +35,7 @@ from webhook.mutation._model import (
 )
 from webhook.mutation._pod_access import as_map, get_list, get_map, get_str, get_str_list
 from webhook.mutation._pod_access import get_str_map as _str_map
+from webhook.mutation._ports import RequesterPorts, plan_ports
 from webhook.mutation._provider_labels import provider_label_changes
 from webhook.mutation._requester_stub import build_requester_container, gpu_resources
 from webhook.mutation._server_patch import build_server_patch
@@ -143,27 +144,43 @@ def _find_vllm(containers: list[Any]) -> _VllmContainer:
 
 
 def _check_neighbours(spec: Mapping[str, Any], containers: list[Any], vllm: _VllmContainer) -> None:
-    """The stub must fit beside the other containers: a free name and free ports."""
+    """The stub must fit beside the other containers: a free name and a network of its own.
+
+    Ports taken by other containers are no reason to skip: the stub's listeners move
+    (`_ports`). With `hostNetwork` they would be the node's, shared by every requester there.
+    """
     if spec.get("hostNetwork") is True:
         raise Skip(
-            "spec.hostNetwork is true: requesters on one node would share ports 8080/8081",
+            "spec.hostNetwork is true: the requester stubs on a node would all listen on the "
+            "node's ports; remove hostNetwork or opt the Pod out",
             code="conflict",
         )
     for index, raw in enumerate(containers):
         if index == vllm.index:
             continue
         path = f"spec.containers[{index}]"
-        other = as_map(raw, path)
-        if other.get("name") == REQUESTER_CONTAINER:
+        if as_map(raw, path).get("name") == REQUESTER_CONTAINER:
             raise Skip(f"{path} is already named {REQUESTER_CONTAINER}; rename it", code="conflict")
-        for port_index, port_raw in enumerate(get_list(other, "ports", f"{path}.ports") or ()):
-            port = as_map(port_raw, f"{path}.ports[{port_index}]")
-            if port.get("containerPort") in (PROBES_PORT, SPI_PORT):
-                raise Skip(
-                    f"{path}.ports[{port_index}] uses port {port.get('containerPort')}, which the "
-                    "requester stub needs; move that container to another port",
-                    code="conflict",
-                )
+
+
+def _requester_ports(
+    spec: Mapping[str, Any], vllm: _VllmContainer, annotations: Mapping[str, str]
+) -> RequesterPorts:
+    return plan_ports(
+        spec=spec,
+        vllm_index=vllm.index,
+        vllm_container=vllm.container,
+        vllm_port=vllm.command.port,
+        admin_port=annotations.get(ADMIN_PORT_ANNOTATION),
+    )
+
+
+def _admin_port_annotation(ports: RequesterPorts, annotations: Mapping[str, str]) -> dict[str, str]:
+    """`admin-port` when the SPI left its default and the Pod does not name it already: the
+    controller reads the SPI port there and nowhere else."""
+    if ports.spi.port == SPI_PORT or ADMIN_PORT_ANNOTATION in annotations:
+        return {}
+    return {ADMIN_PORT_ANNOTATION: str(ports.spi.port)}
 
 
 def _utf8_len(text: str) -> int:
@@ -197,8 +214,9 @@ def _mutate(pod: Mapping[str, Any], ctx: MutationContext, warnings: list[str]) -
     vllm = _find_vllm(containers)
     gpu_limit, gpu_request = gpu_resources(vllm.container, vllm.path)
     _check_neighbours(spec, containers, vllm)
+    ports = _requester_ports(spec, vllm, annotations)
 
-    stub = build_requester_container(gpu_limit, gpu_request, ctx.settings)
+    stub = build_requester_container(gpu_limit, gpu_request, ports, ctx.settings)
     isc = choose_isc(
         annotations=annotations,
         command=vllm.command,
@@ -231,6 +249,7 @@ def _mutate(pod: Mapping[str, Any], ctx: MutationContext, warnings: list[str]) -
         MUTATED_ANNOTATION: MUTATED_VALUE,
         ORIGINAL_CONTAINER_ANNOTATION: json.dumps(vllm.container, separators=(",", ":")),
         mode_annotation[0]: mode_annotation[1],
+        **_admin_port_annotation(ports, annotations),
     }
     size = sum(_utf8_len(k) + _utf8_len(v) for k, v in (annotations | new).items())
     if size > MAX_ANNOTATIONS_BYTES:

@@ -1,9 +1,11 @@
 """The requester stub container that replaces the vLLM container (contracts.md §1.2).
 
 The stub holds the Pod's GPUs and runs no vLLM: it serves `GET /ready` on the probes port (the
-controller flips it through the SPI port when the provider serves) and reports its GPUs.
-It keeps the original GPU request exactly, so the scheduler places the requester where the vLLM
-Pod would have gone; everything else it asks for is small (settings).
+controller flips it through the SPI port when the provider serves), reports its GPUs, and
+proxies inference traffic on the vLLM container's serving ports to the bound server, so the
+requester serves like the Pod it replaced (`_ports` places every port; the stub reads them from
+its environment). It keeps the original GPU request exactly, so the scheduler places the
+requester where the vLLM Pod would have gone; everything else it asks for is small (settings).
 """
 
 from __future__ import annotations
@@ -12,16 +14,16 @@ import re
 from collections.abc import Mapping
 from typing import Any, Final
 
+from contract.requester import READY_PATH
 from webhook.mutation._model import (
     GPU_RESOURCE,
-    PROBES_PORT,
     REQUESTER_CONTAINER,
-    SPI_PORT,
     MutationSettings,
     Skip,
     quote,
 )
 from webhook.mutation._pod_access import get_map
+from webhook.mutation._ports import RequesterPorts
 
 _WHOLE_NUMBER = re.compile(r"\+?[0-9]{1,9}")
 _MISSING: Final = object()
@@ -68,9 +70,11 @@ def gpu_resources(container: Mapping[str, Any], path: str) -> tuple[Any, Any]:
 
 
 def build_requester_container(
-    gpu_limit: Any, gpu_request: Any, settings: MutationSettings
+    gpu_limit: Any, gpu_request: Any, ports: RequesterPorts, settings: MutationSettings
 ) -> dict[str, Any]:
-    """The `inference-server` container of the requester, with the original GPU amounts."""
+    """The `inference-server` container of the requester, with the original GPU amounts and
+    the ports `ports` places. The readiness probe names the probes port by number, as its name
+    may have yielded to one of the user's."""
     container: dict[str, Any] = {
         "name": REQUESTER_CONTAINER,
         "image": settings.requester_image,
@@ -79,16 +83,10 @@ def build_requester_container(
         container["imagePullPolicy"] = settings.requester_image_pull_policy
     container |= {
         "command": list(settings.requester_command),
-        "env": [
-            {"name": "PROBES_PORT", "value": str(PROBES_PORT)},
-            {"name": "SPI_PORT", "value": str(SPI_PORT)},
-        ],
-        "ports": [
-            {"name": "probes", "containerPort": PROBES_PORT, "protocol": "TCP"},
-            {"name": "spi", "containerPort": SPI_PORT, "protocol": "TCP"},
-        ],
+        "env": ports.env(),
+        "ports": ports.container_ports(),
         "readinessProbe": {
-            "httpGet": {"path": "/ready", "port": PROBES_PORT},
+            "httpGet": {"path": READY_PATH, "port": ports.probes.port},
             "periodSeconds": settings.readiness_period_seconds,
             "failureThreshold": 2,
         },

@@ -3,9 +3,14 @@
 The controller builds the provider from the requester's labels and spec (no annotations) and
 applies this strategic-merge patch (contracts.md §1.4, §4.1). Containers merge by name, so the
 patch names `inference-server` and must undo everything the stub put there: each stub field the
-original container lacks is set to null (the merge deletes it). `env` and `ports` merge by key,
-so the stub's two env vars (and its ports, when the original declares ports) stay on the
-provider, harmlessly, as they do in the reference.
+original container lacks is set to null (the merge deletes it). `env` merges by name, so the
+stub's env vars stay on the provider, harmlessly, as they do in the reference.
+
+`ports` are replaced (a `$patch: replace` element), not merged: the requester declares the
+original's ports plus the stub's own, and a merge keyed by `containerPort` alone would leave the
+stub's on the provider and fold a TCP and a UDP entry of one number into a duplicate. The
+provider gets the original's ports without `hostPort`/`hostIP`: the requester, on the same node,
+holds the host port and proxies it, and a second claim would keep the provider from starting.
 
 On top of the original container the provider gets what sleep and wake need:
 `--enable-sleep-mode` (appended, so it wins over an earlier `--no-enable-sleep-mode`),
@@ -43,6 +48,8 @@ _MERGE_KEYS: Final = {
     "volumeDevices": ("devicePath", str),
 }
 """Lists of a container that a strategic merge merges by a key, which each item must have."""
+_REPLACE_KEY: Final = "$patch"
+"""The strategic-merge directive key; `{$patch: replace}` in a list replaces the whole list."""
 _COMMENTS: Final = (
     "Provider patch written by fma's mutating webhook (direct mode): the user's vLLM container,",
     "plus --enable-sleep-mode and VLLM_SERVER_DEV_MODE=1. The provider gets none of the",
@@ -155,6 +162,23 @@ def _readiness_probe(
     return probe | {"httpGet": http_get | {"port": vllm_port}}
 
 
+def _provider_ports(container: dict[str, Any], warnings: list[str]) -> None:
+    """The original's ports for the provider, replacing the requester's (module docstring); no
+    entry means none, which `_null_missing` then deletes."""
+    ports = container.get("ports")
+    if not ports:
+        container.pop("ports", None)
+        return
+    host = ("hostPort", "hostIP")
+    if any(key in port for port in ports for key in host):
+        warnings.append(
+            "fma: the requester keeps the vLLM container's hostPort and proxies it; the "
+            "provider gets none"
+        )
+    kept = [{key: value for key, value in port.items() if key not in host} for port in ports]
+    container["ports"] = [{_REPLACE_KEY: "replace"}, *kept]
+
+
 def _null_missing(stub: Mapping[str, Any], restored: dict[str, Any]) -> dict[str, Any]:
     """Set to null every stub field `restored` lacks, recursively into objects both have."""
     for key, stub_value in stub.items():
@@ -182,6 +206,7 @@ def provider_container(
     _with_sleep_mode(restored, command)
     _with_dev_mode(restored, path, warnings)
     restored["readinessProbe"] = _readiness_probe(original, command.port, path, warnings)
+    _provider_ports(restored, warnings)
     return _null_missing(stub, restored)
 
 
