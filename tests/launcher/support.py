@@ -61,8 +61,15 @@ class Launcher:
         )
         return state
 
-    def watch_lines(self, params: dict[str, Any], count: int, timeout: float = 30) -> list[Any]:
-        """Reads `count` NDJSON lines from the watch endpoint, then disconnects."""
+    def watch_lines(
+        self,
+        params: dict[str, Any],
+        count: int | None = None,
+        timeout: float = 30,
+        *,
+        until: str | None = None,
+    ) -> list[Any]:
+        """Reads `count` NDJSON lines (or up to an event of type `until`), then disconnects."""
         lines: list[Any] = []
         with self.http.stream(
             "GET", "/v2/vllm/instances/watch", params=params, timeout=timeout
@@ -72,7 +79,9 @@ class Launcher:
             for line in response.iter_lines():
                 if line:
                     lines.append(json.loads(line))
-                if len(lines) >= count:
+                if count is not None and len(lines) >= count:
+                    break
+                if until is not None and lines and lines[-1]["type"] == until:
                     break
         return lines
 

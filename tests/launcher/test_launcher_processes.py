@@ -87,18 +87,43 @@ def test_sleep_and_wake_show_as_phases_and_updated_events(launcher: Launcher) ->
     launcher.wait_phase("sleepy", "sleeping", timeout=10)
     httpx.post(f"http://127.0.0.1:{port}/wake_up").raise_for_status()
     launcher.wait_phase("sleepy", "ready", timeout=10)
-    full = launcher.watch_lines({"since": start, "updates": "true"}, count=4)
-    assert [(e["type"], e["object"]["phase"]) for e in full] == [
+    launcher.http.delete("/v2/vllm/instances/sleepy").raise_for_status()
+    full = launcher.watch_lines({"since": start, "updates": "true"}, until="DELETED")
+    changes = [e for i, e in enumerate(full) if i == 0 or e["object"] != full[i - 1]["object"]]
+    phases = [(e["type"], e["object"]["phase"]) for e in changes]
+    phases = [p for i, p in enumerate(phases) if i == 0 or p != phases[i - 1]]
+    assert phases == [
+        ("CREATED", "starting"),
+        ("UPDATED", "starting"),  # log growth: the child's first lines
+        ("UPDATED", "ready"),
+        ("UPDATED", "sleeping"),
+        ("UPDATED", "ready"),
+        ("DELETED", "ready"),
+    ] or phases == [
         ("CREATED", "starting"),
         ("UPDATED", "ready"),
         ("UPDATED", "sleeping"),
         ("UPDATED", "ready"),
-    ]
+        ("DELETED", "ready"),
+    ], phases
     revisions = [e["object"]["revision"] for e in full]
-    assert revisions == sorted(revisions) and len(set(revisions)) == 4
-    launcher.http.delete("/v2/vllm/instances/sleepy").raise_for_status()
+    assert revisions == sorted(revisions) and len(set(revisions)) == len(revisions)
     plain = launcher.watch_lines({"since": start}, count=2)
     assert [e["type"] for e in plain] == ["CREATED", "DELETED"]  # no UPDATED without opt-in
+
+
+def test_log_growth_is_announced_with_its_size(launcher: Launcher) -> None:
+    """What lets the controller relay the log without polling it (`log_size` on UPDATED)."""
+    port = free_port()
+    start = launcher.http.get("/v2/vllm/instances").json()["revision"]
+    assert launcher.put("chatty", f"--port {port} --log-lines 50").status_code == 201
+    launcher.wait_phase("chatty", "ready", timeout=20)
+    launcher.http.delete("/v2/vllm/instances/chatty").raise_for_status()
+    events = launcher.watch_lines({"since": start, "updates": "true"}, until="DELETED")
+    sizes = [e["object"]["log_size"] for e in events if e["type"] == "UPDATED"]
+    assert sizes and sizes == sorted(sizes) and sizes[-1] > 0
+    grew = [e for e in events if e["type"] == "UPDATED" and e["object"]["phase"] == "starting"]
+    assert grew, "growth is announced before the phase changes, too"
 
 
 def test_an_instance_that_exits_at_once_is_failed_with_code_and_reason(launcher: Launcher) -> None:
