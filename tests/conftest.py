@@ -6,11 +6,13 @@ a namespace of its own, so tests stay independent without paying for a cluster e
 
 from __future__ import annotations
 
+import os
 import re
 import secrets
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Literal
 
 import kubernetes.client
 import pytest
@@ -27,7 +29,10 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 @pytest.fixture(scope="session")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
-    with LocalCluster(tmp_path_factory.mktemp("cluster")) as running:
+    """The session's cluster, with kube-proxy: required under `hack/in-netns.sh` (as the README
+    test command runs the suite), else where it can run (the Service tests skip otherwise)."""
+    kube_proxy: bool | Literal["auto"] = True if os.environ.get("FMA_IN_NETNS") else "auto"
+    with LocalCluster(tmp_path_factory.mktemp("cluster"), kube_proxy=kube_proxy) as running:
         yield running
 
 
