@@ -27,6 +27,19 @@ if ! command -v shellcheck >/dev/null; then
   as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq shellcheck >/dev/null
 fi
 
+# The network tools of the local cluster: `unshare` (util-linux, always there) and `ip`
+# (iproute2) make the private network namespace tests and the demo run in (hack/in-netns.sh);
+# kube-proxy writes its rules with iptables and clears UDP conntrack entries with conntrack.
+missing=()
+command -v ip >/dev/null || [[ -x /usr/sbin/ip || -x /sbin/ip ]] || missing+=(iproute2)
+command -v iptables >/dev/null || [[ -x /usr/sbin/iptables ]] || missing+=(iptables)
+command -v conntrack >/dev/null || [[ -x /usr/sbin/conntrack ]] || missing+=(conntrack)
+if ((${#missing[@]})); then
+  log "installing ${missing[*]}"
+  as_root apt-get update -qq
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+
 VENV="$ROOT/.venv"
 if [[ ! -x "$VENV/bin/python" ]]; then
   log "creating $VENV"

@@ -10,6 +10,10 @@ RBAC, so permission mistakes show up here as they would in production.
 Each cluster also reserves a /16 inside 127.0.0.0/8 for its node and Pod addresses (see
 `pod_network`), guarded by a lock file so that two clusters on one machine never hand out the
 same loopback address.
+
+On request (`kube_proxy=`) the cluster also runs real kube-proxy, so that NodePort Services
+answer on `127.0.0.1:<nodePort>` (see `localcluster.kubeproxy`); that needs a private network
+namespace (`hack/in-netns.sh`), so it is off unless asked for.
 """
 
 from __future__ import annotations
@@ -26,7 +30,7 @@ import subprocess
 import time
 from pathlib import Path
 from types import TracebackType
-from typing import IO, Final, Self
+from typing import IO, Final, Literal, Self
 
 import httpx
 import kubernetes.client
@@ -35,6 +39,7 @@ import kubernetes.config
 from certs.authority import CertificateAuthority, KeyPair
 from localcluster.binaries import etcd_binary, k8s_binary
 from localcluster.kubeconfig import write_kubeconfig
+from localcluster.kubeproxy import KubeProxy, KubeProxySettings, KubeProxyUnavailableError
 from localcluster.processes import ManagedProcess, free_port, wait_until
 
 _log = logging.getLogger(__name__)
@@ -54,6 +59,10 @@ _DISABLED_CONTROLLERS: Final = (
 )
 _LOCK_DIR: Final = Path("/tmp/fma-localcluster-locks")
 START_TIMEOUT_S: Final = 60.0
+# kube-proxy's `--hostname-override` when none is given: a name no node has, so only
+# `externalTrafficPolicy: Local` Services notice (they get no local endpoints).
+DEFAULT_PROXY_NODE: Final = "fma-kube-proxy"
+KubeProxyMode = bool | Literal["auto"]
 
 
 class _NetworkLease:
@@ -86,6 +95,12 @@ class LocalCluster:
 
     Use it as a context manager, or call `start` and `stop`. `stop` is idempotent and stops the
     processes in the safe order (clients before the apiserver, the apiserver before etcd).
+
+    `kube_proxy`: False (default) runs none; True runs kube-proxy and fails to start where it
+    cannot run (outside a private network namespace, without iptables, or when another cluster
+    in this namespace runs one); "auto" runs it where it can and otherwise records why not in
+    `kube_proxy_skip_reason`. `kube_proxy_node` is its `--hostname-override` (the node whose
+    Pods count as local for `externalTrafficPolicy: Local`).
     """
 
     def __init__(
@@ -95,15 +110,24 @@ class LocalCluster:
         controller_manager: bool = True,
         scheduler: bool = True,
         extra_apiserver_args: tuple[str, ...] = (),
+        kube_proxy: KubeProxyMode = False,
+        kube_proxy_node: str = DEFAULT_PROXY_NODE,
     ) -> None:
         self.workdir = workdir.resolve()
         self._want_controller_manager = controller_manager
         self._want_scheduler = scheduler
         self._extra_apiserver_args = extra_apiserver_args
+        self._kube_proxy_mode = kube_proxy
+        self._kube_proxy_node = kube_proxy_node
         self._processes: list[ManagedProcess] = []
         self._network: _NetworkLease | None = None
         self.ca: CertificateAuthority | None = None
         self.apiserver_port = 0
+        self.kube_proxy: KubeProxy | None = None
+        """The running kube-proxy (None when the cluster runs none)."""
+        self.kube_proxy_skip_reason: str | None = (
+            None if kube_proxy else "kube-proxy was not requested (LocalCluster(kube_proxy=...))"
+        )
 
     # ----- public facts about the running cluster -------------------------------------------
 
@@ -180,10 +204,13 @@ class LocalCluster:
         started = time.monotonic()
         try:
             self._network = _NetworkLease()
+            self._claim_kube_proxy()  # before anything starts: its refusal is the cheap one
             self._write_pki()
             self._start_etcd()
             self._start_apiserver()
             self._start_clients()
+            if self.kube_proxy is not None:
+                self.kube_proxy.start(self.kubeconfig_for("system:kube-proxy"))
         except BaseException:
             self.stop()
             raise
@@ -195,8 +222,11 @@ class LocalCluster:
         )
 
     def stop(self) -> None:
-        # Reverse start order: controllers, then the apiserver, then etcd. Stopping the apiserver
-        # and etcd at once would make the apiserver retry etcd for ~35 s before it exits.
+        # Reverse start order: kube-proxy and the controllers, then the apiserver, then etcd.
+        # Stopping the apiserver and etcd at once would make the apiserver retry etcd for ~35 s.
+        if self.kube_proxy is not None:
+            self.kube_proxy.stop()
+            self.kube_proxy = None
         while self._processes:
             process = self._processes.pop()
             process.stop(grace_seconds=10.0)
@@ -205,6 +235,25 @@ class LocalCluster:
             self._network = None
 
     # ----- steps -------------------------------------------------------------------------
+
+    def _claim_kube_proxy(self) -> None:
+        """Takes this namespace's kube-proxy claim when asked to; "auto" records a refusal."""
+        if not self._kube_proxy_mode:
+            return
+        settings = KubeProxySettings(
+            cluster_cidr=self.pod_network, hostname=self._kube_proxy_node, log_dir=self.log_dir
+        )
+        proxy = KubeProxy(settings)
+        try:
+            proxy.claim()
+        except KubeProxyUnavailableError as exc:
+            if self._kube_proxy_mode is True:
+                raise
+            self.kube_proxy_skip_reason = str(exc)
+            _log.info("no kube-proxy in this cluster: %s", exc)
+            return
+        self.kube_proxy = proxy
+        self.kube_proxy_skip_reason = None
 
     def _write_pki(self) -> None:
         pki = self.workdir / "pki"

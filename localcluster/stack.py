@@ -14,7 +14,7 @@ from pathlib import Path
 import yaml
 
 from crds import CRD_FILES
-from localcluster.controlplane import LocalCluster
+from localcluster.controlplane import DEFAULT_PROXY_NODE, KubeProxyMode, LocalCluster
 from localcluster.kubelet import (
     HollowKubeletHandle,
     ImageConfig,
@@ -63,12 +63,22 @@ def local_stack(
     nodes: int = 2,
     gpus_per_node: int = 2,
     images: Mapping[str, ImageConfig] | None = None,
+    kube_proxy: KubeProxyMode = False,
 ) -> Iterator[LocalStack]:
-    """Starts the control plane and `nodes` hollow GPU nodes; stops everything on exit."""
-    with LocalCluster(workdir / "cluster") as cluster:
+    """Starts the control plane and `nodes` hollow GPU nodes; stops everything on exit.
+
+    `kube_proxy` is `LocalCluster`'s: True or "auto" also runs kube-proxy (in a private network
+    namespace only), with the first node as its hostname, so NodePort Services answer on
+    `127.0.0.1:<nodePort>`.
+    """
+    names = [f"gpu-node-{i + 1}" for i in range(nodes)]
+    proxy_node = names[0] if names else DEFAULT_PROXY_NODE
+    with LocalCluster(
+        workdir / "cluster", kube_proxy=kube_proxy, kube_proxy_node=proxy_node
+    ) as cluster:
         config = KubeletConfig(
             pod_network=cluster.pod_network,
-            nodes=[NodeConfig(name=f"gpu-node-{i + 1}", gpus=gpus_per_node) for i in range(nodes)],
+            nodes=[NodeConfig(name=name, gpus=gpus_per_node) for name in names],
             images=dict(images if images is not None else default_images()),
         )
         with hollow_kubelet(cluster, config, workdir / "kubelet") as kubelet:

@@ -14,7 +14,16 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-PACKAGES = ("contract", "jsonlog", "crds", "certs", "launcher", "webhook", "controller", "localcluster")
+PACKAGES = (
+    "contract",
+    "jsonlog",
+    "crds",
+    "certs",
+    "launcher",
+    "webhook",
+    "controller",
+    "localcluster",
+)
 _BOTTOM = {"contract", "jsonlog", "crds", "certs"}
 ALLOWED: dict[str, set[str]] = {
     "contract": set(),
