@@ -17,6 +17,13 @@ machine:
   scope; Pods then see NodePort clients come from it, as they would see a node's address;
 - conntrack flags that leave sysctls alone: `nf_conntrack_max` is read-only outside the initial
   namespace (kube-proxy exits on it) and the hash size is host-wide;
+- a guard against kube-proxy's *port holders*: it listens on every NodePort (so that no other
+  program takes the port) but never accepts. A connection that reaches 127.0.0.1:<nodePort>
+  without being DNATed (seen here while a Service's first endpoint is being written: neither the
+  "no endpoints" REJECT nor the DNAT caught the SYN) completes its handshake in that backlog and
+  hangs until the client times out. The cluster adds one rule to the namespace's `INPUT` chain
+  that resets such connections (`--dport` in the NodePort range, not DNATed), so a client sees
+  "connection refused", as with no endpoints, and retries;
 - on stop, `kube-proxy --cleanup` and then a sweep of whatever KUBE- chains it keeps
   (`localcluster.iptables`), so the namespace ends as it began.
 
@@ -48,6 +55,14 @@ USER: Final = "system:kube-proxy"
 NODEPORT_ADDRESSES: Final = "127.0.0.0/8"
 START_TIMEOUT_S: Final = 60.0
 _SYNC_METRIC: Final = "kubeproxy_sync_proxy_rules_last_timestamp_seconds"
+NODE_PORT_RANGE: Final = "30000:32767"
+"""The apiserver's default `--service-node-port-range`, in iptables' notation."""
+_GUARD_RULE: Final = (
+    "INPUT", "-p", "tcp", "--dport", NODE_PORT_RANGE,
+    "-m", "conntrack", "!", "--ctstate", "DNAT",
+    "-m", "comment", "--comment", "fma: a NodePort connection kube-proxy did not DNAT",
+    "-j", "REJECT", "--reject-with", "tcp-reset",
+)  # fmt: skip
 
 
 class KubeProxyUnavailableError(RuntimeError):
@@ -118,6 +133,7 @@ class KubeProxy:
             self.claim()
         binary = k8s_binary("kube-proxy")  # before changing anything: a clear error if unbuilt
         self._add_masquerade_source()
+        self._iptables("-I", *_GUARD_RULE)
         self.healthz_port, self.metrics_port = free_port(), free_port()
         env = {**os.environ, "PATH": iptables.tool_path()}
         self._process = ManagedProcess(
@@ -169,6 +185,7 @@ class KubeProxy:
         if self._claim.held:
             self._run_cleanup()
             self._sweep()
+            self._iptables("-D", *_GUARD_RULE)
             self._remove_masquerade_source()
             self._claim.release()
 
@@ -177,6 +194,15 @@ class KubeProxy:
     def _ip(self, *args: str) -> subprocess.CompletedProcess[str]:
         ip = iptables.find_tool("ip") or "ip"
         return subprocess.run([ip, *args], capture_output=True, text=True, check=False, timeout=10)
+
+    def _iptables(self, *args: str) -> None:
+        """One `iptables` change; a failure is logged (the guard is a help, not a need)."""
+        tool = iptables.find_tool("iptables") or "iptables"
+        result = subprocess.run(
+            [tool, "-w", *args], capture_output=True, text=True, check=False, timeout=30
+        )
+        if result.returncode != 0:
+            _log.warning("iptables %s failed: %s", " ".join(args[:2]), result.stderr.strip())
 
     def _add_masquerade_source(self) -> None:
         address = f"{self.settings.masquerade_source}/32"

@@ -2,7 +2,7 @@
 
 Configuration comes from the environment, as in the reference (which documents flags but reads
 `PROBES_PORT`/`SPI_PORT`, known-gaps F); the flags below only override it, for local runs.
-Stops cleanly on SIGTERM/SIGINT with exit code 0.
+Stops cleanly on SIGTERM/SIGINT with exit code 0; a bad setting exits 2, a port it cannot bind 1.
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ import argparse
 import asyncio
 import dataclasses
 import logging
+import re
 import signal
 import sys
 from collections.abc import Mapping, Sequence
@@ -18,6 +19,7 @@ from collections.abc import Mapping, Sequence
 import jsonlog
 from jsonlog import fields
 from launcher.requester.gpus import GpuError
+from launcher.requester.proxy import DIAL_TIMEOUT_SECONDS
 from launcher.requester.server import RequesterConfig, serve_requester
 
 _log = logging.getLogger("fma.requester")
@@ -26,12 +28,17 @@ _EPILOG = """\
 environment:
   POD_IP                       address to bind (default: all interfaces)
   PROBES_PORT, SPI_PORT        ports (default 8080, 8081)
+  PROXY_PORT                   the reference's proxy listener (default 8082)
+  FMA_SERVING_PORTS            comma-separated serving ports of the replaced vLLM container,
+                               proxied like PROXY_PORT (default: none)
   NVIDIA_VISIBLE_DEVICES       GPU UUIDs when NVML is unavailable (void/none: no GPUs)
   FMA_REQUESTER_GPU_SOURCE     auto (NVML, else NVIDIA_VISIBLE_DEVICES), nvml or env
   FMA_REQUESTER_FAKE_MEMORY_MIB, FMA_REQUESTER_FAKE_MEMORY_FILE
                                memory in use without a GPU, JSON {"<uuid>": MiB}
   FMA_REQUESTER_TOKEN, FMA_REQUESTER_TOKEN_FILE
                                bearer token required by the mutating SPI calls (default: none)
+Connections to the proxy and serving ports are relayed byte for byte to the server the
+controller sets with PUT /v1/proxy/config; until then they are closed at once.
 stdout carries only the relayed vLLM log; the stub's own log is JSON lines on stderr.
 """
 
@@ -39,15 +46,31 @@ stdout carries only the relayed vLLM log; the stub's own log is JSON lines on st
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="fma-requester",
-        description="The requester stub: readiness probe and the controller's SPI.",
+        description="The requester stub: readiness probe, the controller's SPI, and the proxy "
+        "to the bound vLLM server.",
         epilog=_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--host", help="override POD_IP")
     parser.add_argument("--probes-port", type=int, help="override PROBES_PORT")
     parser.add_argument("--spi-port", type=int, help="override SPI_PORT")
+    parser.add_argument("--proxy-port", type=int, help="override PROXY_PORT")
+    parser.add_argument(
+        "--proxy-dial-timeout",
+        type=_seconds,
+        help=f"seconds (or Go-style 10s, 500ms) to connect to the target "
+        f"(default {DIAL_TIMEOUT_SECONDS:g})",
+    )
     parser.add_argument("--log-level", default="info", help="default: info")
     return parser
+
+
+def _seconds(raw: str) -> float:
+    """`10`, `2.5`, `10s`, `500ms`, `1m`: the reference takes a Go duration here."""
+    match = re.fullmatch(r"([0-9]+(?:\.[0-9]*)?)(ms|s|m)?", raw.strip())
+    if match is None or float(match[1]) <= 0:
+        raise argparse.ArgumentTypeError(f"{raw!r}: want a positive duration such as 10s")
+    return float(match[1]) * {"ms": 0.001, "s": 1.0, "m": 60.0}[match[2] or "s"]
 
 
 async def serve_until(config: RequesterConfig, stop: asyncio.Event) -> None:
@@ -60,7 +83,12 @@ async def serve_until(config: RequesterConfig, stop: asyncio.Event) -> None:
     _log.info(
         "serving",
         extra=fields(
-            host=config.host, probes_port=handle.probes_port, spi_port=handle.spi_port, gpus=gpus
+            host=config.host,
+            probes_port=handle.probes_port,
+            spi_port=handle.spi_port,
+            proxy_port=handle.proxy_port,
+            serving_ports=list(handle.serving_ports),
+            gpus=gpus,
         ),
     )
     try:
@@ -90,17 +118,18 @@ def parse_config(argv: Sequence[str] | None, env: Mapping[str, str] | None = Non
     """The command line and the environment → (config, log level); ValueError when bad, and
     argparse's usual exit 2 for bad flags."""
     args = _parser().parse_args(argv)
-    config = RequesterConfig.from_env(env)
     overrides = {
         k: v
         for k, v in {
             "host": args.host,
             "probes_port": args.probes_port,
             "spi_port": args.spi_port,
+            "proxy_port": args.proxy_port,
+            "proxy_dial_timeout": args.proxy_dial_timeout,
         }.items()
         if v is not None
     }
-    return Config(dataclasses.replace(config, **overrides), args.log_level)
+    return Config(RequesterConfig.from_env(env, **overrides), args.log_level)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -64,7 +64,8 @@ def env(
     with fma_with_webhook(cluster, workdir, nodes=2, gpus_per_node=2) as (environment, _):
         configure_real_vllm(environment, model, models=("tiny", "tiny-b"))
         broken = manifests.inference_server_config("broken", lc="vllm", port=8005)
-        broken["spec"]["modelServerConfig"]["options"] = "--model /nonexistent/model --port 8005"
+        broken["spec"]["modelServerConfig"]["options"] = "--model /nonexistent/model"
+        broken["spec"]["modelServerConfig"]["env_vars"] = {"VLLM_CPU_KVCACHE_SPACE": "1"}
         environment.apply("inferenceserverconfigs", broken)
         environment.start_controller(*controller_args("--failed-requester-delete-after", "600"))
         yield environment
@@ -91,7 +92,7 @@ def through_service(
 
     def attempt() -> httpx.Response | None:
         try:
-            response = httpx.post(f"{url}/v1/completions", json=body, timeout=60, trust_env=False)
+            response = httpx.post(f"{url}/v1/completions", json=body, timeout=30, trust_env=False)
         except httpx.TransportError:
             return None
         return response if response.status_code == 200 else None

@@ -28,6 +28,7 @@ def requester(env: dict[str, str]) -> Iterator[tuple[subprocess.Popen[bytes], st
         "POD_IP": POD_IP,
         "PROBES_PORT": str(probes),
         "SPI_PORT": str(spi),
+        "PROXY_PORT": str(free_port(POD_IP)),
         "FMA_REQUESTER_GPU_SOURCE": "env",
         **env,
     }

@@ -72,6 +72,7 @@ def start(loop: LoopThread) -> Iterator[Callable[..., Stub]]:
             host="127.0.0.1",
             probes_port=0,
             spi_port=0,
+            proxy_port=0,
             gpus=gpus if gpus is not None else FixedGpus((A, B)),
             token=token or TokenSource(),
             log_sink=sink,
