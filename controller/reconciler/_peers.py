@@ -29,9 +29,10 @@ from controller.reconciler._http import CallError, HttpSettings, PeerCalls, json
 TAIL_BYTES: Final = 4096
 """How much of a failed instance's log end is read for its last lines."""
 TAIL_LINES: Final = 20
-TAIL_CHARS: Final = 2000
+TAIL_CHARS: Final = 800
+"""Bounds of the tail kept in the requester's status and Event (an Event message is cut at
+1024 characters, and the last lines, where the error is, must survive that)."""
 _CONTENT_RANGE: Final = re.compile(r"bytes (?:\*|\d+-\d+)/(\d+)")
-"""Bounds of the tail kept in the requester's status and Event (annotations are small)."""
 
 
 def _host(ip: str) -> str:

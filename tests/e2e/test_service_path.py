@@ -196,9 +196,14 @@ class TestLauncherMode:
         status = env.wait("the failure on the requester", failure, 300)
         errors = json.loads(status)["Errors"]
         assert any("/nonexistent/model" in e for e in errors), errors
-        events = env.core.list_namespaced_event(env.namespace).items
-        failed = [e for e in events if e.reason == "ServerFailed"]
-        assert any("last log lines" in (e.message or "") for e in failed)
+
+        def event() -> str | None:
+            events = env.core.list_namespaced_event(env.namespace).items
+            failed = [e.message or "" for e in events if e.reason == "ServerFailed"]
+            return next((m for m in failed if "last log lines" in m), None)
+
+        message = env.wait("a ServerFailed Event with the lines", event, 30)
+        assert "/nonexistent/model" in message and not message.endswith("...")
 
 
 # --- direct mode, the vLLM stand-in as provider ------------------------------------------------

@@ -16,7 +16,10 @@ from typing import Any
 
 import pytest
 
+from controller.core import QueryLogTail
 from controller.core._names import LAUNCHER_PORT
+from controller.observability import ControllerMetrics
+from controller.reconciler._http import HttpSettings, PeerCalls, peer_call_client
 from controller.reconciler._logrelay import (
     InstanceLog,
     LogRelay,
@@ -25,6 +28,7 @@ from controller.reconciler._logrelay import (
     log_relay_client,
     relay_target,
 )
+from controller.reconciler._peers import TAIL_CHARS, TAIL_LINES, Peers, last_lines
 from launcher.requester import FixedGpus, RequesterConfig, RequesterHandle
 from launcher.requester.minihttp import HttpServer, Request, Response, Router
 from launcher.requester.server import serve_requester
@@ -277,3 +281,33 @@ def test_no_news_no_requests() -> None:
             await stub.close()
 
     asyncio.run(relaying(scenario))
+
+
+# --- a failed instance's last lines (what stays on the requester) -------------------------------
+
+
+def test_the_failure_tail_is_the_last_lines_of_the_log_end() -> None:
+    fake = FakeLauncher()
+    lines = [f"INFO line {n} {'x' * 60}" for n in range(200)] + ["ERROR model not found"]
+    fake.log = ("\n".join(lines) + "\n").encode()
+
+    async def scenario() -> str:
+        address = launcher_address()
+        await fake.server.start(host=address, port=LAUNCHER_PORT)
+        http = peer_call_client()
+        try:
+            peers = Peers(PeerCalls(http, ControllerMetrics(), namespace="ns"), HttpSettings())
+            return await peers.log_tail(QueryLogTail(ip=address, instance_id=IID), "isc")
+        finally:
+            await http.aclose()
+            await fake.server.close()
+
+    tail = asyncio.run(scenario())
+    assert tail.endswith("ERROR model not found")
+    assert len(tail) <= TAIL_CHARS and len(tail.splitlines()) <= TAIL_LINES
+    assert all(line in lines for line in tail.splitlines()[1:]), "whole lines, in order"
+
+
+def test_an_empty_or_missing_log_has_no_tail() -> None:
+    assert last_lines(b"", partial_first=False) == ""
+    assert last_lines(b"cut\nwhole\n", partial_first=True) == "whole"
