@@ -144,7 +144,7 @@ class TestLauncherMode:
         models = httpx.get(f"{service_url(env, self.APP)}/v1/models", trust_env=False, timeout=30)
         assert [m["id"] for m in models.json()["data"]] == ["tiny"]
         metrics = httpx.get(f"{service_url(env, self.APP)}/metrics", trust_env=False, timeout=30)
-        assert 'vllm:num_requests_running{' in metrics.text and 'model_name="tiny"' in metrics.text
+        assert "vllm:num_requests_running{" in metrics.text and 'model_name="tiny"' in metrics.text
         assert actuations(env, "cold") == 1
 
     def test_kubectl_logs_show_vllms_own_lines(self, env: FmaEnvironment) -> None:
@@ -188,7 +188,7 @@ class TestLauncherMode:
 
         def failure() -> str | None:
             for pod in i.requesters(env, "broken"):
-                status = (i.meta(pod).get("annotations") or {}).get(STATUS, "")
+                status = str((i.meta(pod).get("annotations") or {}).get(STATUS, ""))
                 if "last log lines" in status:
                     return status
             return None
@@ -228,7 +228,7 @@ class TestDirectMode:
         assert "dual-pods.llm-d.ai/server-patch" in annotations
         check_plain_and_streamed(env, self.APP, "tiny-direct")
         metrics = httpx.get(f"{service_url(env, self.APP)}/metrics", trust_env=False, timeout=30)
-        assert 'vllm:request_success_total{' in metrics.text
+        assert "vllm:request_success_total{" in metrics.text
         wait_log(env, i.meta(requester)["name"], *STARTUP_LINES)
 
     def test_hot_wake_serves_through_the_service(self, env: FmaEnvironment) -> None:
