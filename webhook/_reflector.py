@@ -14,6 +14,7 @@ events from memory.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import threading
@@ -249,8 +250,11 @@ class _UrllibWatchStream:
             return
         self._closed = True
         # `shutdown` unblocks a thread parked in a read of this response; `release_conn`
-        # then returns (or discards) the connection.
-        self._response.shutdown()
+        # then returns (or discards) the connection. urllib3 2.x refuses to shut down a
+        # response whose connection went back to the pool already (a stream read to its end),
+        # with a RuntimeError that would hide why the stream ended.
+        with contextlib.suppress(RuntimeError):
+            self._response.shutdown()
         self._response.release_conn()
 
 
