@@ -12,9 +12,9 @@ import secrets
 import signal
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import httpx
 import kubernetes.client
@@ -33,23 +33,12 @@ from localcluster.kubelet import (
     start_hollow_kubelet,
 )
 from localcluster.kubelet.cli import main as kubelet_cli
+from tests.waiting import wait_value
 
 pytestmark = pytest.mark.cluster
 
 IMAGE = "fma/hollow-server:1"
 SERVER = Path(__file__).with_name("hollow_server.py")
-T = TypeVar("T")
-
-
-def wait_for(what: str, probe: Callable[[], T | None], timeout: float = 30.0) -> T:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = probe()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"timed out after {timeout:.0f}s waiting for {what}")
-        time.sleep(0.2)
 
 
 @pytest.fixture
@@ -113,7 +102,7 @@ def ready_pod(core: Any, namespace: str, name: str, timeout: float = 30.0) -> An
         pod = core.read_namespaced_pod(name, namespace)
         return pod if is_ready(pod) else None
 
-    return wait_for(f"Pod {name} Ready", probe, timeout)
+    return wait_value(f"Pod {name} Ready", probe, timeout)
 
 
 def info(pod: Any) -> dict[str, Any]:
@@ -159,7 +148,7 @@ def test_deployment_pods_get_their_own_ip_and_gpu_and_wait_for_a_free_one(
         ready = [p for p in pods() if is_ready(p)]
         return ready if len(ready) == count else None
 
-    first = wait_for("2 Ready Pods", lambda: ready_pods(2))
+    first = wait_value("2 Ready Pods", lambda: ready_pods(2))
     node_gpus = {gpu_uuid(node_name, 0), gpu_uuid(node_name, 1)}
     seen = {p.metadata.name: info(p)["env"]["NVIDIA_VISIBLE_DEVICES"] for p in first}
     assert set(seen.values()) == node_gpus
@@ -175,19 +164,21 @@ def test_deployment_pods_get_their_own_ip_and_gpu_and_wait_for_a_free_one(
                     return pod
         return None
 
-    pending = wait_for("an Unschedulable Pod", unschedulable)
+    pending = wait_value("an Unschedulable Pod", unschedulable)
     assert pending.status.phase == "Pending" and not pending.spec.node_name
 
     victim = first[0]
     core_v1.delete_namespaced_pod(victim.metadata.name, namespace)
-    wait_for("the deleted Pod to disappear", lambda: gone(core_v1, namespace, victim.metadata.name))
+    wait_value(
+        "the deleted Pod to disappear", lambda: gone(core_v1, namespace, victim.metadata.name)
+    )
 
     def heir() -> Any:
         ready = ready_pods(2)
         newcomers = [p for p in ready or () if p.metadata.name != first[1].metadata.name]
         return newcomers[0] if newcomers else None
 
-    successor = wait_for("a waiting Pod to get the freed GPU and become Ready", heir)
+    successor = wait_value("a waiting Pod to get the freed GPU and become Ready", heir)
     assert info(successor)["env"]["NVIDIA_VISIBLE_DEVICES"] == seen[victim.metadata.name]
     assert len([p for p in pods() if p.status.phase == "Pending"]) == 1  # the replacement waits
 
@@ -206,7 +197,7 @@ def test_a_killed_container_is_restarted(
         status = current.status.container_statuses[0]
         return current if status.restart_count == 1 and is_ready(current) else None
 
-    current = wait_for("restartCount 1 and Ready again", restarted)
+    current = wait_value("restartCount 1 and Ready again", restarted)
     status = current.status.container_statuses[0]
     assert status.last_state.terminated.exit_code == 137
     assert status.state.running is not None
@@ -276,7 +267,7 @@ def test_environment_downward_api_and_config_map(
 
     assert (
         'configmaps "absent" not found'
-        in wait_for("CreateContainerConfigError", config_error).message
+        in wait_value("CreateContainerConfigError", config_error).message
     )
 
 
@@ -295,7 +286,7 @@ def test_deletion_honours_the_grace_period(
     assert psutil.pid_exists(pid), (
         "SIGTERM is ignored: the process must live through the grace period"
     )
-    wait_for("the Pod to disappear", lambda: gone(core_v1, namespace, "stubborn"), timeout=15)
+    wait_value("the Pod to disappear", lambda: gone(core_v1, namespace, "stubborn"), timeout=15)
     elapsed = time.monotonic() - started
     assert 3.0 <= elapsed < 8.0
     assert not psutil.pid_exists(pid)
@@ -338,7 +329,7 @@ def test_restart_policy_never_failure(
         pod = core_v1.read_namespaced_pod("once", namespace)
         return pod if pod.status.phase == "Failed" else None
 
-    pod = wait_for("phase Failed", failed)
+    pod = wait_value("phase Failed", failed)
     terminated = pod.status.container_statuses[0].state.terminated
     assert (terminated.exit_code, terminated.reason) == (3, "Error")
     assert terminated.started_at is not None and terminated.finished_at is not None
@@ -359,7 +350,7 @@ def test_unknown_image_waits_with_a_helpful_message(
         state = statuses[0].state.waiting if statuses else None
         return state if state and state.reason in ("ErrImagePull", "ImagePullBackOff") else None
 
-    state = wait_for("ErrImagePull", waiting)
+    state = wait_value("ErrImagePull", waiting)
     assert '"acme/nope:1"' in state.message and "images:" in state.message
 
 
@@ -380,7 +371,7 @@ def test_liveness_failure_restarts_the_container(
         statuses = core_v1.read_namespaced_pod("sick", namespace).status.container_statuses or ()
         return statuses[0] if statuses and statuses[0].restart_count >= 1 else None
 
-    status = wait_for("a liveness restart", restarted)
+    status = wait_value("a liveness restart", restarted)
     assert status.last_state.terminated.exit_code == 143  # SIGTERM, as a runtime reports it
 
 
@@ -422,7 +413,7 @@ def test_a_killed_kubelet_leaves_no_process_and_its_successor_keeps_the_gpus(
         os.kill(process.pid or -1, signal.SIGKILL)
     finally:
         process.stop(grace_seconds=1)
-    gone_all = wait_for(
+    gone_all = wait_value(
         "the dead kubelet's processes to go",
         lambda: all(not c.is_running() or c.status() == psutil.STATUS_ZOMBIE for c in children),
         timeout=10,
@@ -436,7 +427,7 @@ def test_a_killed_kubelet_leaves_no_process_and_its_successor_keeps_the_gpus(
             restarts = pod.status.container_statuses[0].restart_count
             return pod if restarts == 1 and is_ready(pod) else None
 
-        after = wait_for("the Pod running again under the new kubelet", recovered)
+        after = wait_value("the Pod running again under the new kubelet", recovered)
         assert after.status.pod_ip == before.status.pod_ip
         again = info(after)
         assert again["env"]["NVIDIA_VISIBLE_DEVICES"] == reported["env"]["NVIDIA_VISIBLE_DEVICES"]

@@ -6,9 +6,9 @@ from __future__ import annotations
 
 import secrets
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import httpx
 import pytest
@@ -24,23 +24,12 @@ from localcluster.kubelet import (
     hollow_kubelet,
 )
 from localcluster.stack import default_images
+from tests.waiting import wait_value
 
 pytestmark = pytest.mark.cluster
 
 IMAGE = "ghcr.io/llm-d/fma:inprocess"
 BROKEN = "fma/broken-app:1"
-T = TypeVar("T")
-
-
-def wait_for(what: str, probe: Callable[[], T | None], timeout: float = 30.0) -> T:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = probe()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"timed out after {timeout:.0f}s waiting for {what}")
-        time.sleep(0.1)
 
 
 @pytest.fixture
@@ -124,7 +113,7 @@ def ready(pod: Any) -> bool:
 
 
 def wait_ready(core: Any, namespace: str, name: str) -> None:
-    wait_for(f"{name} Ready", lambda: ready(read(core, namespace, name)))
+    wait_value(f"{name} Ready", lambda: ready(read(core, namespace, name)))
 
 
 def running(pod: Any) -> bool:
@@ -144,7 +133,7 @@ def test_requester_stub_runs_in_process_with_its_pods_gpu_ip_and_logs(
     kubelet: HollowKubeletHandle, namespace: str, core_v1: Any, node_name: str
 ) -> None:
     core_v1.create_namespaced_pod(namespace, requester_pod("req", node_name))
-    pod = wait_for(
+    pod = wait_value(
         "requester Running", lambda: (p := read(core_v1, namespace, "req")) and running(p) and p
     )
     assert not ready(pod)
@@ -152,12 +141,14 @@ def test_requester_stub_runs_in_process_with_its_pods_gpu_ip_and_logs(
     assert all("localcluster.kubelet.reaper" in c for c in children), children  # no container
 
     spi = f"http://{pod.status.pod_ip}:8081"
-    accelerators = wait_for("the SPI", lambda: _get(f"{spi}/v1/dual-pods/accelerators"), timeout=10)
+    accelerators = wait_value(
+        "the SPI", lambda: _get(f"{spi}/v1/dual-pods/accelerators"), timeout=10
+    )
     assert accelerators.json()[0] in {gpu_uuid(node_name, 0), gpu_uuid(node_name, 1)}
     httpx.post(f"{spi}/v1/become-ready", timeout=5).raise_for_status()
-    wait_for("requester Ready", lambda: ready(read(core_v1, namespace, "req")), timeout=10)
+    wait_value("requester Ready", lambda: ready(read(core_v1, namespace, "req")), timeout=10)
     httpx.post(f"{spi}/v1/set-log?startPos=0", content=b"relayed line\n", timeout=5)
-    logs = wait_for(
+    logs = wait_value(
         "relayed log",
         lambda: (
             (text := core_v1.read_namespaced_pod_log("req", namespace))
@@ -170,7 +161,7 @@ def test_requester_stub_runs_in_process_with_its_pods_gpu_ip_and_logs(
     assert any('"msg":"serving"' in line for line in lines)  # the stub's own log (stderr)
     started = time.monotonic()
     core_v1.delete_namespaced_pod("req", namespace)
-    wait_for("requester gone", lambda: gone(core_v1, namespace, "req"))
+    wait_value("requester gone", lambda: gone(core_v1, namespace, "req"))
     assert time.monotonic() - started < 10  # SIGTERM ends the stub at once, not after 30 s
     with pytest.raises(httpx.ConnectError):
         httpx.get(f"{spi}/healthz", timeout=2)
@@ -216,7 +207,7 @@ def test_an_app_that_cannot_load_fails_to_start_and_backs_off(
         state = statuses[0].last_state.terminated if statuses else None
         return state if state is not None and statuses[0].restart_count >= 1 else None
 
-    state = wait_for("a failed start, restarted", terminated)
+    state = wait_value("a failed start, restarted", terminated)
     assert state.reason == "StartError"
     assert "cannot import no_such_module" in state.message
 

@@ -22,9 +22,8 @@ import shutil
 import subprocess
 import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import httpx
 import kubernetes.client
@@ -34,6 +33,7 @@ from localcluster import iptables
 from localcluster.controlplane import LocalCluster
 from localcluster.kubelet import ImageConfig, KubeletConfig, NodeConfig, hollow_kubelet
 from localcluster.kubeproxy import KubeProxyUnavailableError
+from tests.waiting import wait_value
 
 pytestmark = pytest.mark.cluster
 
@@ -44,7 +44,6 @@ NAMESPACE = "kube-proxy-test"
 APP = "web"
 REPLICAS = 2
 REQUESTS = 40  # all on one Pod by chance: 2 * 0.5**40
-T = TypeVar("T")
 
 
 def skip_reason() -> str | None:
@@ -88,17 +87,6 @@ def test_node_port_service_through_real_kube_proxy(tmp_path: Path) -> None:
 
 def step(text: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {text}", flush=True)
-
-
-def wait_for(what: str, probe: Callable[[], T | None], timeout: float = 60.0) -> T:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = probe()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"timed out after {timeout:.0f}s waiting for {what}")
-        time.sleep(0.2)
 
 
 def deployment(node: str) -> dict[str, Any]:
@@ -191,28 +179,28 @@ def check_service(cluster: LocalCluster, node: str) -> None:
     api = cluster.api_client()
     core, apps = kubernetes.client.CoreV1Api(api), kubernetes.client.AppsV1Api(api)
     core.create_namespace({"metadata": {"name": NAMESPACE}})
-    wait_for("the default ServiceAccount's token", lambda: _has_token(core))
+    wait_value("the default ServiceAccount's token", lambda: _has_token(core))
     apps.create_namespaced_deployment(NAMESPACE, deployment(node))
     service = core.create_namespaced_service(NAMESPACE, node_port_service())
     node_port = service.spec.ports[0].node_port
     step(f"Service {APP} has nodePort {node_port}")
 
-    pods = wait_for(f"{REPLICAS} ready Pods", lambda: _ready_pods(core))
+    pods = wait_value(f"{REPLICAS} ready Pods", lambda: _ready_pods(core))
     pod_ips = {pod.status.pod_ip for pod in pods}
-    wait_for("the Pods in the EndpointSlice", lambda: ready_endpoint_ips(api) == pod_ips)
+    wait_value("the Pods in the EndpointSlice", lambda: ready_endpoint_ips(api) == pod_ips)
     step(f"EndpointSlice lists {sorted(pod_ips)}")
     expected = {pod_pid(ip) for ip in pod_ips}
 
     url = f"http://127.0.0.1:{node_port}"
-    wait_for("kube-proxy's rules for both Pods", lambda: _dnat_targets() >= pod_ips)
-    wait_for(f"{url} to answer", lambda: server_pid(url), timeout=20)
+    wait_value("kube-proxy's rules for both Pods", lambda: _dnat_targets() >= pod_ips)
+    wait_value(f"{url} to answer", lambda: server_pid(url), timeout=20)
     assert f"--dport {node_port}" in nat_rules(), nat_rules()
     seen = {server_pid(url) for _ in range(REQUESTS)}
     assert seen == expected, f"{REQUESTS} requests reached pids {seen}, the Pods are {expected}"
     step(f"{REQUESTS} requests to {url} reached both Pods (pids {expected})")
 
     cluster.kubectl("delete", "service", APP, "-n", NAMESPACE)
-    wait_for("the Service's rules to go", lambda: f"--dport {node_port}" not in nat_rules())
+    wait_value("the Service's rules to go", lambda: f"--dport {node_port}" not in nat_rules())
     assert f"{NAMESPACE}/{APP}" not in nat_rules(), nat_rules()
     assert server_pid(url) is None, f"{url} still answers without its Service"
     step("Service deleted: its rules are gone and the nodePort no longer answers")
@@ -221,7 +209,7 @@ def check_service(cluster: LocalCluster, node: str) -> None:
 
 def pod_pid(ip: str) -> int | None:
     """The pid of the Pod's server, asked directly at the Pod's own address."""
-    return wait_for(f"Pod {ip} to answer", functools.partial(server_pid, f"http://{ip}:8080"))
+    return wait_value(f"Pod {ip} to answer", functools.partial(server_pid, f"http://{ip}:8080"))
 
 
 def _has_token(core: kubernetes.client.CoreV1Api) -> bool:

@@ -51,6 +51,17 @@ def requesters(env: FmaEnvironment, app: str) -> list[Pod]:
     return pods(env, f"app={app}")
 
 
+def ready_requester(env: FmaEnvironment, app: str, timeout: float = 30.0) -> Pod:
+    """The first live, Ready requester of the Deployment `app` (waits up to `timeout`)."""
+
+    def check() -> Pod | None:
+        found = [p for p in requesters(env, app) if live(p) and ready(p)]
+        return found[0] if found else None
+
+    result: Pod = env.wait(f"a Ready requester of {app}", check, timeout)
+    return result
+
+
 def launchers(env: FmaEnvironment, node: str | None = None) -> list[Pod]:
     selector = LC_LABEL if node is None else f"{LC_LABEL},{NODE_LABEL}={node}"
     return pods(env, selector)

@@ -35,15 +35,6 @@ def deploy(env: FmaEnvironment, app: str, model: str) -> None:
     env.create_deployment(app, requester_template(app, node=env.nodes[0], server_patch=patch))
 
 
-def ready_requester(env: FmaEnvironment, app: str) -> dict[str, Any]:
-    def check() -> dict[str, Any] | None:
-        found = [p for p in i.requesters(env, app) if i.live(p) and i.ready(p)]
-        return found[0] if found else None
-
-    result: dict[str, Any] = env.wait(f"a Ready requester of {app}", check, timeout=40)
-    return result
-
-
 def providers(env: FmaEnvironment) -> dict[str, dict[str, Any]]:
     """Direct providers by nominal hash."""
     return {
@@ -60,7 +51,7 @@ def scale_down(env: FmaEnvironment, app: str) -> None:
 
 def test_cold_start_creates_a_bound_provider(env: FmaEnvironment) -> None:
     deploy(env, "alpha", "model-alpha")
-    requester = ready_requester(env, "alpha")
+    requester = i.ready_requester(env, "alpha", 40)
     (provider,) = providers(env).values()
     assert i.binding(provider) == (i.meta(requester)["uid"], i.meta(requester)["name"])
     env_vars = {e["name"]: e.get("value") for e in provider["spec"]["containers"][0]["env"]}
@@ -80,7 +71,7 @@ def test_scale_down_leaves_a_sleeping_provider(env: FmaEnvironment) -> None:
 def test_scale_up_reuses_the_sleeper_hot(env: FmaEnvironment) -> None:
     (before,) = providers(env).values()
     env.scale("alpha", 1)
-    requester = ready_requester(env, "alpha")
+    requester = i.ready_requester(env, "alpha", 40)
     (after,) = providers(env).values()
     assert i.meta(after)["uid"] == i.meta(before)["uid"]
     assert i.binding(after) == (i.meta(requester)["uid"], i.meta(requester)["name"])
@@ -92,12 +83,12 @@ def test_sleeper_limit_evicts_the_oldest_sleeper(env: FmaEnvironment) -> None:
     scale_down(env, "alpha")
     alpha = set(providers(env))
     deploy(env, "beta", "model-beta")
-    ready_requester(env, "beta")
+    i.ready_requester(env, "beta", 40)
     scale_down(env, "beta")
     beta = set(providers(env)) - alpha
     assert len(providers(env)) == 2  # one sleeper per model; the limit applies on creation
     deploy(env, "gamma", "model-gamma")
-    ready_requester(env, "gamma")
+    i.ready_requester(env, "gamma", 40)
     env.wait("alpha's sleeper evicted", lambda: not alpha & set(providers(env)))
     left = set(providers(env))
     assert beta <= left and len(left) == 2

@@ -47,15 +47,6 @@ def controller(env: FmaEnvironment) -> ControllerProcess:
     return env.controllers[0]
 
 
-def ready_requester(env: FmaEnvironment, app: str, timeout: float = 30.0) -> dict[str, Any]:
-    def check() -> dict[str, Any] | None:
-        found = [p for p in i.requesters(env, app) if i.live(p) and i.ready(p)]
-        return found[0] if found else None
-
-    result: dict[str, Any] = env.wait(f"a Ready requester of {app}", check, timeout)
-    return result
-
-
 def gone(env: FmaEnvironment, app: str) -> bool:
     return not i.requesters(env, app)
 
@@ -74,7 +65,7 @@ def test_cold_start_creates_a_bound_launcher(
     env: FmaEnvironment, controller: ControllerProcess
 ) -> None:
     env.create_deployment("chat", requester_template("chat", node=env.nodes[0], isc="model-a"))
-    requester = ready_requester(env, "chat", timeout=40)
+    requester = i.ready_requester(env, "chat", timeout=40)
     launcher = only_launcher(env)
     assert i.binding(launcher) == (i.meta(requester)["uid"], i.meta(requester)["name"])
     labels = i.meta(launcher)["labels"]
@@ -104,7 +95,7 @@ def test_scale_to_one_reuses_launcher_and_gpu_hot(
     launcher = only_launcher(env)
     (sleeper,) = instance_phases(launcher)
     env.scale("chat", 1)
-    requester = ready_requester(env, "chat")
+    requester = i.ready_requester(env, "chat")
     again = only_launcher(env)
     assert i.meta(again)["uid"] == i.meta(launcher)["uid"]
     assert i.meta(again)["annotations"][INSTANCE_ID] == sleeper
@@ -120,7 +111,7 @@ def test_second_model_shares_the_launcher_warm(
     env.wait("requester of chat gone", lambda: gone(env, "chat"))
     launcher = only_launcher(env)
     env.create_deployment("code", requester_template("code", node=env.nodes[0], isc="model-b"))
-    ready_requester(env, "code")
+    i.ready_requester(env, "code")
     again = only_launcher(env)
     assert i.meta(again)["uid"] == i.meta(launcher)["uid"]
     assert len(instance_phases(again)) == 2
@@ -140,7 +131,7 @@ def test_max_instances_reclaims_the_least_recently_used_sleeper(
                  and set(p.values()) == {"sleeping"} else None),
     )  # fmt: skip
     env.create_deployment("docs", requester_template("docs", node=env.nodes[0], isc="model-c"))
-    ready_requester(env, "docs")
+    i.ready_requester(env, "docs")
     after = instance_phases(only_launcher(env))
     assert len(after) == 2, after
     kept = set(before) & set(after)

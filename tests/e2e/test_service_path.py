@@ -74,15 +74,6 @@ def env(
 # --- helpers --------------------------------------------------------------------------------
 
 
-def ready_requester(env: FmaEnvironment, app: str, timeout: float = 300.0) -> dict[str, Any]:
-    def check() -> dict[str, Any] | None:
-        found = [p for p in i.requesters(env, app) if i.live(p) and i.ready(p)]
-        return found[0] if found else None
-
-    found: dict[str, Any] = env.wait(f"a Ready requester of {app}", check, timeout)
-    return found
-
-
 def through_service(
     env: FmaEnvironment, app: str, model: str, *, stream: bool = False
 ) -> httpx.Response:
@@ -137,7 +128,7 @@ class TestLauncherMode:
     def test_cold_start_serves_through_the_service(self, env: FmaEnvironment, model: Path) -> None:
         deployment = vllm_deployment(self.APP, args=vllm_args(model, "tiny"), node=env.nodes[0])
         kubectl_apply(env, deployment, node_port_service(self.APP))
-        requester = ready_requester(env, self.APP)
+        requester = i.ready_requester(env, self.APP, 300)
         annotations = i.meta(requester)["annotations"]
         assert annotations["dual-pods.llm-d.ai/inference-server-config"] == "tiny"
         check_plain_and_streamed(env, self.APP, "tiny")
@@ -148,7 +139,7 @@ class TestLauncherMode:
         assert actuations(env, "cold") == 1
 
     def test_kubectl_logs_show_vllms_own_lines(self, env: FmaEnvironment) -> None:
-        requester = ready_requester(env, self.APP)
+        requester = i.ready_requester(env, self.APP, 300)
         name = i.meta(requester)["name"]
         text = wait_log(env, name, *STARTUP_LINES, "POST /v1/completions")
         assert text.index("Starting vLLM server") < text.index("Application startup complete")
@@ -163,7 +154,7 @@ class TestLauncherMode:
         env.scale(self.APP, 0)
         wait_gone(env, self.APP)
         env.scale(self.APP, 1)
-        requester = ready_requester(env, self.APP)
+        requester = i.ready_requester(env, self.APP, 300)
         check_plain_and_streamed(env, self.APP, "tiny")
         assert actuations(env, "hot") == 1
         wait_log(env, i.meta(requester)["name"], *STARTUP_LINES)
@@ -176,7 +167,7 @@ class TestLauncherMode:
         deployment = vllm_deployment(self.APP, args=vllm_args(model, "tiny-b"), node=env.nodes[0])
         deployment["spec"]["replicas"] = 1
         kubectl_apply(env, deployment)
-        ready_requester(env, self.APP)
+        i.ready_requester(env, self.APP, 300)
         check_plain_and_streamed(env, self.APP, "tiny-b")
         assert actuations(env, "warm") == 1
 
@@ -223,7 +214,7 @@ class TestDirectMode:
 
     def test_cold_start_serves_through_the_service(self, env: FmaEnvironment) -> None:
         kubectl_apply(env, self.deployment(env), node_port_service(self.APP))
-        requester = ready_requester(env, self.APP, 120)
+        requester = i.ready_requester(env, self.APP, 120)
         annotations = i.meta(requester)["annotations"]
         assert "dual-pods.llm-d.ai/server-patch" in annotations
         check_plain_and_streamed(env, self.APP, "tiny-direct")
@@ -235,6 +226,6 @@ class TestDirectMode:
         env.scale(self.APP, 0)
         wait_gone(env, self.APP)
         env.scale(self.APP, 1)
-        requester = ready_requester(env, self.APP, 120)
+        requester = i.ready_requester(env, self.APP, 120)
         check_plain_and_streamed(env, self.APP, "tiny-direct")
         wait_log(env, i.meta(requester)["name"], *STARTUP_LINES)

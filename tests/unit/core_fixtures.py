@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from controller.core import (
+    Action,
     InstanceView,
     LauncherView,
     NodeView,
@@ -13,6 +14,7 @@ from controller.core import (
     ServerSnapshot,
     Settings,
     build_launcher_template,
+    decide_server,
     instance_id,
     vllm_config,
 )
@@ -141,3 +143,28 @@ def with_launchers(*launchers: LauncherView, **overrides: Any) -> ServerSnapshot
 
 def lv(pod: PodView, *instances: InstanceView) -> LauncherView:
     return LauncherView(pod=pod, instances=tuple(instances))
+
+
+SERVING_LABELS = {
+    "dual-pods.llm-d.ai/launcher-config-name": LC_NAME,
+    "dual-pods.llm-d.ai/sleeping": "false",
+    "route": "yes",
+}
+"""A bound launcher whose instance serves, routing labels applied."""
+
+
+def serving(memory: ServerMemory, **req: Any) -> list[Action]:
+    """The decision for a requester bound to a launcher whose instance is ready."""
+    provider = bound_launcher_pod(labels=SERVING_LABELS)
+    values: dict[str, Any] = {
+        "finalizers": ("dual-pods.llm-d.ai/requester",),
+        "labels": {"dual-pods.llm-d.ai/dual": "launcher-a"},
+    }
+    values.update(req)
+    snap = with_launchers(
+        lv(provider, instance(phase="ready")),
+        providers=(provider,),
+        requester=requester(**values),
+        memory=memory,
+    )
+    return list(decide_server(snap))

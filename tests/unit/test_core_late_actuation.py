@@ -14,47 +14,19 @@ from controller.core import (
     RelayReady,
     RelayUnready,
     ServerMemory,
-    decide_server,
     record_success,
 )
 from tests.unit.core_fixtures import (
     GPUS,
     NOW,
-    bound_launcher_pod,
-    instance,
-    lv,
-    requester,
-    with_launchers,
+    serving,
 )
 
-FIN = "dual-pods.llm-d.ai/requester"
-SERVING = {
-    "dual-pods.llm-d.ai/launcher-config-name": "lc1",
-    "dual-pods.llm-d.ai/sleeping": "false",
-    "route": "yes",
-}
 
-
-def serving(memory: ServerMemory, **req: object) -> list[object]:
-    provider = bound_launcher_pod(labels=SERVING)
-    values: dict[str, object] = {
-        "finalizers": (FIN,),
-        "labels": {"dual-pods.llm-d.ai/dual": "launcher-a"},
-    }
-    values.update(req)
-    snap = with_launchers(
-        lv(provider, instance(phase="ready")),
-        providers=(provider,),
-        requester=requester(**values),
-        memory=memory,
-    )
-    return list(decide_server(snap))
-
-
-def _performed(memory: ServerMemory, actions: list[object], *, now: float) -> ServerMemory:
+def _performed(memory: ServerMemory, actions: list[Action], *, now: float) -> ServerMemory:
     """The memory after every action succeeded, as the executor records it."""
     for action in actions:
-        if isinstance(action, Action) and not isinstance(action, ObserveActuation):
+        if not isinstance(action, ObserveActuation):
             memory = record_success(memory, action, now=now)
     return memory
 

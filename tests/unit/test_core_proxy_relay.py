@@ -22,37 +22,17 @@ from controller.core import (
 from tests.unit.core_fixtures import (
     GPUS,
     NOW,
+    SERVING_LABELS,
     bound_launcher_pod,
     instance,
     lv,
     requester,
+    serving,
     with_launchers,
 )
 from tests.unit.test_core_server import direct_bound
 
-FIN = "dual-pods.llm-d.ai/requester"
-SERVING = {
-    "dual-pods.llm-d.ai/launcher-config-name": "lc1",
-    "dual-pods.llm-d.ai/sleeping": "false",
-    "route": "yes",
-}
 KNOWN = ServerMemory(gpu_uuids=GPUS, instance_known=True)
-
-
-def serving(memory: ServerMemory, **req: object) -> list[Action]:
-    provider = bound_launcher_pod(labels=SERVING)
-    values: dict[str, object] = {
-        "finalizers": (FIN,),
-        "labels": {"dual-pods.llm-d.ai/dual": "launcher-a"},
-    }
-    values.update(req)
-    snap = with_launchers(
-        lv(provider, instance(phase="ready")),
-        providers=(provider,),
-        requester=requester(**values),
-        memory=memory,
-    )
-    return list(decide_server(snap))
 
 
 def performed(memory: ServerMemory, actions: list[Action]) -> ServerMemory:
@@ -109,11 +89,11 @@ def test_a_refused_configuration_is_retried_and_readiness_waits() -> None:
 
 
 def test_no_proxy_configuration_while_the_server_is_not_serving() -> None:
-    provider = bound_launcher_pod(labels=SERVING)
+    provider = bound_launcher_pod(labels=SERVING_LABELS)
     snap = with_launchers(
         lv(provider, instance(phase="starting")),
         providers=(provider,),
-        requester=requester(finalizers=(FIN,)),
+        requester=requester(finalizers=("dual-pods.llm-d.ai/requester",)),
         memory=KNOWN,
     )
     assert not any(isinstance(a, ConfigureProxy) for a in decide_server(snap))

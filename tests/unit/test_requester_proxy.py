@@ -15,8 +15,8 @@ import pytest
 
 from launcher.requester.proxy import WRITE_HIGH_WATER_BYTES
 from tests.unit.test_requester_proxy_support import (
-    LOOPS,
     MAX_READ_BYTES,
+    anyio_backend,  # noqa: F401 - a fixture, used by the anyio plugin
     close,
     connect,
     echo,
@@ -30,11 +30,6 @@ from tests.unit.test_requester_proxy_support import (
 )
 
 pytestmark = pytest.mark.anyio
-
-
-@pytest.fixture(params=LOOPS)
-def anyio_backend(request: pytest.FixtureRequest) -> tuple[str, dict[str, bool]]:
-    return request.param  # type: ignore[no-any-return]
 
 
 # --- HTTP over the relay ------------------------------------------------------------------------

@@ -14,7 +14,7 @@ import pytest
 from localcluster.processes import free_port
 from tests.unit.test_requester_proxy_support import (
     LOCAL,
-    LOOPS,
+    anyio_backend,  # noqa: F401 - a fixture, used by the anyio plugin
     close,
     connect,
     echo,
@@ -29,11 +29,6 @@ from tests.unit.test_requester_proxy_support import (
 )
 
 pytestmark = pytest.mark.anyio
-
-
-@pytest.fixture(params=LOOPS)
-def anyio_backend(request: pytest.FixtureRequest) -> tuple[str, dict[str, bool]]:
-    return request.param  # type: ignore[no-any-return]
 
 
 # --- Half-close, resets, and leaks --------------------------------------------------------------

@@ -27,6 +27,12 @@ its transports' quirks (uvloop reads before `connection_made` returns, and keeps
 by reference)."""
 
 
+@pytest.fixture(params=LOOPS)
+def anyio_backend(request: pytest.FixtureRequest) -> tuple[str, dict[str, bool]]:
+    """Every relay test runs on both loops (import this fixture into the test module)."""
+    return request.param  # type: ignore[no-any-return]
+
+
 @asynccontextmanager
 async def upstream(handler: Handler) -> AsyncIterator[int]:
     """A server on a free loopback port running `handler` per connection; yields the port.
