@@ -2,7 +2,13 @@
 #
 # One image for every fma component. Its console scripts are on PATH: fma-webhook,
 # fma-controller, fma-certs, fma-requester (the stub the webhook puts into mutated Pods) and
-# fma-launcher. The Helm chart (charts/fma) runs all of them from this image.
+# fma-launcher. The Helm chart (charts/fma) runs all of them from this image. A LauncherConfig
+# written for the reference image runs unchanged too: its `python3 launcher.py` in `/app` is
+# launcher/reference_main.py, which runs fma-launcher with the same flags.
+#
+# Only the runtime distribution is installed: pyproject.toml's packages, without the local
+# cluster, the vLLM stand-in and the test doubles (devtools/), which .dockerignore also keeps
+# out of the build context.
 #
 #   docker build -t ghcr.io/llm-d/fma:0.1.0 .
 #
@@ -29,10 +35,13 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1
 
 WORKDIR /app
-# .dockerignore keeps tests, docs, charts and local state out of the context.
+# .dockerignore keeps tests, docs, charts, the dev tools and local state out of the context. The
+# runtime packages' source stays in /app: launcher Pods get PYTHONPATH=/app (contracts §4.2), and
+# there the `launcher/` package, not the /app/launcher.py entry, is what `import launcher` finds.
 COPY . /app
 RUN pip install ".${EXTRAS:+[$EXTRAS]}" \
     && rm -rf build ./*.egg-info \
+    && cp launcher/reference_main.py /app/launcher.py \
     && for script in fma-webhook fma-controller fma-certs fma-requester fma-launcher; do \
          command -v "$script" >/dev/null || { echo "missing console script $script" >&2; exit 1; }; \
        done \

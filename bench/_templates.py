@@ -10,6 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Final
 
+from contract import keys
 from localcluster.fma import manifests
 from localcluster.kubelet.podspec import PROBE_PERIOD_SCALE
 
@@ -24,9 +25,9 @@ def requester_template(
     """Launcher mode with `isc`, direct mode with `server_patch`. A `probe_period_scale` below
     1 makes the hollow kubelet probe the requester's readiness that much more often."""
     if isc is not None:
-        annotations = {manifests.ISC_KEY: isc}
+        annotations = {keys.ISC_ANNOTATION: isc}
     else:
-        annotations = {manifests.PATCH_KEY: server_patch or ""}
+        annotations = {keys.SERVER_PATCH: server_patch or ""}
     if probe_period_scale != 1.0:
         annotations[PROBE_PERIOD_SCALE] = str(probe_period_scale)
     return {

@@ -47,8 +47,8 @@ import httpx
 REPO: Final = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from launcher.testing import tiny_model  # noqa: E402 - after making the repo importable
 from localcluster.processes import ManagedProcess, free_port, wait_until  # noqa: E402
+from localcluster.testing import tiny_model  # noqa: E402 - after making the repo importable
 
 LOCAL: Final = "127.0.0.1"
 MODEL: Final = "tiny"

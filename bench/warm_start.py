@@ -33,8 +33,8 @@ import httpx
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from launcher.testing import tiny_model  # noqa: E402 - after making the repo importable
 from localcluster.processes import ManagedProcess, free_port, wait_until  # noqa: E402
+from localcluster.testing import tiny_model  # noqa: E402 - after making the repo importable
 
 OPTIONS = (
     "--enforce-eager --dtype float32 --max-model-len 512 --served-model-name tiny "

@@ -21,20 +21,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
+from contract.objects import CONTROLLER_NAME
 from controller.core import InstanceView, Settings
-from controller.kube import (
-    ConnectionSettings,
-    EventRecorder,
-    EventSettings,
-    KubeClient,
-    KubeEventSink,
-    KubeLeaseStore,
-    LeaderElectionSettings,
-    LeaderElector,
-    LeadershipLostError,
-    default_identity,
-    http_client,
-)
 from controller.observability import (
     ControllerMetrics,
     HealthChecks,
@@ -49,11 +37,24 @@ from controller.populator import Settings as PopulatorSettings
 from controller.populator import add_flags as populator_flags
 from controller.populator import settings_from as populator_settings
 from controller.reconciler import DualPodsController, ReconcilerSettings
+from kube import (
+    ConnectionSettings,
+    EventRecorder,
+    EventSettings,
+    KubeClient,
+    KubeEventSink,
+    KubeLeaseStore,
+    LeaderElectionSettings,
+    LeaderElector,
+    LeadershipLostError,
+    default_identity,
+    http_client,
+)
 
+LOG_LEVEL: Final = "info"
 EVENT_DELAY_S: Final = 1.0
 """Events wait this long, so that a burst of actuations goes first (`EventSettings.delay_s`)."""
 _log = logging.getLogger("fma.controller")
-CONTROLLER_NAME = "dual-pods-controller"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -74,24 +75,28 @@ def _parser() -> argparse.ArgumentParser:
     add("-n", "--namespace", required=True, help="the focus namespace (contracts §1.1)")
     add("--kubeconfig", type=Path, default=None, help="default: in-cluster, else $KUBECONFIG")
     add("--context", default=None)
-    add("--num-workers", type=int, default=2, help="items reconciled concurrently (default 2)")
-    add("--sleeper-limit", type=int, default=1, help="direct mode: sleepers kept per GPU")
+    core, server = Settings(), ServerSettings()
+    add("--num-workers", type=int, default=ReconcilerSettings(namespace="-").workers,
+        help="items reconciled concurrently (default %(default)s)")  # fmt: skip
+    add("--sleeper-limit", type=int, default=core.sleeper_limit,
+        help="direct mode: sleepers kept per GPU (default %(default)s)")  # fmt: skip
     add(
         "--memory-check",
         "--debug-accelerator-memory",
         dest="memory_check",
         action=argparse.BooleanOptionalAction,
-        default=True,
-        help="measure GPU memory through the requester before a wake or start (default on)",
+        default=core.memory_check,
+        help="measure GPU memory through the requester before a wake or start (default: "
+        "%(default)s)",
     )
-    add("--memory-threshold-mib", type=int, default=Settings().memory_threshold_mib)
-    add("--metrics-port", type=int, default=8002, help="/metrics, /healthz, /readyz")
-    add("--metrics-host", default="0.0.0.0")
+    add("--memory-threshold-mib", type=int, default=core.memory_threshold_mib)
+    add("--metrics-port", type=int, default=server.port, help="/metrics, /healthz, /readyz")
+    add("--metrics-host", default=server.host)
     add("--debug-port", type=int, default=None, help="accepted for compatibility; unused")
     _timeouts(parser)
     _populator_flags(parser)
     _leader_flags(parser)
-    add("--log-level", default="info", choices=("debug", "info", "warning", "error"))
+    add("--log-level", default=LOG_LEVEL, choices=("debug", "info", "warning", "error"))
     add("-v", "--v", dest="verbosity", type=int, default=0, help="klog style: 4 or more = debug")
     return parser
 
@@ -99,9 +104,9 @@ def _parser() -> argparse.ArgumentParser:
 def _timeouts(parser: argparse.ArgumentParser) -> None:
     add = parser.add_argument
     defaults = Settings()
-    add("--instance-start-timeout", type=float, default=defaults.startup_deadline,
+    add("--instance-start-timeout", type=float, default=defaults.instance_start_timeout,
         help="seconds an instance or direct provider may take to become ready")  # fmt: skip
-    add("--launcher-start-timeout", type=float, default=defaults.launcher_start_deadline)
+    add("--launcher-start-timeout", type=float, default=defaults.launcher_start_timeout)
     add("--failed-requester-delete-after", type=float,
         default=defaults.failed_requester_delete_after,
         help="seconds a failure stays in the requester's status before it is deleted")  # fmt: skip
@@ -121,12 +126,13 @@ def _leader_flags(parser: argparse.ArgumentParser) -> None:
     add = parser.add_argument
     add("--leader-elect", action=argparse.BooleanOptionalAction, default=True,
         help="run only while holding a coordination.k8s.io Lease (default on)")  # fmt: skip
-    add("--leader-elect-lease-name", default="fma-dual-pods-controller")
+    lease = LeaderElectionSettings(namespace="-", identity="-")
+    add("--leader-elect-lease-name", default=lease.lease_name)
     add("--leader-elect-namespace", default=None, help="default: --namespace")
     add("--leader-elect-identity", default=None, help="default: <hostname>_<random>")
-    add("--leader-elect-lease-duration", type=float, default=15.0)
-    add("--leader-elect-renew-deadline", type=float, default=10.0)
-    add("--leader-elect-retry-period", type=float, default=2.0)
+    add("--leader-elect-lease-duration", type=float, default=lease.lease_duration_s)
+    add("--leader-elect-renew-deadline", type=float, default=lease.renew_deadline_s)
+    add("--leader-elect-retry-period", type=float, default=lease.retry_period_s)
 
 
 def parse_args(argv: Sequence[str] | None) -> CliConfig:
@@ -135,8 +141,8 @@ def parse_args(argv: Sequence[str] | None) -> CliConfig:
         sleeper_limit=args.sleeper_limit,
         memory_check=args.memory_check,
         memory_threshold_mib=args.memory_threshold_mib,
-        startup_deadline=args.instance_start_timeout,
-        launcher_start_deadline=args.launcher_start_timeout,
+        instance_start_timeout=args.instance_start_timeout,
+        launcher_start_timeout=args.launcher_start_timeout,
         failed_requester_delete_after=args.failed_requester_delete_after,
         sleep_deadline=args.sleep_deadline,
         stuck_launcher_after=args.stuck_launcher_after,

@@ -6,11 +6,9 @@ Controllers parse objects with the three resource models; installers and tests a
 (`fma-gen-crds`).
 """
 
+from contract.objects import API_VERSION, GROUP, VERSION
 from crds.definitions import CRD_FILES, EXAMPLE_FILES, EXAMPLES_DIR
 from crds.models import (
-    API_VERSION,
-    GROUP,
-    VERSION,
     InferenceServerConfig,
     LauncherConfig,
     LauncherPopulationPolicy,

@@ -10,9 +10,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+from contract.objects import GROUP, VERSION
 from crds.models import (
-    GROUP,
-    VERSION,
     InferenceServerConfig,
     LauncherConfig,
     LauncherPopulationPolicy,

@@ -15,17 +15,14 @@ overflowing value as well.
 
 from __future__ import annotations
 
-from typing import Annotated, Any, ClassVar, Final, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from pydantic.alias_generators import to_camel
 from pydantic.config import JsonDict
 
+from contract.objects import API_VERSION, ApiVersion
 from crds._scalars import INT32, Int32, Int64, Quantity
-
-GROUP: Final = "fma.llm-d.ai"
-VERSION: Final = "v1alpha1"
-API_VERSION: Final = "fma.llm-d.ai/v1alpha1"
 
 
 class WireModel(BaseModel):
@@ -84,7 +81,7 @@ class Resource(WireModel):
     SINGULAR: ClassVar[str]
     SHORT_NAME: ClassVar[str]
 
-    api_version: Literal["fma.llm-d.ai/v1alpha1"] = API_VERSION
+    api_version: ApiVersion = API_VERSION
     kind: str
     metadata: ObjectMeta = Field(default_factory=ObjectMeta)
 

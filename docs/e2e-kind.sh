@@ -4,7 +4,9 @@
 #   bash docs/e2e-kind.sh            # from the root of the fma source tree
 #
 # It creates a kind cluster, installs cert-manager, advertises fake GPUs on the node, builds
-# fma's image from the Dockerfile and loads it into kind, installs charts/fma with helm, then:
+# fma's image from the Dockerfile and, for the launchers, that image plus fma's vLLM stand-in
+# (docs/e2e-kind/standin-launcher.Dockerfile), loads both into kind, installs charts/fma with
+# helm, then:
 #   1. applies an ordinary vLLM Deployment and checks that the webhook stored its Pod as a
 #      requester (launcher mode);
 #   2. applies a LauncherConfig, an InferenceServerConfig and a requester Deployment, waits
@@ -33,6 +35,7 @@ RELEASE_NS="fma-system"
 IMAGE_REPOSITORY="ghcr.io/llm-d/fma"
 IMAGE_TAG="e2e"
 IMAGE="$IMAGE_REPOSITORY:$IMAGE_TAG"
+STANDIN_IMAGE="$IMAGE_REPOSITORY:$IMAGE_TAG-standin"
 STARTED="$(date +%s)"
 
 step() { printf '\n[%4ss] %s\n' "$(($(date +%s) - STARTED))" "$*"; }
@@ -83,10 +86,12 @@ done
 kubectl get nodes -o custom-columns='NODE:.metadata.name,GPUS:.status.allocatable.nvidia\.com/gpu'
 
 if [[ "${FMA_SKIP_BUILD:-0}" != "1" ]]; then
-  step "image $IMAGE from the Dockerfile, loaded into kind"
+  step "images $IMAGE from the Dockerfile and $STANDIN_IMAGE (with the stand-in), loaded into kind"
   docker build -t "$IMAGE" "$ROOT"
+  docker build -t "$STANDIN_IMAGE" --build-arg FMA_IMAGE="$IMAGE" \
+    -f "$ROOT/docs/e2e-kind/standin-launcher.Dockerfile" "$ROOT/localcluster"
 fi
-kind load docker-image "$IMAGE" --name "$CLUSTER"
+kind load docker-image "$IMAGE" "$STANDIN_IMAGE" --name "$CLUSTER"
 
 step "helm install charts/fma (served namespace $NS)"
 kubectl create namespace "$NS" --dry-run=client -o yaml | kubectl apply -f -

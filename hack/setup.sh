@@ -45,11 +45,17 @@ if [[ ! -x "$VENV/bin/python" ]]; then
   log "creating $VENV"
   "$PYTHON" -m venv "$VENV"
 fi
+# Two editable distributions: fma (the runtime packages, what the image installs) with its dev
+# extra (test tools), and fma-devtools (devtools/pyproject.toml: the local cluster, the vLLM
+# stand-in and the test doubles, with the fma-localcluster, fma-hollow-kubelet and
+# fma-vllm-standin console scripts). fma-devtools goes second, in a pip call of its own: those
+# console scripts once belonged to fma, and replacing an old fma install would remove them.
 STAMP="$VENV/.fma-installed"
-if [[ ! -f "$STAMP" || pyproject.toml -nt "$STAMP" ]]; then
-  log "installing fma and its dev tools into $VENV"
+if [[ ! -f "$STAMP" || pyproject.toml -nt "$STAMP" || devtools/pyproject.toml -nt "$STAMP" ]]; then
+  log "installing fma, its dev tools and fma-devtools into $VENV"
   "$VENV/bin/python" -m pip install -q --upgrade pip
   "$VENV/bin/python" -m pip install -q -e ".[dev]"
+  "$VENV/bin/python" -m pip install -q -e ./devtools
   touch "$STAMP"
 fi
 

@@ -17,6 +17,7 @@ from fastapi import APIRouter, Depends, FastAPI, Header, HTTPException, Query, R
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from contract.launcher import INSTANCES_PATH, VllmConfig
 from launcher import ranges, watch
 from launcher.events import Gone
 from launcher.gpus import GpuMap
@@ -29,12 +30,11 @@ from launcher.manager import (
 )
 from launcher.metrics import LauncherMetrics
 from launcher.settings import Settings
-from launcher.state import VllmConfig
 
 _log = logging.getLogger(__name__)
 
 API_NAME = "Multi-Instance vLLM Management API"
-PREFIX = "/v2/vllm/instances"
+PREFIX = INSTANCES_PATH
 
 
 def _manager(request: Request) -> InstanceManager:
@@ -82,10 +82,12 @@ instances = APIRouter(prefix=PREFIX)
 
 @service.get("/")
 async def root() -> dict[str, Any]:
+    """The API's description; `endpoints` names every route the app serves (a test checks)."""
     return {
         "name": API_NAME,
         "version": "2.0",
         "endpoints": {
+            "root": "GET /",
             "create": f"POST {PREFIX}",
             "create_with_id": f"PUT {PREFIX}/{{instance_id}}",
             "list": f"GET {PREFIX}[?detail=false]",
@@ -145,10 +147,11 @@ async def list_instances(manager: Manager, detail: bool = True) -> dict[str, Any
 
 @instances.delete("", dependencies=[Authorized])
 async def delete_all(manager: Manager) -> dict[str, Any]:
+    """Stops every instance; `stopped_instances` holds their InstanceStates, as the reference."""
     stopped = await manager.delete_all()
     return {
         "status": "all_stopped",
-        "stopped_instances": stopped,
+        "stopped_instances": [instance.to_json() for instance in stopped],
         "total_stopped": len(stopped),
     }
 

@@ -18,9 +18,10 @@ from typing import Any
 import uvicorn
 
 import jsonlog
+from contract.launcher import LAUNCHER_PORT
 from launcher import gpus
 from launcher.app import create_app
-from launcher.settings import DEFAULT_ENTRY, Settings
+from launcher.settings import Settings
 
 _log = logging.getLogger("launcher")
 LEVELS = ("critical", "error", "warning", "info", "debug")
@@ -29,20 +30,25 @@ LEVELS = ("critical", "error", "warning", "info", "debug")
 def parse_args(argv: list[str] | None) -> Settings:
     parser = argparse.ArgumentParser(prog="fma-launcher", description="fma's vLLM launcher")
     add = parser.add_argument
-    add("--host", default="0.0.0.0")
-    add("--port", type=int, default=8001)
-    add("--log-level", choices=LEVELS, default="info")
+    defaults = Settings()  # the one place the defaults live
+    add("--host", default=defaults.host)
+    add("--port", type=int, default=LAUNCHER_PORT)  # = defaults.port, the contract's
+    add("--log-level", choices=LEVELS, default=defaults.log_level)
     add("--mock-gpus", action="store_true", help="no NVML: use gpu-map or GPU-0..GPU-<n-1>")
-    add("--mock-gpu-count", type=int, default=8)
+    add("--mock-gpu-count", type=int, default=defaults.mock_gpu_count)
     add("--token-file", type=Path, default=None, help="bearer token for mutating requests")
-    add("--start-timeout", type=float, default=600.0, help="seconds until /health must answer")
-    add("--stop-grace", type=float, default=10.0, help="seconds between SIGTERM and SIGKILL")
-    add("--probe-interval", type=float, default=1.0, help="seconds between sleep-state probes")
+    add("--start-timeout", type=float, default=defaults.start_timeout,
+        help="seconds until /health must answer")  # fmt: skip
+    add("--stop-grace", type=float, default=defaults.stop_grace,
+        help="seconds between SIGTERM and SIGKILL")  # fmt: skip
+    add("--probe-interval", type=float, default=defaults.probe_interval,
+        help="seconds between sleep-state probes")  # fmt: skip
     add("--log-dir", type=Path, default=None, help="instance logs (default: the temp dir)")
-    add("--instance-entry", default=DEFAULT_ENTRY, help="module:function run in each child")
-    add("--watch-buffer", type=int, default=1000, help="events kept for watch resumption")
+    add("--instance-entry", default=defaults.instance_entry,
+        help="module:function run in each child")  # fmt: skip
+    add("--watch-buffer", type=int, default=defaults.watch_buffer,
+        help="events kept for watch resumption")  # fmt: skip
     args = parser.parse_args(argv)
-    defaults = Settings()
     return Settings(
         host=args.host,
         port=args.port,

@@ -19,10 +19,10 @@ import asyncio
 from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Final, Literal
+from typing import Any, Final
 
-EventType = Literal["CREATED", "STOPPED", "DELETED", "UPDATED"]
-REFERENCE_TYPES: Final[frozenset[str]] = frozenset({"CREATED", "STOPPED", "DELETED"})
+from contract.launcher import REFERENCE_EVENT_TYPES, EventType
+
 DEFAULT_CAPACITY: Final = 1000
 
 
@@ -121,4 +121,4 @@ class EventLog:
 
 def visible(event: Event, *, with_updates: bool) -> bool:
     """Whether a watcher sees `event`: reference types always, `UPDATED` only on request."""
-    return with_updates or event.type in REFERENCE_TYPES
+    return with_updates or event.type in REFERENCE_EVENT_TYPES

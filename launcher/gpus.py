@@ -19,9 +19,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-_log = logging.getLogger(__name__)
+from contract.objects import GPU_MAP
 
-GPU_MAP_CONFIGMAP = "gpu-map"
+_log = logging.getLogger(__name__)
 
 
 class UnknownGpuError(ValueError):
@@ -110,14 +110,14 @@ def from_configmap(node: str, namespace: str) -> dict[str, int] | None:
         except kubernetes.config.ConfigException:
             kubernetes.config.load_kube_config()
         api = kubernetes.client.CoreV1Api()
-        configmap = api.read_namespaced_config_map(GPU_MAP_CONFIGMAP, namespace)
+        configmap = api.read_namespaced_config_map(GPU_MAP, namespace)
         entry = (configmap.data or {}).get(node)
         if entry is None:
-            _log.warning("ConfigMap %s/%s has no entry for node %s", namespace, "gpu-map", node)
+            _log.warning("ConfigMap %s/%s has no entry for node %s", namespace, GPU_MAP, node)
             return None
         return parse_mapping_json(entry)
     except Exception as err:  # any failure falls back, as in the reference
-        _log.warning("cannot use ConfigMap %s/gpu-map for node %s: %s", namespace, node, err)
+        _log.warning("cannot use ConfigMap %s/%s for node %s: %s", namespace, GPU_MAP, node, err)
         return None
 
 

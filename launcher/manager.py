@@ -19,14 +19,15 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+from contract.launcher import EventType, VllmConfig
 from launcher import _proc, options, phases
-from launcher.events import EventLog, EventType
+from launcher.events import EventLog
 from launcher.forkclient import ForkServer, ForkServerError
 from launcher.gpus import GpuMap
 from launcher.metrics import LauncherMetrics
 from launcher.probes import Prober
 from launcher.settings import Settings
-from launcher.state import Instance, VllmConfig, log_file_name, validate_instance_id
+from launcher.state import Instance, log_file_name, validate_instance_id
 
 _log = logging.getLogger(__name__)
 
@@ -301,10 +302,11 @@ class InstanceManager:
         _log.info("instance %s: deleted", instance_id)
         return instance
 
-    async def delete_all(self) -> list[str]:
+    async def delete_all(self) -> list[Instance]:
+        """Deletes every instance not already being deleted; returns those it stopped."""
         ids = [i for i, inst in self.instances.items() if not inst.deleting]
         results = await asyncio.gather(*(self.delete(i) for i in ids), return_exceptions=True)
-        return [i for i, r in zip(ids, results, strict=True) if isinstance(r, Instance)]
+        return [r for r in results if isinstance(r, Instance)]
 
     # ---- life cycle ----------------------------------------------------------------------
     async def start(self) -> None:

@@ -24,11 +24,12 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Final
 
-SLEEP_MODE_FLAG: Final = "--enable-sleep-mode"
-DEFAULT_VLLM_PORT: Final = 8000
+from contract.requester import DEFAULT_VLLM_PORT
+from contract.vllm import DEV_MODE_ENV, SLEEP_MODE_FLAG
+
 DEFAULT_ENV: Final[Mapping[str, str]] = {
     # Exposes /sleep, /wake_up, /is_sleeping; the launcher container sets it too (contracts §4.2).
-    "VLLM_SERVER_DEV_MODE": "1",
+    DEV_MODE_ENV: "1",
 }
 SINGLE_PROCESS_ENV: Final[Mapping[str, str]] = {"VLLM_ENABLE_V1_MULTIPROCESSING": "0"}
 _PARALLEL_FLAGS: Final = frozenset(

@@ -15,10 +15,9 @@ from __future__ import annotations
 
 import signal
 from dataclasses import dataclass
-from typing import Final, Literal
+from typing import Final
 
-Phase = Literal["starting", "ready", "sleeping", "failed"]
-PHASES: Final[tuple[Phase, ...]] = ("starting", "ready", "sleeping", "failed")
+from contract.launcher import Phase
 
 REASON_LINES: Final = 8
 REASON_CHARS: Final = 1500

@@ -10,6 +10,8 @@ from typing import Final
 
 import httpx
 
+from contract import vllm
+
 PROBE_TIMEOUT: Final = httpx.Timeout(2.0, connect=1.0)
 
 
@@ -29,7 +31,7 @@ class Prober:
     async def sleeping(self, host: str, port: int) -> bool | None:
         """`/is_sleeping`'s answer; None when unknown (no dev endpoints, error, odd body)."""
         try:
-            response = await self._client.get(f"http://{host}:{port}/is_sleeping")
+            response = await self._client.get(f"http://{host}:{port}{vllm.IS_SLEEPING_PATH}")
             if response.status_code != 200:
                 return None
             value = response.json().get("is_sleeping")

@@ -7,13 +7,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Final
 
+from contract.launcher import LAUNCHER_PORT
+
 DEFAULT_ENTRY: Final = "launcher.vllm_entry:serve"
 
 
 @dataclass(frozen=True, kw_only=True)
 class Settings:
     host: str = "0.0.0.0"
-    port: int = 8001
+    port: int = LAUNCHER_PORT
     """The launcher API port; a fixed contract (contracts §2.5)."""
     log_level: str = "info"
     mock_gpus: bool = False

@@ -1,4 +1,8 @@
-"""The launcher's data: the request body (VllmConfig) and one instance's state (contracts §5.1)."""
+"""The launcher's data: one instance, its process and what the launcher observed of it.
+
+The wire shapes (the request body `VllmConfig`, the reported `InstanceState`) are
+`contract.launcher`'s, shared with the controller.
+"""
 
 from __future__ import annotations
 
@@ -7,26 +11,9 @@ import hashlib
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Final, Literal
+from typing import Any
 
-from pydantic import BaseModel, ConfigDict
-
-from launcher.phases import Phase
-
-Status = Literal["running", "stopped"]
-RESERVED_IDS: Final[frozenset[str]] = frozenset({"watch"})
-"""IDs that `GET /v2/vllm/instances/<id>` could never reach (the watch route shadows them)."""
-
-
-class VllmConfig(BaseModel):
-    """The create body. Unknown fields are ignored, as FastAPI does by default in the reference."""
-
-    model_config = ConfigDict(extra="ignore")
-
-    options: str
-    gpu_uuids: list[str] | None = None
-    env_vars: dict[str, str] | None = None
-    annotations: dict[str, str] | None = None
+from contract.launcher import RESERVED_IDS, InstanceState, Phase, Status, VllmConfig
 
 
 def validate_instance_id(instance_id: str) -> str | None:
@@ -72,24 +59,23 @@ class Instance:
     exited: asyncio.Event = field(default_factory=asyncio.Event)
     monitor: asyncio.Task[None] | None = None
 
+    def state(self) -> InstanceState:
+        """What the API reports of this instance."""
+        return InstanceState(
+            status=self.status,
+            instance_id=self.instance_id,
+            revision=self.revision,
+            options=self.config.options,
+            gpu_uuids=self.config.gpu_uuids,
+            env_vars=self.config.env_vars,
+            annotations=self.config.annotations,
+            phase=self.phase,
+            log_size=self.log_size,
+            pid=self.pid,
+            exit_code=self.exit_code,
+            reason=self.reason,
+        )
+
     def to_json(self) -> dict[str, Any]:
-        """InstanceState: the reference's fields in its order, then fma's additive ones."""
-        out: dict[str, Any] = {
-            "status": self.status,
-            "instance_id": self.instance_id,
-            "revision": self.revision,
-            "options": self.config.options,
-        }
-        for name in ("gpu_uuids", "env_vars", "annotations"):
-            value = getattr(self.config, name)
-            if value is not None:
-                out[name] = value
-        out["phase"] = self.phase
-        out["log_size"] = self.log_size
-        if self.pid is not None:
-            out["pid"] = self.pid
-        if self.exit_code is not None:
-            out["exit_code"] = self.exit_code
-        if self.reason is not None:
-            out["reason"] = self.reason
-        return out
+        """InstanceState on the wire: the reference's fields in its order, then fma's."""
+        return self.state().to_json()

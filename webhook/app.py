@@ -5,7 +5,8 @@ Routes:
   out (`webhook.handlers`);
 - `GET /healthz`: the event loop answers (liveness);
 - `GET /readyz`: 200 only once every watch cache has listed, so a fresh replica gets no traffic
-  while it would still answer from an empty cache (readiness);
+  while it would still answer from an empty cache (readiness); the caches' informers run on
+  the server's event loop, for as long as the app's lifespan (`create_app(..., lifespan=)`);
 - `GET /metrics`: Prometheus text format (`webhook.metrics`).
 
 The admission routes read the raw body and return raw bytes: pydantic parses the review once
@@ -19,7 +20,8 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Final
 
 from fastapi import APIRouter, FastAPI, Request, Response
@@ -111,13 +113,30 @@ class TimingMiddleware:
         await self.app(scope, receive, timed_send)
 
 
-def create_app(handlers: Handlers) -> FastAPI:
-    """The app over `handlers`; no docs routes (nothing but the apiserver should call it)."""
+def create_app(
+    handlers: Handlers,
+    *,
+    lifespan: Callable[[], AbstractAsyncContextManager[object]] | None = None,
+) -> FastAPI:
+    """The app over `handlers`; no docs routes (nothing but the apiserver should call it).
+
+    `lifespan` runs while the app serves, on the server's event loop: the watch caches'
+    informers (`WebhookCache.running`)."""
+
+    @asynccontextmanager
+    async def app_lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        if lifespan is None:
+            yield
+            return
+        async with lifespan():
+            yield
+
     app = FastAPI(
         title="fma-webhook",
         docs_url=None,
         redoc_url=None,
         openapi_url=None,
+        lifespan=app_lifespan,
     )
     app.state.handlers = handlers
     app.include_router(admission)

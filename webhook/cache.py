@@ -2,7 +2,7 @@
 
 An admission request must be answered in milliseconds and must not depend on the apiserver
 answering a second call while it waits for us, so the handlers never call the API. Instead
-`WebhookCache` keeps, from one list + watch per kind (`webhook._reflector`):
+`WebhookCache` keeps, from one `kube.Informer` per kind (list + watch, resume, relist on 410):
 
 - Namespaces → their labels (the `fma.llm-d.ai/inject` opt-in);
 - InferenceServerConfigs → parsed `crds.models.InferenceServerConfig`, per namespace (launcher
@@ -11,31 +11,53 @@ answering a second call while it waits for us, so the handlers never call the AP
 - ReplicaSets and StatefulSets → their label selectors (direct mode nulls the selector's labels
   on the provider so the set does not adopt it).
 
-Stores are written by the reflector threads and read by the event loop. Every write replaces a
-namespace's mapping with a new one (copy on write), so a reader always sees a consistent snapshot
-and never a dictionary changing under its iteration; writes are rare next to reads.
+The informers run on the server's event loop, started by the app's lifespan (`running`). Each
+keeps only the fields its conversion needs (the informer's `transform`), so a cluster's
+ReplicaSets cost their selectors, not their Pod templates; the informer's handlers convert each
+object once, on arrival, into the `Store` the handlers read. Every store write replaces a
+namespace's mapping with a new one (copy on write), so a reader always holds a consistent
+snapshot that never changes under its iteration.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import threading
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any, Final, Generic, TypeVar
 
-import kubernetes.client
 from pydantic import ValidationError
 
-from crds.models import GROUP, VERSION, InferenceServerConfig, LauncherConfig
-from webhook._reflector import Backoff, ClientTransport, JsonObject, Reflector, Transport
+from crds.models import InferenceServerConfig
+from kube import (
+    INFERENCE_SERVER_CONFIGS,
+    LAUNCHER_CONFIGS,
+    NAMESPACES,
+    REPLICA_SETS,
+    STATEFUL_SETS,
+    ConnectionSettings,
+    Handlers,
+    Informer,
+    InformerSettings,
+    JsonObject,
+    KubeClient,
+    KubeListWatch,
+    ResourceKind,
+    http_client,
+    run_informers,
+    wait_all_synced,
+)
 
 _log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 _EMPTY: Final[Mapping[str, Any]] = MappingProxyType({})
 OWNER_KINDS: Final = ("ReplicaSet", "StatefulSet")
+FIELD_MANAGER: Final = "fma-webhook"
 
 
 @dataclass(frozen=True)
@@ -50,14 +72,14 @@ class Store(Generic[T]):
     """Objects of one kind, keyed by namespace then name, converted once on arrival.
 
     `convert` turns the raw object into what the handlers need (None: keep nothing, e.g. an
-    object that does not parse); it runs on the reflector thread, never on the admission path.
+    object that does not parse); it runs when the object arrives, never on the admission path.
     """
 
     def __init__(self, kind: str, convert: Callable[[JsonObject], T | None]) -> None:
         self.kind = kind
         self._convert = convert
         self._by_namespace: dict[str, Mapping[str, T]] = {}
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # writers are the event loop, or a test's thread
 
     def get(self, namespace: str, name: str) -> T | None:
         return self._by_namespace.get(namespace, _EMPTY).get(name)
@@ -103,6 +125,14 @@ class Store(Generic[T]):
             if current.pop(name, None) is not None:
                 self._set(namespace, current)
 
+    def handlers(self) -> Handlers:
+        """Informer handlers that keep this store in step with the informer's."""
+        return Handlers(
+            on_add=self.upsert,
+            on_update=lambda _old, new: self.upsert(new),
+            on_delete=self.delete,
+        )
+
     def _set(self, namespace: str, objects: dict[str, T]) -> None:
         if objects:
             self._by_namespace[namespace] = MappingProxyType(objects)
@@ -115,7 +145,7 @@ def _key(obj: JsonObject) -> tuple[str, str]:
     return str(meta.get("namespace") or ""), str(meta.get("name") or "")
 
 
-# --- conversions (reflector thread) ---------------------------------------------------------
+# --- conversions (on arrival) ---------------------------------------------------------------
 
 
 def namespace_labels(obj: JsonObject) -> Mapping[str, str]:
@@ -141,11 +171,52 @@ def owner_selector(obj: JsonObject) -> OwnerSelector:
     return OwnerSelector(uid=str(meta.get("uid") or ""), selector=selector)
 
 
+# --- what each informer keeps (its transform) -------------------------------------------------
+
+_IDENTITY: Final = ("name", "namespace", "uid", "resourceVersion")
+
+
+def _trimmed(
+    *, metadata: Sequence[str] = (), spec: Sequence[str] = ()
+) -> Callable[[JsonObject], JsonObject]:
+    """A transform keeping the object's identity plus the named metadata and spec fields."""
+
+    def transform(obj: JsonObject) -> JsonObject:
+        meta = obj.get("metadata") or {}
+        out: JsonObject = {"metadata": {k: meta[k] for k in (*_IDENTITY, *metadata) if k in meta}}
+        if spec:
+            source = obj.get("spec") or {}
+            out["spec"] = {k: source[k] for k in spec if k in source}
+        return out
+
+    return transform
+
+
+def _without_managed_fields(obj: JsonObject) -> JsonObject:
+    meta = {k: v for k, v in (obj.get("metadata") or {}).items() if k != "managedFields"}
+    return {**obj, "metadata": meta}
+
+
+@dataclass(frozen=True)
+class _Watched:
+    resource: ResourceKind
+    transform: Callable[[JsonObject], JsonObject]
+
+
+_WATCHED: Final[Mapping[str, _Watched]] = {
+    "Namespace": _Watched(NAMESPACES, _trimmed(metadata=("labels",))),
+    "InferenceServerConfig": _Watched(INFERENCE_SERVER_CONFIGS, _without_managed_fields),
+    "LauncherConfig": _Watched(LAUNCHER_CONFIGS, _trimmed()),
+    "ReplicaSet": _Watched(REPLICA_SETS, _trimmed(spec=("selector",))),
+    "StatefulSet": _Watched(STATEFUL_SETS, _trimmed(spec=("selector",))),
+}
+
+
 # --- the cache the server uses --------------------------------------------------------------
 
 
 class WebhookCache:
-    """The stores the handlers read, and the reflectors that fill them."""
+    """The stores the handlers read, and the informers that fill them."""
 
     def __init__(self) -> None:
         self.namespaces: Store[Mapping[str, str]] = Store("Namespace", namespace_labels)
@@ -156,8 +227,8 @@ class WebhookCache:
         self.owners: dict[str, Store[OwnerSelector]] = {
             kind: Store(kind, owner_selector) for kind in OWNER_KINDS
         }
-        self._reflectors: list[Reflector] = []
-        self._threads: list[threading.Thread] = []
+        self._informers: dict[str, Informer] = {}
+        self._client: KubeClient | None = None
         self._preloaded = False
 
     @classmethod
@@ -182,7 +253,8 @@ class WebhookCache:
         """True once every store has been filled by its first list (what `/readyz` reports)."""
         if self._preloaded:
             return True
-        return bool(self._reflectors) and all(r.synced for r in self._reflectors)
+        informers = self._informers.values()
+        return bool(informers) and all(informer.has_synced for informer in informers)
 
     def namespace_labels(self, namespace: str) -> Mapping[str, str] | None:
         return self.namespaces.get("", namespace)
@@ -202,56 +274,59 @@ class WebhookCache:
         yield self.launcher_configs
         yield from self.owners.values()
 
-    def start(self, transports: Mapping[str, Transport], **reflector_options: Any) -> None:
-        """One reflector thread per store; `transports` maps each store's kind to its source."""
+    def connect(
+        self, client: KubeClient, *, settings: InformerSettings | None = None, owned: bool = False
+    ) -> None:
+        """One cluster-wide informer per store, feeding it (they start with `running`).
+
+        `owned`: the cache closes `client` when `running` ends.
+        """
         for store in self.stores():
-            reflector = Reflector(store.kind, transports[store.kind], store, **reflector_options)
-            thread = threading.Thread(
-                target=reflector.run, name=f"reflector-{store.kind}", daemon=True
+            watched = _WATCHED[store.kind]
+            informer = Informer(
+                KubeListWatch(client, watched.resource),
+                settings=settings,
+                transform=watched.transform,
             )
-            self._reflectors.append(reflector)
-            self._threads.append(thread)
-            thread.start()
-
-    def wait_synced(self, timeout: float) -> bool:
-        return all(r.wait_synced(timeout) for r in self._reflectors)
-
-    def stop(self, timeout: float = 5.0) -> None:
-        for reflector in self._reflectors:
-            reflector.stop()
-        for thread in self._threads:
-            thread.join(timeout)
+            informer.add_handlers(store.handlers())
+            self._informers[store.kind] = informer
+        self._client = client if owned else None
 
     @property
-    def reflectors(self) -> Sequence[Reflector]:
-        return tuple(self._reflectors)
+    def informers(self) -> Mapping[str, Informer]:
+        """The informers by kind (empty until `connect`)."""
+        return MappingProxyType(self._informers)
+
+    @contextlib.asynccontextmanager
+    async def running(self) -> AsyncIterator[WebhookCache]:
+        """Runs the informers on the current event loop until the block ends (the app's
+        lifespan); then stops them, and closes the client if the cache owns it."""
+        task = asyncio.create_task(run_informers(self._informers), name="webhook-cache")
+        task.add_done_callback(_report_end)
+        try:
+            yield self
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+            if self._client is not None:
+                await self._client.aclose()
+
+    async def wait_synced(self, timeout_s: float) -> bool:
+        """True once every informer has listed; False after `timeout_s`."""
+        return await wait_all_synced(self._informers, timeout_s)
 
 
-def client_transports(api: kubernetes.client.ApiClient) -> dict[str, Transport]:
-    """The production sources of `WebhookCache`'s stores: cluster-wide typed list calls."""
-    core = kubernetes.client.CoreV1Api(api)
-    apps = kubernetes.client.AppsV1Api(api)
-    custom = kubernetes.client.CustomObjectsApi(api)
-
-    def crs(plural: str) -> Callable[..., Any]:
-        def call(**kwargs: Any) -> Any:
-            return custom.list_cluster_custom_object(GROUP, VERSION, plural, **kwargs)
-
-        return call
-
-    return {
-        "Namespace": ClientTransport(core.list_namespace),
-        "InferenceServerConfig": ClientTransport(crs(InferenceServerConfig.PLURAL)),
-        "LauncherConfig": ClientTransport(crs(LauncherConfig.PLURAL)),
-        "ReplicaSet": ClientTransport(apps.list_replica_set_for_all_namespaces),
-        "StatefulSet": ClientTransport(apps.list_stateful_set_for_all_namespaces),
-    }
+def _report_end(task: asyncio.Task[None]) -> None:
+    """Informers end only when cancelled; anything else is a bug worth a loud line."""
+    if not task.cancelled() and task.exception() is not None:
+        _log.error("the watch caches stopped", exc_info=task.exception())
 
 
-def start_cache(
-    api: kubernetes.client.ApiClient, *, watch_timeout_s: int, backoff: Backoff | None = None
-) -> WebhookCache:
-    """A `WebhookCache` whose reflectors are running against the cluster of `api`."""
+def cluster_cache(connection: ConnectionSettings, *, watch_timeout_s: int) -> WebhookCache:
+    """A cache that watches the cluster of `connection`, which is loaded now (a bad kubeconfig
+    fails before the server starts); `running()` runs it and closes the connection after."""
+    client = KubeClient(http_client(connection), field_manager=FIELD_MANAGER)
     cache = WebhookCache()
-    cache.start(client_transports(api), watch_timeout_s=watch_timeout_s, backoff=backoff)
+    cache.connect(client, settings=InformerSettings(watch_timeout_s=watch_timeout_s), owned=True)
     return cache

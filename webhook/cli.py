@@ -3,9 +3,9 @@
     fma-webhook serve --tls-cert tls.crt --tls-key tls.key [--kubeconfig F | --in-cluster] ...
     fma-webhook register --service-namespace N ... | --url https://HOST:PORT ...
 
-`serve` starts the watch caches, then uvicorn over HTTPS; it answers `/readyz` once the caches
-have listed. `register` writes the Mutating and Validating WebhookConfigurations through
-`webhook.registration`.
+`serve` runs uvicorn over HTTPS with the watch caches' informers on its event loop (the app's
+lifespan); it answers `/readyz` once the caches have listed. `register` writes the Mutating and
+Validating WebhookConfigurations through `webhook.registration`.
 """
 
 from __future__ import annotations
@@ -16,18 +16,17 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-import kubernetes.client
-import kubernetes.config
 import yaml
 
 import jsonlog
+from kube import ConnectionSettings
 from webhook.registration import (
     DEFAULT_CONFIGURATION_NAME,
     DEFAULT_TIMEOUT_SECONDS,
     RegistrationSettings,
     ServiceReference,
-    apply_webhook_configurations,
     build_webhook_configurations,
+    register_webhooks,
 )
 from webhook.settings import DEFAULT_PORT, WebhookSettings, default_namespace
 
@@ -37,13 +36,9 @@ UVICORN_LOGGERS = ("uvicorn", "uvicorn.error", "uvicorn.access")
 _log = logging.getLogger("webhook.cli")  # not __main__ under `python -m`
 
 
-def api_client(kubeconfig: Path | None) -> kubernetes.client.ApiClient:
-    """A client from `kubeconfig`, or from the Pod's ServiceAccount when None."""
-    if kubeconfig is not None:
-        return kubernetes.config.new_client_from_config(config_file=str(kubeconfig))
-    configuration = kubernetes.client.Configuration()
-    kubernetes.config.load_incluster_config(client_configuration=configuration)
-    return kubernetes.client.ApiClient(configuration)
+def connection(kubeconfig: Path | None) -> ConnectionSettings:
+    """The apiserver of `kubeconfig`, or the Pod's ServiceAccount when None (`kube`)."""
+    return ConnectionSettings(kubeconfig=kubeconfig, user_agent="fma-webhook")
 
 
 def _add_cluster_flags(parser: argparse.ArgumentParser) -> None:
@@ -103,13 +98,12 @@ def settings_from(args: argparse.Namespace) -> WebhookSettings:
 def serve(settings: WebhookSettings) -> None:
     """Start the caches and serve until SIGTERM; the caches stop with the server."""
     from webhook.app import create_app
-    from webhook.cache import start_cache
+    from webhook.cache import cluster_cache
     from webhook.handlers import Handlers
     from webhook.metrics import WebhookMetrics
     from webhook.server import run_event_loop, serve_tls
 
-    api = api_client(settings.kubeconfig)
-    cache = start_cache(api, watch_timeout_s=settings.watch_timeout_s)
+    cache = cluster_cache(connection(settings.kubeconfig), watch_timeout_s=settings.watch_timeout_s)
     metrics = WebhookMetrics()
     metrics.watch_cache(lambda: cache.synced, lambda: {s.kind: len(s) for s in cache.stores()})
     handlers = Handlers(
@@ -128,22 +122,18 @@ def serve(settings: WebhookSettings) -> None:
             controller_usernames=sorted(settings.effective_controller_usernames()),
         ),
     )
-    try:
-        run_event_loop(
-            lambda: serve_tls(
-                create_app(handlers),
-                cert=settings.tls_cert,
-                key=settings.tls_key,
-                host=settings.host,
-                port=settings.port,
-                reload_interval_s=settings.cert_reload_interval_s,
-                metrics=metrics,
-                access_log=settings.access_log,
-            )
+    run_event_loop(
+        lambda: serve_tls(
+            create_app(handlers, lifespan=cache.running),
+            cert=settings.tls_cert,
+            key=settings.tls_key,
+            host=settings.host,
+            port=settings.port,
+            reload_interval_s=settings.cert_reload_interval_s,
+            metrics=metrics,
+            access_log=settings.access_log,
         )
-    finally:
-        cache.stop(timeout=2.0)
-        api.close()
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -200,17 +190,13 @@ def register(args: argparse.Namespace) -> int:
     if args.dry_run:
         print(yaml.safe_dump_all([mutating, validating], sort_keys=False), end="")
         return 0
-    api = api_client(args.kubeconfig)
-    try:
-        apply_webhook_configurations(
-            api,
-            mutating,
-            validating,
-            webhook_namespace=args.webhook_namespace,
-            served_namespaces=args.served_namespace,
-        )
-    finally:
-        api.close()
+    register_webhooks(
+        connection(args.kubeconfig),
+        mutating,
+        validating,
+        webhook_namespace=args.webhook_namespace,
+        served_namespaces=args.served_namespace,
+    )
     _log.info("registered", extra=jsonlog.fields(event="registered", name=args.name))
     return 0
 

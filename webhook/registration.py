@@ -2,7 +2,8 @@
 
 `build_webhook_configurations` is pure (settings in, two API objects out, as plain dicts) so the
 chart's templates and the unit tests can be compared with it; `apply_webhook_configurations`
-writes them (create, or replace at the read resourceVersion).
+writes them through `kube` (create, or replace at the read resourceVersion), and
+`register_webhooks` does that from a command line (`asyncio.run` around one short client).
 
 Selector choices, and why:
 - **Mutation (Pods, CREATE), `failurePolicy: Ignore`.** If the webhook is down, Pods start as
@@ -30,22 +31,30 @@ Selector choices, and why:
 
 from __future__ import annotations
 
+import asyncio
 import base64
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
-import kubernetes.client
-from kubernetes.client.rest import ApiException
-
+from contract.keys import INJECT_LABEL, SERVED_NAMESPACE_LABEL, WEBHOOK_NAMESPACE_LABEL
+from contract.objects import GROUP, VERSION
 from crds.models import (
-    GROUP,
-    VERSION,
     InferenceServerConfig,
     LauncherConfig,
     LauncherPopulationPolicy,
 )
-from webhook.mutation import INJECT_LABEL
+from kube import (
+    MUTATING_WEBHOOK_CONFIGURATIONS,
+    NAMESPACES,
+    VALIDATING_WEBHOOK_CONFIGURATIONS,
+    ApiError,
+    ConnectionSettings,
+    KubeClient,
+    ResourceKind,
+    http_client,
+    metadata,
+)
 
 MUTATE_PODS_PATH: Final = "/mutate-pods"
 VALIDATE_PODS_PATH: Final = "/validate-pods"
@@ -53,12 +62,11 @@ VALIDATE_FMA_PATH: Final = "/validate-fma"
 INJECT_NAMESPACE_VALUE: Final = "enabled"
 INJECT_POD_VALUE: Final = "true"
 INJECT_POD_OPT_OUT: Final = "false"
-WEBHOOK_NAMESPACE_LABEL: Final = "fma.llm-d.ai/webhook-namespace"
-SERVED_NAMESPACE_LABEL: Final = "fma.llm-d.ai/served"
 LABEL_TRUE: Final = "true"
 DEFAULT_CONFIGURATION_NAME: Final = "fma-webhook"
 DEFAULT_TIMEOUT_SECONDS: Final = 5
 MANAGED_BY: Final = {"app.kubernetes.io/managed-by": "fma"}
+FIELD_MANAGER: Final = "fma-webhook"
 _ATTEMPTS: Final = 5
 
 
@@ -223,13 +231,11 @@ def build_webhook_configurations(
     return build_mutating_configuration(settings), build_validating_configuration(settings)
 
 
-def label_namespaces(
-    api_client: kubernetes.client.ApiClient,
-    *,
-    webhook_namespace: str | None,
-    served_namespaces: Sequence[str] = (),
-) -> None:
-    """Label the webhook's namespace (excluded) and the namespaces fma serves (Pod guard).
+def namespace_labels(
+    *, webhook_namespace: str | None, served_namespaces: Sequence[str] = ()
+) -> dict[str, dict[str, str]]:
+    """The labels registration sets, by namespace: the webhook's namespace (excluded from the
+    Pod webhooks) and the namespaces fma serves (Pod guard on).
 
     Refuses a webhook namespace that is also served: the exclusion would silently switch the
     Pod guard off there.
@@ -239,18 +245,28 @@ def label_namespaces(
             f"namespace {webhook_namespace!r} cannot be both the webhook's namespace (excluded "
             "from the Pod webhooks) and served by fma; run the webhook in a namespace of its own"
         )
-    core = kubernetes.client.CoreV1Api(api_client)
     labels = {name: {SERVED_NAMESPACE_LABEL: LABEL_TRUE} for name in served_namespaces}
     if webhook_namespace is not None:
         labels[webhook_namespace] = {WEBHOOK_NAMESPACE_LABEL: LABEL_TRUE}
-    for name, wanted in labels.items():
-        core.patch_namespace(
-            name, {"metadata": {"labels": wanted}}, _content_type="application/merge-patch+json"
-        )
+    return labels
 
 
-def apply_webhook_configurations(
-    api_client: kubernetes.client.ApiClient,
+async def label_namespaces(
+    client: KubeClient,
+    *,
+    webhook_namespace: str | None,
+    served_namespaces: Sequence[str] = (),
+) -> None:
+    """Merge-patch `namespace_labels` onto the namespaces (ValueError: a bad combination)."""
+    wanted = namespace_labels(
+        webhook_namespace=webhook_namespace, served_namespaces=served_namespaces
+    )
+    for name, labels in wanted.items():
+        await client.patch(NAMESPACES, name, {"metadata": {"labels": labels}})
+
+
+async def apply_webhook_configurations(
+    client: KubeClient,
     mutating: Mapping[str, Any],
     validating: Mapping[str, Any],
     *,
@@ -258,43 +274,61 @@ def apply_webhook_configurations(
     served_namespaces: Sequence[str] = (),
 ) -> None:
     """Label namespaces (first, so the exclusions hold from the start), then create or replace
-    both configurations. Raises ApiException on API errors, ValueError on a bad combination."""
-    label_namespaces(
-        api_client, webhook_namespace=webhook_namespace, served_namespaces=served_namespaces
+    both configurations. Raises `kube.ApiError` on API errors, ValueError on a bad combination."""
+    await label_namespaces(
+        client, webhook_namespace=webhook_namespace, served_namespaces=served_namespaces
     )
-    api = kubernetes.client.AdmissionregistrationV1Api(api_client)
-    _create_or_replace(
-        mutating,
-        read=api.read_mutating_webhook_configuration,
-        create=api.create_mutating_webhook_configuration,
-        replace=api.replace_mutating_webhook_configuration,
-    )
-    _create_or_replace(
-        validating,
-        read=api.read_validating_webhook_configuration,
-        create=api.create_validating_webhook_configuration,
-        replace=api.replace_validating_webhook_configuration,
-    )
+    await _create_or_replace(client, MUTATING_WEBHOOK_CONFIGURATIONS, mutating)
+    await _create_or_replace(client, VALIDATING_WEBHOOK_CONFIGURATIONS, validating)
 
 
-def _create_or_replace(body: Mapping[str, Any], *, read: Any, create: Any, replace: Any) -> None:
+def register_webhooks(
+    connection: ConnectionSettings,
+    mutating: Mapping[str, Any],
+    validating: Mapping[str, Any],
+    *,
+    webhook_namespace: str | None = None,
+    served_namespaces: Sequence[str] = (),
+) -> None:
+    """`apply_webhook_configurations` from synchronous code (a CLI): one client, then closed."""
+    namespace_labels(webhook_namespace=webhook_namespace, served_namespaces=served_namespaces)
+
+    async def run() -> None:
+        client = KubeClient(http_client(connection), field_manager=FIELD_MANAGER)
+        try:
+            await apply_webhook_configurations(
+                client,
+                mutating,
+                validating,
+                webhook_namespace=webhook_namespace,
+                served_namespaces=served_namespaces,
+            )
+        finally:
+            await client.aclose()
+
+    asyncio.run(run())
+
+
+async def _create_or_replace(
+    client: KubeClient, kind: ResourceKind, body: Mapping[str, Any]
+) -> None:
     """Create, or replace at the resourceVersion just read; retry if someone else wrote."""
     name = body["metadata"]["name"]
     for _ in range(_ATTEMPTS):
         try:
-            version = read(name).metadata.resource_version
-        except ApiException as error:
-            if error.status != 404:
+            version = metadata(await client.get(kind, name)).get("resourceVersion")
+        except ApiError as error:
+            if not error.not_found:
                 raise
             version = None
         try:
             if version is None:
-                create(dict(body))
+                await client.create(kind, dict(body))
             else:
-                metadata = {**body["metadata"], "resourceVersion": version}
-                replace(name, {**body, "metadata": metadata})
-        except ApiException as error:
-            if error.status == 409:
+                meta = {**body["metadata"], "resourceVersion": version}
+                await client.replace(kind, {**body, "metadata": meta})
+        except ApiError as error:
+            if error.conflict:  # a newer version, or created meanwhile (AlreadyExists)
                 continue
             raise
         return

@@ -149,7 +149,7 @@ def uvicorn_config(
         access_log=access_log,
         timeout_keep_alive=KEEP_ALIVE_TIMEOUT_S,
         server_header=False,
-        lifespan="off",
+        lifespan="on",  # the app's lifespan runs the watch caches (`webhook.app`)
     )
 
 

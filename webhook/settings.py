@@ -45,7 +45,7 @@ class WebhookSettings:
     host: str = "0.0.0.0"
     port: int = DEFAULT_PORT
     kubeconfig: Path | None = None
-    """Kubeconfig for the watches; None means in-cluster credentials."""
+    """Kubeconfig for the watches; None means in-cluster credentials (`kube.ConnectionSettings`)."""
     namespace: str = field(default_factory=default_namespace)
     """The webhook's own namespace: never mutated, and where the controllers' account lives."""
     requester_image: str = field(default_factory=default_requester_image)

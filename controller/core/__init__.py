@@ -1,6 +1,6 @@
 """The controller's pure decision core: snapshots in, actions out; no Kubernetes, no HTTP.
 
-The I/O layer (controller/kube) gathers a snapshot from its caches and the launchers' watch
+The I/O layer (on `kube`) gathers a snapshot from its caches and the launchers' watch
 streams, calls a `decide_*` function, performs the returned actions in order (see
 `controller.core._actions` for the contract) and reports results through `record_success` /
 `record_failure`. Also here: the wire hashes and derived objects of contracts §4 (instance ID,
@@ -47,13 +47,13 @@ from controller.core._direct_pod import DirectProvider, ProviderBuildError, buil
 from controller.core._gojson import go_json
 from controller.core._goyaml import GoYamlError, go_yaml
 from controller.core._hashes import (
-    VllmConfig,
     instance_id,
     launcher_config_hash,
     nominal_hash,
     routing_metadata_json,
     template_hash,
     vllm_config,
+    vllm_config_json,
 )
 from controller.core._launcher_items import decide_isc_gc, decide_unbound_launcher
 from controller.core._launcher_pod import (
@@ -82,7 +82,6 @@ from controller.core._server import decide_server
 from controller.core._smp import PatchError, strategic_merge_pod
 from controller.core._snapshot import ServerSnapshot, status_json
 from controller.core._views import (
-    InstancePhase,
     InstanceView,
     LauncherView,
     NodeView,
@@ -111,7 +110,6 @@ __all__ = [
     "EnqueueRequesters",
     "ForgetServer",
     "GoYamlError",
-    "InstancePhase",
     "InstanceView",
     "LauncherPhase",
     "LauncherTemplate",
@@ -147,7 +145,6 @@ __all__ = [
     "UpdatePod",
     "UpdateProvider",
     "UpdateRequester",
-    "VllmConfig",
     "Wake",
     "build_changed",
     "build_direct_provider",
@@ -177,4 +174,5 @@ __all__ = [
     "strategic_merge_pod",
     "template_hash",
     "vllm_config",
+    "vllm_config_json",
 ]

@@ -5,15 +5,19 @@ launcher health-checks its children, known-gaps A4/C3); an instance that stops, 
 becomes ready is reported in the requester's status (exit code and reason) and the requester is
 deleted only after `failed_requester_delete_after` (A1); before a wake or an instance start the
 GPU memory gate runs (B1); a wake that keeps failing deletes the sleeper so a fresh instance is
-started (B1); routing labels that collide are skipped and reported (E3).
+started (B1); routing labels that collide are skipped and reported (E3); a launcher that refuses
+the instance's PUT (an unknown GPU UUID, C4) is a failure reported the same way, not a retry.
 """
 
 from __future__ import annotations
 
-import json
+from typing import Any
 
+from pydantic import ValidationError
+
+from contract import keys
+from contract.launcher import VllmConfig
 from controller.core import _actions as a
-from controller.core import _names as n
 from controller.core._choose import victims
 from controller.core._direct_pod import ProviderBuildError, vllm_port
 from controller.core._gpu_memory import memory_gate
@@ -32,27 +36,28 @@ from controller.core._views import InstanceView, LauncherView, PodView
 def decide_bound_launcher(snap: ServerSnapshot, provider: PodView) -> list[a.Action]:
     """Launcher mode, provider bound and neither Pod being deleted."""
     annotations = provider.annotations
-    for key in n.BIND_ANNOTATIONS:
+    for key in keys.BIND_ANNOTATIONS:
         if key not in annotations:
             return status_only(
                 snap,
                 [f'bound launcher Pod "{provider.name}" is missing annotation "{key}"'],
                 provider=provider,
             )
-    iid, port_text = annotations[n.INSTANCE_ID], annotations[n.SERVER_PORT]
-    routing = parse_committed(annotations[n.ROUTING_METADATA])
-    config = _json_object(annotations[n.VLLM_CONFIG])
+    iid, port_text = annotations[keys.INSTANCE_ID], annotations[keys.SERVER_PORT]
+    routing = parse_committed(annotations[keys.ROUTING_METADATA])
+    config = _committed_config(annotations[keys.VLLM_CONFIG])
     if not port_text.isdigit() or routing is None or config is None:
         return status_only(
             snap,
             [
-                f'bound launcher Pod "{provider.name}" has invalid annotation "{n.SERVER_PORT}", '
-                f'"{n.VLLM_CONFIG}" or "{n.ROUTING_METADATA}"; delete the requester to start over'
+                f'bound launcher Pod "{provider.name}" has invalid annotation '
+                f'"{keys.SERVER_PORT}", "{keys.VLLM_CONFIG}" or "{keys.ROUTING_METADATA}"; '
+                "delete the requester to start over"
             ],
             provider=provider,
         )
-    if snap.memory.failure is not None:
-        return failed(snap, provider, iid)
+    if snap.memory.failure is not None or snap.memory.refusal is not None:
+        return _failed_or_refused(snap, provider, iid)
     launcher = snap.launcher(provider)
     if provider.ip is None or not provider.ready or launcher.instances is None:
         return _launcher_not_ready(snap, provider, iid)
@@ -68,20 +73,28 @@ def decide_bound_launcher(snap: ServerSnapshot, provider: PodView) -> list[a.Act
     return seen + cleanup + _present(snap, launcher, inst, int(port_text), routing)
 
 
-def _json_object(text: str) -> dict[str, object] | None:
+def _committed_config(text: str) -> dict[str, Any] | None:
+    """The committed VllmConfig as the body to PUT again, or None if the text is not one."""
     try:
-        value = json.loads(text)
-    except ValueError:
+        return VllmConfig.model_validate_json(text).to_json()
+    except ValidationError:
         return None
-    return value if isinstance(value, dict) else None
+
+
+def _failed_or_refused(snap: ServerSnapshot, provider: PodView, iid: str) -> list[a.Action]:
+    """A failure already reported, or the launcher's refusal of the PUT, reported now."""
+    if snap.memory.failure is not None:
+        return failed(snap, provider, iid)
+    message = f'launcher Pod "{provider.name}" refused to create instance {iid}: '
+    return _report_failure(snap, provider, iid, message + f"{snap.memory.refusal}")
 
 
 def _launcher_not_ready(snap: ServerSnapshot, provider: PodView, iid: str) -> list[a.Action]:
-    deadline = provider.created_at + snap.settings.launcher_start_deadline
+    deadline = provider.created_at + snap.settings.launcher_start_timeout
     if snap.now >= deadline and not provider.ready:
         message = (
             f'launcher Pod "{provider.name}" did not become Ready within '
-            f"{snap.settings.launcher_start_deadline:.0f}s"
+            f"{snap.settings.launcher_start_timeout:.0f}s"
         )
         return _report_failure(snap, provider, iid, message)
     return [
@@ -106,7 +119,7 @@ def _absent(
             "restarted?); deleting the requester so that it is recreated"
         )
         return [
-            a.UpdateProvider(pod=ref(provider), patch=a.PodPatch(labels={n.SLEEPING: "true"})),
+            a.UpdateProvider(pod=ref(provider), patch=a.PodPatch(labels={keys.SLEEPING: "true"})),
             a.EmitEvent(pod=ref(req), type="Warning", reason="InstanceLost", message=message),
             a.DeleteRequester(pod=ref(req), reason=message),
         ]
@@ -144,6 +157,8 @@ def _present(
         message = (
             f'instance {inst.id} in launcher Pod "{provider.name}" stopped (exit code {code}){why}'
         )
+        if inst.reason:  # fma's launcher: the reason holds the log's last lines already
+            return _report_failure(snap, provider, inst.id, message)
         return _instance_failure(snap, provider, inst.id, message)
     sleeping = inst.phase == "sleeping" if inst.phase is not None else snap.memory.sleeping
     if inst.phase == "starting" or (inst.phase is None and sleeping is None):
@@ -158,11 +173,11 @@ def _starting(
     snap: ServerSnapshot, provider: PodView, inst: InstanceView, port: int
 ) -> list[a.Action]:
     started = snap.memory.instance_created_at or inst.created_at or snap.now
-    deadline = started + snap.settings.startup_deadline
+    deadline = started + snap.settings.instance_start_timeout
     if snap.now >= deadline:
         message = (
             f'instance {inst.id} in launcher Pod "{provider.name}" did not become ready '
-            f"within {snap.settings.startup_deadline:.0f}s"
+            f"within {snap.settings.instance_start_timeout:.0f}s"
         )
         return _instance_failure(snap, provider, inst.id, message)
     actions = requester_update(snap, errors=[], provider=provider, instance_id=inst.id)
@@ -208,8 +223,8 @@ def _serving(
     problems: list[str] = []
     labels: dict[str, str | None] = {}
     annotations: dict[str, str | None] = {}
-    if provider.labels.get(n.SLEEPING) != "false":
-        labels[n.SLEEPING] = "false"
+    if provider.labels.get(keys.SLEEPING) != "false":
+        labels[keys.SLEEPING] = "false"
     if not is_applied(routing, provider.labels, provider.annotations):
         problems, usable = collisions(routing, provider.labels, provider.annotations)
         labels.update({k: v for k, v in usable.labels.items() if provider.labels.get(k) != v})
@@ -233,11 +248,11 @@ def decide_bound_direct(snap: ServerSnapshot, provider: PodView) -> list[a.Actio
         return status_only(snap, [str(error)], provider=provider)
     if snap.memory.failure is not None:
         return failed(snap, provider, None)
-    deadline = provider.created_at + snap.settings.startup_deadline
+    deadline = provider.created_at + snap.settings.instance_start_timeout
     if provider.phase == "Failed" or (snap.memory.sleeping is None and snap.now >= deadline):
         message = (
             f'server-providing Pod "{provider.name}" did not start serving within '
-            f"{snap.settings.startup_deadline:.0f}s (phase {provider.phase})"
+            f"{snap.settings.instance_start_timeout:.0f}s (phase {provider.phase})"
         )
         return _report_failure(snap, provider, None, message)
     if provider.ip is None or snap.memory.sleeping is None:
@@ -255,8 +270,8 @@ def decide_bound_direct(snap: ServerSnapshot, provider: PodView) -> list[a.Actio
             *requester_update(snap, errors=[], provider=provider),
         ]
     serving: list[a.Action] = []
-    if provider.labels.get(n.SLEEPING) != "false":
-        patch = a.PodPatch(labels={n.SLEEPING: "false"})
+    if provider.labels.get(keys.SLEEPING) != "false":
+        patch = a.PodPatch(labels={keys.SLEEPING: "false"})
         serving.append(a.UpdateProvider(pod=ref(provider), patch=patch))
     serving += requester_update(snap, errors=[], provider=provider)
     return serving + _relay(snap, ready=provider.ready, target=(provider.ip, port))
@@ -370,7 +385,7 @@ def _observation(snap: ServerSnapshot, *, end: float | None) -> list[a.Action]:
             path=memory.path or "hot",
             instances_deleted=memory.instances_deleted,
             seconds=max(end - started, 0.0),
-            isc_name=req.annotations.get(n.ISC_ANNOTATION, ""),
+            isc_name=req.annotations.get(keys.ISC_ANNOTATION, ""),
             started_at=started,
         )
     ]

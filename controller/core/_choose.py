@@ -11,10 +11,16 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from contract import keys
+from contract.launcher import VllmConfig
 from controller.core import _actions as a
-from controller.core import _names as n
 from controller.core._goyaml import GoYamlError
-from controller.core._hashes import VllmConfig, instance_id, routing_metadata_json, vllm_config
+from controller.core._hashes import (
+    instance_id,
+    routing_metadata_json,
+    vllm_config,
+    vllm_config_json,
+)
 from controller.core._launcher_pod import LauncherTemplateError, build_launcher_template
 from controller.core._routing import RoutingMetadata, validate
 from controller.core._snapshot import ServerSnapshot, ref, requester_update, status_only
@@ -34,10 +40,10 @@ class Desired:
     def bind_annotations(self) -> dict[str, str]:
         """The four controller annotations written at bind (§4.4)."""
         return {
-            n.INSTANCE_ID: self.instance_id,
-            n.SERVER_PORT: str(self.port),
-            n.VLLM_CONFIG: self.config.go_json(),
-            n.ROUTING_METADATA: routing_metadata_json(
+            keys.INSTANCE_ID: self.instance_id,
+            keys.SERVER_PORT: str(self.port),
+            keys.VLLM_CONFIG: vllm_config_json(self.config),
+            keys.ROUTING_METADATA: routing_metadata_json(
                 self.routing.labels, self.routing.annotations
             ),
         }
@@ -55,9 +61,9 @@ def desired(snap: ServerSnapshot, gpus: tuple[str, ...]) -> Desired | str:
     """The desired instance, or the status error that prevents computing it."""
     req = snap.requester
     assert req is not None
-    name = req.annotations.get(n.ISC_ANNOTATION, "")
+    name = req.annotations.get(keys.ISC_ANNOTATION, "")
     if not name:
-        return f'empty value for annotation "{n.ISC_ANNOTATION}"'
+        return f'empty value for annotation "{keys.ISC_ANNOTATION}"'
     if snap.isc is None:
         return f'failed to get InferenceServerConfig "{name}": {snap.isc_error or "not found"}'
     cfg = snap.isc.spec.model_server_config
@@ -117,7 +123,7 @@ def _classify(
     usable, pending = [], []
     for launcher in sorted(snap.launchers, key=lambda lv: lv.name):
         pod = launcher.pod
-        if pod.annotations.get(n.CONFIG_HASH) != config_hash:
+        if pod.annotations.get(keys.CONFIG_HASH) != config_hash:
             continue
         if pod.phase == "Failed" or pod.deleting or pod.bound_to is not None:
             continue
@@ -139,7 +145,7 @@ def _classify(
 
 def _stuck(snap: ServerSnapshot, pod: PodView) -> bool:
     """Known-gaps A5: do not wait for a launcher that is stuck."""
-    if pod.labels.get(n.STUCK) == "true":
+    if pod.labels.get(keys.STUCK) == "true":
         return True
     return snap.now - pod.created_at > snap.settings.stuck_launcher_after
 
@@ -193,9 +199,9 @@ def _bind(snap: ServerSnapshot, plan: Plan, want: Desired) -> list[a.Action]:
     assert req is not None
     pod = plan.launcher.pod
     patch = a.PodPatch(
-        labels={n.DUAL: req.name},
-        annotations={n.REQUESTER: f"{req.uid} {req.name}", **want.bind_annotations()},
-        add_finalizers=(n.PROVIDER_FINALIZER,),
+        labels={keys.DUAL: req.name},
+        annotations={keys.REQUESTER: f"{req.uid} {req.name}", **want.bind_annotations()},
+        add_finalizers=(keys.PROVIDER_FINALIZER,),
     )
     # The requester's side (status, accelerators, labels, finalizer) is written by the bound
     # path, in one Update with the wake or the instance create: on the hot path nothing but the
@@ -206,7 +212,7 @@ def _bind(snap: ServerSnapshot, plan: Plan, want: Desired) -> list[a.Action]:
 def _cold_launcher(pod: dict[str, Any], req: PodView, want: Desired) -> dict[str, Any]:
     """§4.2 additions for a launcher the DPC creates: bound from the start."""
     meta = pod["metadata"]
-    meta["annotations"].update({n.REQUESTER: f"{req.uid} {req.name}", **want.bind_annotations()})
-    meta["labels"][n.DUAL] = req.name
-    meta["finalizers"] = [n.PROVIDER_FINALIZER]
+    meta["annotations"].update({keys.REQUESTER: f"{req.uid} {req.name}", **want.bind_annotations()})
+    meta["labels"][keys.DUAL] = req.name
+    meta["finalizers"] = [keys.PROVIDER_FINALIZER]
     return pod

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+from contract import keys
 from controller.core import _actions as a
-from controller.core import _names as n
 from controller.core._direct_pod import ProviderBuildError, build_direct_provider
 from controller.core._gpu_memory import provider_age
 from controller.core._snapshot import (
@@ -56,14 +56,19 @@ def decide_unbound_direct(snap: ServerSnapshot, gpus: tuple[str, ...]) -> list[a
     sleepers = [
         p
         for p in snap.direct_providers
-        if p.annotations.get(n.NOMINAL) == built.nominal and p.bound_to is None and not p.deleting
+        if p.annotations.get(keys.NOMINAL) == built.nominal
+        and p.bound_to is None
+        and not p.deleting
     ]
     if sleepers:
         chosen = max(sleepers, key=provider_age)  # the freshest of identical sleepers
         patch = a.PodPatch(
-            labels={n.DUAL: req.name},
-            annotations={n.REQUESTER: f"{req.uid} {req.name}", n.ACCELERATORS: ",".join(gpus)},
-            add_finalizers=(n.PROVIDER_FINALIZER,),
+            labels={keys.DUAL: req.name},
+            annotations={
+                keys.REQUESTER: f"{req.uid} {req.name}",
+                keys.ACCELERATORS: ",".join(gpus),
+            },
+            add_finalizers=(keys.PROVIDER_FINALIZER,),
         )
         # The requester's side is written by the bound path, in one Update (as in `_choose`).
         return [a.BindProvider(pod=ref(chosen), patch=patch)]

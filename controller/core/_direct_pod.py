@@ -15,7 +15,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from controller.core import _names as n
+from contract import keys, objects
 from controller.core._deindividualize import deindividualize
 from controller.core._gojson import go_json
 from controller.core._gotemplate import TemplateError, render
@@ -47,9 +47,9 @@ def build_direct_provider(
 ) -> DirectProvider:
     """Build the provider for `requester` (a Pod as JSON) on `node` with the given GPUs."""
     meta = requester.get("metadata") or {}
-    template = (meta.get("annotations") or {}).get(n.SERVER_PATCH)
+    template = (meta.get("annotations") or {}).get(keys.SERVER_PATCH)
     if not template:
-        raise ProviderBuildError(f"the {n.SERVER_PATCH} annotation is missing")
+        raise ProviderBuildError(f"the {keys.SERVER_PATCH} annotation is missing")
     patched = _patched_pod(requester, template, node)
     patched_json = go_json(patched)
     digest = nominal_hash(patched_json, gpu_indices, node)
@@ -61,7 +61,7 @@ def build_direct_provider(
         ) from error
     pod = json.loads(patched_json)
     port = _finish(pod, requester=meta, node=node, gpu_uuids=gpu_uuids, gpu_indices=gpu_indices)
-    pod["metadata"].setdefault("annotations", {})[n.NOMINAL] = digest
+    pod["metadata"].setdefault("annotations", {})[keys.NOMINAL] = digest
     return DirectProvider(pod=pod, nominal=digest, port=port)
 
 
@@ -97,13 +97,13 @@ def _finish(
 ) -> int:
     """Step 5: pin to the node, hand over the GPUs, bind, and return the vLLM port."""
     spec = pod.setdefault("spec", {})
-    spec["nodeSelector"] = dict(spec.get("nodeSelector") or {}) | {n.HOSTNAME: node}
+    spec["nodeSelector"] = dict(spec.get("nodeSelector") or {}) | {keys.HOSTNAME: node}
     server = next(
-        (c for c in spec.get("containers") or [] if c.get("name") == n.INFERENCE_SERVER), None
+        (c for c in spec.get("containers") or [] if c.get("name") == objects.INFERENCE_SERVER), None
     )
     if server is None:
         raise ProviderBuildError(
-            f'the nominal server-providing Pod has no container "{n.INFERENCE_SERVER}"'
+            f'the nominal server-providing Pod has no container "{objects.INFERENCE_SERVER}"'
         )
     indices = ",".join(str(index) for index in gpu_indices)
     env = server.setdefault("env", []) or []
@@ -117,19 +117,19 @@ def _finish(
     resources = server.setdefault("resources", {}) or {}
     server["resources"] = resources
     for key in ("limits", "requests"):
-        resources[key] = dict(resources.get(key) or {}) | {n.GPU_RESOURCE: "0"}
+        resources[key] = dict(resources.get(key) or {}) | {objects.GPU_RESOURCE: "0"}
     meta = pod.setdefault("metadata", {})
     meta.pop("creationTimestamp", None)
     pod.pop("status", None)
     meta["generateName"] = f"{requester.get('name', '')}-dual-"
-    meta["finalizers"] = [*(meta.get("finalizers") or []), n.PROVIDER_FINALIZER]
+    meta["finalizers"] = [*(meta.get("finalizers") or []), keys.PROVIDER_FINALIZER]
     meta["annotations"] = dict(meta.get("annotations") or {}) | {
-        n.REQUESTER: f"{requester.get('uid', '')} {requester.get('name', '')}",
-        n.ACCELERATORS: ",".join(gpu_uuids),
+        keys.REQUESTER: f"{requester.get('uid', '')} {requester.get('name', '')}",
+        keys.ACCELERATORS: ",".join(gpu_uuids),
     }
     meta["labels"] = dict(meta.get("labels") or {}) | {
-        n.DUAL: str(requester.get("name", "")),
-        n.SLEEPING: "false",
+        keys.DUAL: str(requester.get("name", "")),
+        keys.SLEEPING: "false",
     }
     return vllm_port(server)
 
@@ -139,7 +139,7 @@ def vllm_port(container: Mapping[str, Any]) -> int:
     probe = (container.get("readinessProbe") or {}).get("httpGet")
     if not isinstance(probe, Mapping):
         raise ProviderBuildError(
-            f'container "{n.INFERENCE_SERVER}" of the server-providing Pod needs '
+            f'container "{objects.INFERENCE_SERVER}" of the server-providing Pod needs '
             "readinessProbe.httpGet; add one to the server patch"
         )
     port = probe.get("port")
@@ -148,6 +148,6 @@ def vllm_port(container: Mapping[str, Any]) -> int:
     if port in ("http", "HTTP"):
         return 80
     raise ProviderBuildError(
-        f'readinessProbe.httpGet.port {port!r} of container "{n.INFERENCE_SERVER}" must be a '
+        f'readinessProbe.httpGet.port {port!r} of container "{objects.INFERENCE_SERVER}" must be a '
         "number or http"
     )

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from contract import keys
 from controller.core import _actions as a
 from controller.core._snapshot import ServerSnapshot, admin_port, cuda_devices, ref
 from controller.core._views import InstanceView, LauncherView, PodView
@@ -60,7 +61,7 @@ def _evictions(
 
 def _sleepers(launcher: LauncherView) -> list[InstanceView]:
     """Instances of a launcher that sleep: all but its bound one, and never a starting one."""
-    bound_id = launcher.pod.annotations.get("dual-pods.llm-d.ai/instance-id")
+    bound_id = launcher.pod.annotations.get(keys.INSTANCE_ID)
     return [
         inst
         for inst in launcher.instances or ()
@@ -94,7 +95,7 @@ def provider_age(pod: PodView) -> tuple[float, str]:
     """Recency of a direct sleeper: `last-used` annotation, else managedFields, else creation."""
     from controller.core._views import parse_time
 
-    used = parse_time(pod.annotations.get("dual-pods.llm-d.ai/last-used"))
+    used = parse_time(pod.annotations.get(keys.LAST_USED))
     return (used or pod.managed_at or pod.created_at, pod.name)
 
 

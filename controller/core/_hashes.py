@@ -11,9 +11,9 @@ from __future__ import annotations
 import base64
 import hashlib
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any
 
+from contract.launcher import INFERENCE_PORT_ANNOTATION, ISC_NAME_ANNOTATION, VllmConfig
 from controller.core._gojson import go_json, go_string
 from controller.core._goyaml import go_yaml
 from crds.models import ModelServerConfig
@@ -50,40 +50,22 @@ def instance_id(config: ModelServerConfig, gpu_uuids: Sequence[str]) -> str:
     return "I" + base64.urlsafe_b64encode(digest).decode().rstrip("=") + "i"
 
 
-@dataclass(frozen=True, slots=True)
-class VllmConfig:
-    """The body of `PUT /v2/vllm/instances/<id>` (§4.4)."""
-
-    options: str
-    gpu_uuids: tuple[str, ...]
-    env_vars: Mapping[str, str]
-    annotations: Mapping[str, str]
-
-    def to_json(self) -> dict[str, Any]:
-        """The wire object; empty `gpu_uuids`/`env_vars`/`annotations` are omitted."""
-        out: dict[str, Any] = {"options": self.options}
-        if self.gpu_uuids:
-            out["gpu_uuids"] = list(self.gpu_uuids)
-        if self.env_vars:
-            out["env_vars"] = dict(self.env_vars)
-        if self.annotations:
-            out["annotations"] = dict(self.annotations)
-        return out
-
-    def go_json(self) -> str:
-        """Go JSON in struct field order (options, gpu_uuids, env_vars, annotations)."""
-        fields = self.to_json()
-        return "{" + ",".join(f"{go_string(k)}:{go_json(v)}" for k, v in fields.items()) + "}"
-
-
 def vllm_config(isc_name: str, config: ModelServerConfig, gpu_uuids: Sequence[str]) -> VllmConfig:
-    """The VllmConfig for an ISC on some GPUs: options get ` --port <port>` appended."""
+    """The VllmConfig for an ISC on some GPUs: options get ` --port <port>` appended; empty
+    `gpu_uuids` and `env_vars` are left out (Go's `omitempty`)."""
     return VllmConfig(
         options=f"{config.options or ''} --port {config.port}",
-        gpu_uuids=tuple(gpu_uuids),
-        env_vars=dict(config.env_vars or {}),
-        annotations={"isc-name": isc_name, "inference-port": str(config.port)},
+        gpu_uuids=list(gpu_uuids) or None,
+        env_vars=dict(config.env_vars or {}) or None,
+        annotations={ISC_NAME_ANNOTATION: isc_name, INFERENCE_PORT_ANNOTATION: str(config.port)},
     )
+
+
+def vllm_config_json(config: VllmConfig) -> str:
+    """The `vllm-config` annotation: Go JSON in struct field order (options, gpu_uuids,
+    env_vars, annotations), empty fields omitted."""
+    fields = {k: v for k, v in config.to_json().items() if k == "options" or v}
+    return "{" + ",".join(f"{go_string(k)}:{go_json(v)}" for k, v in fields.items()) + "}"
 
 
 def routing_metadata_json(labels: Mapping[str, str], annotations: Mapping[str, str]) -> str:

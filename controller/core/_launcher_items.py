@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+from contract import keys
 from controller.core import _actions as a
 from controller.core._hashes import instance_id
 from controller.core._snapshot import ref
@@ -40,7 +41,7 @@ def decide_isc_gc(
         pod = launcher.pod
         if pod.ip is None or pod.deleting or launcher.instances is None:
             continue
-        bound_id = pod.annotations.get("dual-pods.llm-d.ai/instance-id")
+        bound_id = pod.annotations.get(keys.INSTANCE_ID)
         for inst in launcher.instances:
             if inst.isc_name != isc_name or not inst.gpu_uuids or inst.stopped:
                 continue

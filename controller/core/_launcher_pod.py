@@ -17,7 +17,9 @@ import copy
 from dataclasses import dataclass
 from typing import Any, Final
 
-from controller.core import _names as n
+from contract import keys, objects
+from contract.launcher import HEALTH_PATH, INSTANCES_PATH, LAUNCHER_PORT
+from contract.vllm import DEV_MODE_ENV
 from controller.core._deindividualize import deindividualize
 from controller.core._hashes import launcher_config_hash, template_hash
 from controller.core._podjson import PodEncodeError, encode_pod
@@ -27,10 +29,10 @@ FORCED_ENV: Final = (
     ("PYTHONPATH", "/app"),
     ("NVIDIA_VISIBLE_DEVICES", "all"),
     ("NVIDIA_DRIVER_CAPABILITIES", "compute,utility"),
-    ("VLLM_SERVER_DEV_MODE", "1"),
+    (DEV_MODE_ENV, "1"),
 )
 LIVENESS_PROBE: Final = {
-    "httpGet": {"path": "/health", "port": n.LAUNCHER_PORT, "scheme": "HTTP"},
+    "httpGet": {"path": HEALTH_PATH, "port": LAUNCHER_PORT, "scheme": "HTTP"},
     "initialDelaySeconds": 10,
     "periodSeconds": 20,
     "timeoutSeconds": 1,
@@ -38,7 +40,7 @@ LIVENESS_PROBE: Final = {
     "failureThreshold": 3,
 }
 READINESS_PROBE: Final = {
-    "httpGet": {"path": "/v2/vllm/instances", "port": n.LAUNCHER_PORT, "scheme": "HTTP"},
+    "httpGet": {"path": INSTANCES_PATH, "port": LAUNCHER_PORT, "scheme": "HTTP"},
     "initialDelaySeconds": 2,
     "periodSeconds": 5,
     "timeoutSeconds": 2,
@@ -63,9 +65,9 @@ class LauncherTemplate:
         """The node-specialized Pod (labels, nodeSelector, `launcher-config-hash`)."""
         pod = copy.deepcopy(self.pod)
         meta = pod["metadata"]
-        meta["labels"][n.NODE_NAME] = node
-        meta["annotations"][n.CONFIG_HASH] = self.config_hash(node)
-        pod["spec"].setdefault("nodeSelector", {})[n.HOSTNAME] = node
+        meta["labels"][keys.NODE_NAME] = node
+        meta["annotations"][keys.CONFIG_HASH] = self.config_hash(node)
+        pod["spec"].setdefault("nodeSelector", {})[keys.HOSTNAME] = node
         return pod
 
     def config_hash(self, node: str) -> str:
@@ -87,14 +89,16 @@ def build_launcher_template(
     meta_in = template.metadata if template and template.metadata else None
     spec = _sorted_spec(deindividualize(spec))
     labels = dict(meta_in.labels or {}) if meta_in else {}
-    labels.update({n.COMPONENT: "launcher", n.LC_NAME: name, n.SLEEPING: "true"})
+    labels.update(
+        {keys.COMPONENT: keys.COMPONENT_LAUNCHER, keys.LC_NAME: name, keys.SLEEPING: "true"}
+    )
     metadata: dict[str, Any] = {
         "generateName": f"launcher-{name}-",
         "namespace": lc.metadata.namespace or "",
         "labels": labels,
         "ownerReferences": [
             {
-                "apiVersion": n.LC_API_VERSION,
+                "apiVersion": objects.API_VERSION,
                 "kind": "LauncherConfig",
                 "name": name,
                 "uid": lc.metadata.uid or "",
@@ -110,7 +114,7 @@ def build_launcher_template(
         digest = template_hash(encode_pod(pod))
     except PodEncodeError as error:
         raise LauncherTemplateError(f"spec.podTemplate: {error}") from error
-    metadata.setdefault("annotations", {})[n.TEMPLATE_HASH] = digest
+    metadata.setdefault("annotations", {})[keys.TEMPLATE_HASH] = digest
     _complete_container(spec, with_reflector=with_reflector)
     return LauncherTemplate(lc_name=name, pod=pod, template_hash=digest)
 
@@ -118,8 +122,10 @@ def build_launcher_template(
 def _sorted_spec(spec: dict[str, Any]) -> dict[str, Any]:
     """The stable sorts of §4.2 step 1, so list order in the LC does not change the hash."""
 
-    def by(*keys: str, default: Any = "") -> Any:
-        return lambda item: tuple(item.get(k, default if k != "containerPort" else 0) for k in keys)
+    def by(*fields: str, default: Any = "") -> Any:
+        return lambda item: tuple(
+            item.get(k, default if k != "containerPort" else 0) for k in fields
+        )
 
     for key, sort_key in (
         ("volumes", by("name")),
@@ -143,9 +149,9 @@ def _sorted_spec(spec: dict[str, Any]) -> dict[str, Any]:
 def _complete_container(spec: dict[str, Any], *, with_reflector: bool) -> None:
     """Step 4 (env, probes, GPU zeroing) and, optionally, step 5 (the sidecar)."""
     containers = spec.get("containers") or []
-    server = next((c for c in containers if c.get("name") == n.INFERENCE_SERVER), None)
+    server = next((c for c in containers if c.get("name") == objects.INFERENCE_SERVER), None)
     if server is None:
-        raise LauncherTemplateError(f'container "{n.INFERENCE_SERVER}" not found')
+        raise LauncherTemplateError(f'container "{objects.INFERENCE_SERVER}" not found')
     env = server.setdefault("env", [])
     for name, value in FORCED_ENV:
         entry = next((e for e in env if e.get("name") == name), None)
@@ -159,20 +165,20 @@ def _complete_container(spec: dict[str, Any], *, with_reflector: bool) -> None:
     resources = server.get("resources") or {}
     for key in ("limits", "requests"):
         if isinstance(resources.get(key), dict):
-            resources[key][n.GPU_RESOURCE] = "0"
+            resources[key][objects.GPU_RESOURCE] = "0"
     if isinstance(spec.get("overhead"), dict):
-        spec["overhead"].pop(n.GPU_RESOURCE, None)
+        spec["overhead"].pop(objects.GPU_RESOURCE, None)
     if with_reflector:
         _add_reflector(containers, server)
 
 
 def _add_reflector(containers: list[dict[str, Any]], server: dict[str, Any]) -> None:
     sidecar: dict[str, Any] = {
-        "name": n.REFLECTOR,
+        "name": objects.REFLECTOR,
         "image": server.get("image", ""),
         "command": ["python3", "/app/launcher_pod_notifier.py"],
         "env": [
-            {"name": "LAUNCHER_BASE_URL", "value": f"http://127.0.0.1:{n.LAUNCHER_PORT}"},
+            {"name": "LAUNCHER_BASE_URL", "value": f"http://127.0.0.1:{LAUNCHER_PORT}"},
             {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
             {"name": "NAMESPACE", "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}}},
         ],
@@ -184,7 +190,7 @@ def _add_reflector(containers: list[dict[str, Any]], server: dict[str, Any]) -> 
     if server.get("imagePullPolicy"):
         sidecar["imagePullPolicy"] = server["imagePullPolicy"]
     for index, container in enumerate(containers):
-        if container.get("name") == n.REFLECTOR:
+        if container.get("name") == objects.REFLECTOR:
             containers[index] = sidecar
             return
     containers.append(sidecar)

@@ -47,6 +47,10 @@ class ServerMemory:
     different target or a restarted stub container needs a new `ConfigureProxy`."""
     log_tail: str | None = None
     """The failed instance's last log lines ("" when they could not be read)."""
+    refusal: str | None = None
+    """Why the launcher refused to create the bound instance (a GPU UUID it does not know, options
+    it cannot use): repeating the PUT cannot help, so the next decision reports it as the
+    server's failure."""
 
 
 def record_success(  # noqa: PLR0911, PLR0912 - one case per action type
@@ -76,6 +80,7 @@ def record_success(  # noqa: PLR0911, PLR0912 - one case per action type
                 failure=None,
                 failed_at=None,
                 log_tail=None,
+                refusal=None,
             )
         case a.DeleteInstance(reason="reclaim"):
             return replace(memory, instances_deleted=memory.instances_deleted + 1)
@@ -111,11 +116,17 @@ def record_success(  # noqa: PLR0911, PLR0912 - one case per action type
 
 
 def record_failure(  # noqa: PLR0911 - one case per action type
-    memory: ServerMemory, action: a.Action, *, now: float, error: str
+    memory: ServerMemory, action: a.Action, *, now: float, error: str, refused: bool = False
 ) -> ServerMemory:
-    """The memory after `action` failed with `error`."""
+    """The memory after `action` failed with `error`.
+
+    `refused`: the peer answered that the request cannot work as written, so a retry of the
+    same call cannot succeed (otherwise a failure is taken as transient and the pass retried).
+    """
     replace = dataclasses.replace
     match action:
+        case a.CreateInstance() if refused:
+            return replace(memory, refusal=error)
         case a.QueryAccelerators():
             return replace(memory, gpu_error=error)
         case a.QueryMemoryUsage():
@@ -150,9 +161,9 @@ class Settings:
     """Used memory per assigned GPU above which sleepers there are evicted before a wake."""
     memory_usage_max_age: float = 2.0
     """A memory reading older than this is re-taken before acting on it."""
-    startup_deadline: float = 600.0
+    instance_start_timeout: float = 600.0
     """An instance or direct provider not ready this long after creation has failed (A1)."""
-    launcher_start_deadline: float = 900.0
+    launcher_start_timeout: float = 900.0
     """A bound launcher not Ready this long after creation has failed (A1)."""
     failed_requester_delete_after: float = 30.0
     """After a failure is reported in the status, the requester is deleted this much later."""

@@ -20,9 +20,10 @@ from collections.abc import Mapping, Sequence
 from functools import cache
 from typing import Final, NoReturn
 
+from contract.rules import QuantityError
 from controller.core._gojson import go_float, go_json, go_string
 from controller.core._pod_fields import POD_FIELDS
-from controller.core._quantity import QuantityError, canonical_quantity
+from controller.core._quantity import canonical_quantity
 
 
 class PodEncodeError(ValueError):
@@ -165,7 +166,7 @@ def _custom(item: object, kind: str, path: str) -> str:
         try:
             return go_string(canonical_quantity(item if item is not None else 0))
         except QuantityError as error:
-            _fail(path, str(error))
+            _fail(path, f"{item!r} is not a quantity: {error}")
     if kind == "IntOrString":
         if item is None:
             return "0"

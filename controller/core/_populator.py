@@ -15,8 +15,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final, Literal
 
+from contract import keys
 from controller.core import _actions as a
-from controller.core import _names as n
 from controller.core._launcher_pod import (
     LauncherTemplate,
     LauncherTemplateError,
@@ -160,16 +160,22 @@ def policy_table(
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class PopulatorSettings:
-    """Thresholds of §10 (seconds)."""
+    """Thresholds of §10 (seconds). The defaults of `fma-controller`'s flags of the same names
+    (`controller.populator` reads them from here) and of the chart."""
 
-    stuck_scheduling_after: float = 120.0
-    stuck_starting_after: float = 450.0
-    keep_sleepers_for: float = 0.0
-    """fma's addition (known-gaps E2): on a key no LPP covers, an unbound launcher that holds
-    instances is kept until this long after its most recent instance was last used (or
-    created); instances of unknown age, or a launcher whose instances are unknown, keep it
-    indefinitely. 0 is the reference: such launchers are deleted as soon as they are unbound,
-    sleepers and all, which ends the hot path for nodes no policy covers."""
+    stuck_scheduling_threshold_s: float = 120.0
+    """`--stuck-scheduling-threshold`: an unscheduled launcher is stuck this long after its
+    creation."""
+    stuck_starting_threshold_s: float = 450.0
+    """`--stuck-starting-threshold`: a scheduled launcher that is not Ready is stuck this long
+    after its `PodScheduled` transition."""
+    keep_sleepers_s: float = 1800.0
+    """`--keep-sleepers`, fma's addition (known-gaps E2): on a key no LPP covers, an unbound
+    launcher that holds instances is kept until this long after its most recent instance was
+    last used (or created), so the hot path survives a scale to zero; instances of unknown age,
+    or a launcher whose instances are unknown, keep it indefinitely. 0 is the reference: such
+    launchers are deleted as soon as they are unbound, sleepers and all, which ends the hot path
+    for nodes no policy covers."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -189,16 +195,15 @@ def launcher_phase(
     pod = launcher.pod
     if pod.bound_to is not None:
         return "bound"
-    if template_hash is not None and pod.annotations.get(n.TEMPLATE_HASH) != template_hash:
+    if template_hash is not None and pod.annotations.get(keys.TEMPLATE_HASH) != template_hash:
         return "stale"
     if pod.ready:
         return "unbound"
     if pod.scheduled_at is not None:
-        late = now - pod.scheduled_at > settings.stuck_starting_after
+        late = now - pod.scheduled_at > settings.stuck_starting_threshold_s
         return "stuck_starting" if late else "unbound"
-    return (
-        "stuck_scheduling" if now - pod.created_at > settings.stuck_scheduling_after else "unbound"
-    )
+    late = now - pod.created_at > settings.stuck_scheduling_threshold_s
+    return "stuck_scheduling" if late else "unbound"
 
 
 def decide_population(
@@ -256,13 +261,13 @@ def _classify(
     live = [lv for lv in pods if not lv.pod.deleting]
     bound = [lv for lv in live if lv.pod.bound_to is not None]
     unbound = [lv for lv in live if lv.pod.bound_to is None]
-    stale = [lv for lv in unbound if lv.pod.annotations.get(n.TEMPLATE_HASH) != template_hash]
+    stale = [lv for lv in unbound if lv.pod.annotations.get(keys.TEMPLATE_HASH) != template_hash]
     return deleting, bound, stale, [lv for lv in unbound if lv not in stale]
 
 
 def _held(current: list[LauncherView], now: float, settings: PopulatorSettings) -> dict[str, float]:
     """Launchers kept for their sleepers (E2), by name: until when (inf: indefinitely)."""
-    if settings.keep_sleepers_for <= 0:
+    if settings.keep_sleepers_s <= 0:
         return {}
     held = {}
     for lv in current:
@@ -271,7 +276,7 @@ def _held(current: list[LauncherView], now: float, settings: PopulatorSettings) 
         times = [i.last_used or i.created_at for i in lv.instances or ()]
         if lv.instances is None or None in times:
             held[lv.name] = math.inf
-        elif (until := max(t for t in times if t is not None) + settings.keep_sleepers_for) > now:
+        elif (until := max(t for t in times if t is not None) + settings.keep_sleepers_s) > now:
             held[lv.name] = until
     return held
 
@@ -298,10 +303,10 @@ def _stuck_reports(
     for lv in current:
         phase = launcher_phase(lv, th, now, settings)
         stuck = phase in ("stuck_scheduling", "stuck_starting")
-        labelled = lv.pod.labels.get(n.STUCK) == "true"
+        labelled = lv.pod.labels.get(keys.STUCK) == "true"
         if stuck == labelled:
             continue
-        patch = a.PodPatch(labels={n.STUCK: "true" if stuck else None})
+        patch = a.PodPatch(labels={keys.STUCK: "true" if stuck else None})
         actions.append(a.UpdatePod(pod=a.PodRef(name=lv.pod.name, uid=lv.pod.uid), patch=patch))
         if stuck:
             message = f"Launcher is stuck ({phase}); leaving it in place for investigation"
@@ -321,8 +326,8 @@ def _next_stuck(pods: list[LauncherView], now: float, settings: PopulatorSetting
         if pod.bound_to is not None or pod.ready or pod.deleting:
             continue
         if pod.scheduled_at is not None:
-            moments.append(pod.scheduled_at + settings.stuck_starting_after)
+            moments.append(pod.scheduled_at + settings.stuck_starting_threshold_s)
         else:
-            moments.append(pod.created_at + settings.stuck_scheduling_after)
+            moments.append(pod.created_at + settings.stuck_scheduling_threshold_s)
     future = [m - now for m in moments if m > now]
     return min(future) if future else None

@@ -8,17 +8,10 @@ collision reported in the requester status, instead of deleting the requester.
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Final
 
-from controller.core import _names as n
-
-_NAME: Final = re.compile(r"([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]")
-_SUBDOMAIN: Final = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
-_VALUE: Final = re.compile(r"(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?")
-_RESERVED: Final = ("dual-pods.llm-d.ai", "kubernetes.io", "k8s.io")
+from contract.rules import routing_problems
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,41 +22,25 @@ class RoutingMetadata:
     annotations: Mapping[str, str]
 
 
-def qualified_name_problem(key: str) -> str | None:
-    """Why `key` is not a qualified name (`[prefix/]name`), or None."""
-    prefix, _, name = key.rpartition("/")
-    if key.count("/") > 1:
-        return "a qualified name must have at most one '/'"
-    if "/" in key and (not prefix or len(prefix) > 253 or not _SUBDOMAIN.fullmatch(prefix)):
-        return "the prefix must be a DNS subdomain"
-    if not name or len(name) > 63 or not _NAME.fullmatch(name):
-        return (
-            "the name part must be 1-63 characters of alphanumerics, '-', '_' or '.', "
-            "starting and ending with an alphanumeric"
-        )
-    return None
-
-
-def _reserved(key: str) -> bool:
-    prefix = key.partition("/")[0].lower() if "/" in key else ""
-    return prefix in _RESERVED or prefix.endswith((".kubernetes.io", ".k8s.io"))
-
-
 def validate(meta: RoutingMetadata) -> list[str]:
-    """Problems of the metadata on its own (key syntax, reserved prefixes, label values)."""
+    """Problems of the metadata on its own (key syntax, reserved prefixes, label values), in the
+    reference's words (§8.5 step 8). The decision is `contract.rules.routing_problems`, the one
+    the validating webhook makes at admission, so an admitted ISC binds."""
     problems = []
-    for kind, items in (("label", meta.labels), ("annotation", meta.annotations)):
-        for key, value in items.items():
-            checked = key if kind == "label" else key.lower()
-            if problem := qualified_name_problem(checked):
-                problems.append(f'ISC {kind} key "{key}" is not a valid qualified name: {problem}')
-            elif _reserved(key):
-                problems.append(f'ISC {kind} key "{key}" uses a reserved prefix')
-            if kind == "label" and (len(value) > 63 or not _VALUE.fullmatch(value)):
-                problems.append(
-                    f'ISC label value "{value}" for key "{key}" is not valid: must be empty or '
-                    "up to 63 alphanumerics, '-', '_' or '.', starting and ending alphanumeric"
-                )
+    bad_keys: set[tuple[str, str]] = set()
+    for p in routing_problems(meta.labels, meta.annotations):
+        if p.what == "key":
+            bad_keys.add((p.kind, p.key))
+            detail = "; ".join(p.details)
+            problems.append(f'ISC {p.kind} key "{p.key}" is not a valid qualified name: {detail}')
+        elif p.what == "reserved":
+            if (p.kind, p.key) not in bad_keys:
+                problems.append(f'ISC {p.kind} key "{p.key}" uses a reserved prefix')
+        else:
+            problems.append(
+                f'ISC label value "{p.value}" for key "{p.key}" is not valid: '
+                + "; ".join(p.details)
+            )
     return problems
 
 
@@ -113,6 +90,3 @@ def is_applied(
     return all(labels.get(k) == v for k, v in meta.labels.items()) and all(
         annotations.get(k) == v for k, v in meta.annotations.items()
     )
-
-
-ROUTING_ANNOTATION: Final = n.ROUTING_METADATA

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from controller.core._quantity import QuantityError, quantity_value
+from contract.rules import QuantityError, quantity_value, requirement_problem
 from controller.core._views import NodeView
 from crds.models import EnhancedNodeSelector
 
@@ -16,23 +16,20 @@ class SelectorError(ValueError):
 def check_selector(selector: EnhancedNodeSelector) -> None:
     """Raise SelectorError for an operator or value list Kubernetes would reject."""
     for req in selector.label_selector.match_expressions or []:
-        if req.operator in ("In", "NotIn") and not req.values:
-            raise SelectorError(
-                f"values: must be non-empty for operator {req.operator} (key {req.key!r})"
-            )
-        if req.operator in ("Exists", "DoesNotExist") and req.values:
-            raise SelectorError(
-                f"values: must be empty for operator {req.operator} (key {req.key!r})"
-            )
-        if req.operator not in ("In", "NotIn", "Exists", "DoesNotExist"):
-            raise SelectorError(f"{req.operator!r} is not a valid label selector operator")
+        problem = requirement_problem(req.operator, req.values or [])
+        if problem is None:
+            continue
+        field, text = problem
+        raise SelectorError(f"{field}: {text} (key {req.key!r})" if field == "values" else text)
     for name, bounds in (selector.allocatable_resources or {}).items():
         for bound in (bounds.min, bounds.max):
             if bound is not None:
                 try:
                     quantity_value(bound)
                 except QuantityError as error:
-                    raise SelectorError(f"allocatableResources[{name}]: {error}") from error
+                    raise SelectorError(
+                        f"allocatableResources[{name}]: {bound!r} is not a quantity: {error}"
+                    ) from error
 
 
 def matches(selector: EnhancedNodeSelector, node: NodeView) -> bool:

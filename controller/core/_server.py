@@ -7,8 +7,9 @@ for how the I/O layer runs them. The branches live in `_choose` (launcher mode, 
 
 from __future__ import annotations
 
+from contract import keys
+from contract.requester import ACCELERATORS_PATH
 from controller.core import _actions as a
-from controller.core import _names as n
 from controller.core._bound import decide_bound_direct, decide_bound_launcher
 from controller.core._choose import decide_unbound_launcher_mode
 from controller.core._direct import decide_unbound_direct
@@ -33,8 +34,8 @@ def decide_server(snap: ServerSnapshot) -> list[a.Action]:  # noqa: PLR0911 - §
     if req is None and provider is None:
         return [a.ForgetServer()]
     wanted = provider is not None and provider.server_running
-    if req is not None and n.REQUESTER_FINALIZER in req.finalizers and not wanted:
-        patch = a.PodPatch(remove_finalizers=(n.REQUESTER_FINALIZER,))
+    if req is not None and keys.REQUESTER_FINALIZER in req.finalizers and not wanted:
+        patch = a.PodPatch(remove_finalizers=(keys.REQUESTER_FINALIZER,))
         return [a.UpdateRequester(pod=ref(req), patch=patch)]
     if provider is not None and provider.deleting:
         return _provider_deleted(snap, provider, wanted=wanted)
@@ -59,7 +60,7 @@ def _active(  # noqa: PLR0911 - the steps of §8.2, each may end the pass
         query = a.QueryAccelerators(ip=req.ip, port=admin_port(req))
         if snap.memory.gpu_error is None:
             return [query]
-        url = f"http://{req.ip}:{admin_port(req)}/v1/dual-pods/accelerators"
+        url = f"http://{req.ip}:{admin_port(req)}{ACCELERATORS_PATH}"
         error = f'GET "{url}" fails: {snap.memory.gpu_error}'
         return [*status_only(snap, [error], provider=provider), query]
     if not gpus:
@@ -79,8 +80,8 @@ def _active(  # noqa: PLR0911 - the steps of §8.2, each may end the pass
         ]
     if launcher_mode:
         return decide_unbound_launcher_mode(snap, gpus)
-    if not req.annotations.get(n.SERVER_PATCH):
-        return status_only(snap, [f"the {n.SERVER_PATCH} annotation is missing"])
+    if not req.annotations.get(keys.SERVER_PATCH):
+        return status_only(snap, [f"the {keys.SERVER_PATCH} annotation is missing"])
     return decide_unbound_direct(snap, gpus)
 
 
@@ -103,15 +104,15 @@ def _provider_deleted(snap: ServerSnapshot, provider: PodView, *, wanted: bool) 
     req = snap.requester
     actions: list[a.Action] = []
     if req is not None and not req.deleting:
-        if wanted and n.REQUESTER_FINALIZER not in req.finalizers:
-            patch = a.PodPatch(add_finalizers=(n.REQUESTER_FINALIZER,))
+        if wanted and keys.REQUESTER_FINALIZER not in req.finalizers:
+            patch = a.PodPatch(add_finalizers=(keys.REQUESTER_FINALIZER,))
             actions.append(a.UpdateRequester(pod=ref(req), patch=patch))
         message = f'server-providing Pod "{provider.name}" is being deleted'
         actions += [
             a.EmitEvent(pod=ref(req), type="Warning", reason="ProviderDeleted", message=message),
             a.DeleteRequester(pod=ref(req), reason=message),
         ]
-    if n.PROVIDER_FINALIZER in provider.finalizers:
-        patch = a.PodPatch(remove_finalizers=(n.PROVIDER_FINALIZER,))
+    if keys.PROVIDER_FINALIZER in provider.finalizers:
+        patch = a.PodPatch(remove_finalizers=(keys.PROVIDER_FINALIZER,))
         actions.append(a.UpdatePod(pod=ref(provider), patch=patch))
     return actions

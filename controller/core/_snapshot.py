@@ -6,8 +6,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from contract import keys, objects
+from contract.requester import SPI_PORT
 from controller.core import _actions as a
-from controller.core import _names as n
 from controller.core._gojson import go_json
 from controller.core._memory import ServerMemory, Settings
 from controller.core._views import LauncherView, NodeView, PodView
@@ -55,13 +56,13 @@ def ref(pod: PodView) -> a.PodRef:
 
 def admin_port(requester: PodView) -> int:
     """The requester's SPI port (`admin-port` annotation, default 8081)."""
-    value = requester.annotations.get(n.ADMIN_PORT, "")
-    return int(value) if value.isdigit() else n.DEFAULT_ADMIN_PORT
+    value = requester.annotations.get(keys.ADMIN_PORT, "")
+    return int(value) if value.isdigit() else SPI_PORT
 
 
 def is_launcher_mode(requester: PodView) -> bool:
     """The ISC key present at all means launcher mode (§1.2)."""
-    return n.ISC_ANNOTATION in requester.annotations
+    return keys.ISC_ANNOTATION in requester.annotations
 
 
 def status_json(errors: list[str]) -> str:
@@ -84,20 +85,26 @@ def requester_update(
     gpus = snap.memory.gpu_uuids
     labels: dict[str, str | None] = {}
     annotations: dict[str, str | None] = {}
-    desired_labels = {n.DUAL: provider.name if provider else None, n.INSTANCE_LABEL: instance_id}
+    desired_labels = {
+        keys.DUAL: provider.name if provider else None,
+        keys.INSTANCE_LABEL: instance_id,
+    }
     for key, value in desired_labels.items():
         if req.labels.get(key) != value:
             labels[key] = value
-    desired_annotations = {n.STATUS: status_json(errors), n.ACCELERATORS: ",".join(gpus or ())}
+    desired_annotations = {
+        keys.STATUS: status_json(errors),
+        keys.ACCELERATORS: ",".join(gpus or ()),
+    }
     for key, value in desired_annotations.items():
         if req.annotations.get(key) != value:
             annotations[key] = value
-    has = n.REQUESTER_FINALIZER in req.finalizers
+    has = keys.REQUESTER_FINALIZER in req.finalizers
     patch = a.PodPatch(
         labels=labels,
         annotations=annotations,
-        add_finalizers=(n.REQUESTER_FINALIZER,) if want_finalizer and not has else (),
-        remove_finalizers=(n.REQUESTER_FINALIZER,) if has and not want_finalizer else (),
+        add_finalizers=(keys.REQUESTER_FINALIZER,) if want_finalizer and not has else (),
+        remove_finalizers=(keys.REQUESTER_FINALIZER,) if has and not want_finalizer else (),
     )
     return [a.UpdateRequester(pod=ref(req), patch=patch)] if patch else []
 
@@ -116,7 +123,7 @@ def status_only(
     return actions
 
 
-def container(pod: Mapping[str, Any], name: str = n.INFERENCE_SERVER) -> Mapping[str, Any]:
+def container(pod: Mapping[str, Any], name: str = objects.INFERENCE_SERVER) -> Mapping[str, Any]:
     """A container of a Pod as JSON, or {}."""
     spec = pod.get("spec") or {}
     return next((c for c in spec.get("containers") or [] if c.get("name") == name), {})

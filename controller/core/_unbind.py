@@ -11,8 +11,8 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+from contract import keys
 from controller.core import _actions as a
-from controller.core import _names as n
 from controller.core._direct_pod import ProviderBuildError, vllm_port
 from controller.core._hashes import instance_id
 from controller.core._routing import parse_committed
@@ -28,7 +28,7 @@ def decide_unbind(snap: ServerSnapshot, provider: PodView) -> list[a.Action]:
     if memory.unbind_started_at is None:
         return [a.Remember(what="unbind-started")]
     wedged = snap.now - memory.unbind_started_at >= settings.sleep_deadline
-    if n.LC_NAME in provider.labels:
+    if keys.LC_NAME in provider.labels:
         first = _launcher_sleep(snap, provider, wedged=wedged)
     else:
         first = _direct_sleep(snap, provider, wedged=wedged)
@@ -46,12 +46,12 @@ def _launcher_sleep(
 ) -> list[a.Action] | None:
     """Routing labels off, then sleep or delete the bound instance; None = wait for the list."""
     actions: list[a.Action] = []
-    routing = parse_committed(provider.annotations.get(n.ROUTING_METADATA))
+    routing = parse_committed(provider.annotations.get(keys.ROUTING_METADATA))
     present = [k for k in (routing.labels if routing else {}) if k in provider.labels]
     if present:
         patch = a.PodPatch(labels=dict.fromkeys(present))
         actions.append(a.UpdateProvider(pod=ref(provider), patch=patch))
-    iid = provider.annotations.get(n.INSTANCE_ID)
+    iid = provider.annotations.get(keys.INSTANCE_ID)
     if provider.ip is None or iid is None:
         return actions
     launcher = snap.launcher(provider)
@@ -66,7 +66,7 @@ def _launcher_sleep(
             a.DeleteInstance(launcher=ref(provider), ip=provider.ip, instance_id=iid, reason=reason)
         )
     elif not _asleep(snap, inst):
-        port = inst.port or int(provider.annotations.get(n.SERVER_PORT, "0") or 0)
+        port = inst.port or int(provider.annotations.get(keys.SERVER_PORT, "0") or 0)
         actions.append(a.Sleep(ip=provider.ip, port=port))
     return actions
 
@@ -107,18 +107,18 @@ def _direct_sleep(snap: ServerSnapshot, provider: PodView, *, wedged: bool) -> l
 
 
 def _unbind_update(snap: ServerSnapshot, provider: PodView) -> a.UnbindProvider:
-    routing = parse_committed(provider.annotations.get(n.ROUTING_METADATA))
-    labels: dict[str, str | None] = {n.SLEEPING: "true", n.DUAL: None}
-    annotations: dict[str, str | None] = {n.REQUESTER: None}
+    routing = parse_committed(provider.annotations.get(keys.ROUTING_METADATA))
+    labels: dict[str, str | None] = {keys.SLEEPING: "true", keys.DUAL: None}
+    annotations: dict[str, str | None] = {keys.REQUESTER: None}
     if routing is not None:
         labels.update(dict.fromkeys(routing.labels))
         annotations.update(dict.fromkeys(routing.annotations))
-    annotations.update(dict.fromkeys(n.BIND_ANNOTATIONS))
-    if n.NOMINAL in provider.annotations:
+    annotations.update(dict.fromkeys(keys.BIND_ANNOTATIONS))
+    if keys.NOMINAL in provider.annotations:
         stamp = datetime.fromtimestamp(snap.now, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-        annotations[n.LAST_USED] = stamp
+        annotations[keys.LAST_USED] = stamp
     patch = a.PodPatch(
-        labels=labels, annotations=annotations, remove_finalizers=(n.PROVIDER_FINALIZER,)
+        labels=labels, annotations=annotations, remove_finalizers=(keys.PROVIDER_FINALIZER,)
     )
     return a.UnbindProvider(pod=ref(provider), patch=patch)
 
@@ -128,7 +128,7 @@ def _release_requester(snap: ServerSnapshot) -> list[a.Action]:
     req = snap.requester
     if req is None:
         return []
-    labels = {k: None for k in (n.DUAL, n.INSTANCE_LABEL) if k in req.labels}
-    has = n.REQUESTER_FINALIZER in req.finalizers
-    patch = a.PodPatch(labels=labels, remove_finalizers=(n.REQUESTER_FINALIZER,) if has else ())
+    labels = {k: None for k in (keys.DUAL, keys.INSTANCE_LABEL) if k in req.labels}
+    has = keys.REQUESTER_FINALIZER in req.finalizers
+    patch = a.PodPatch(labels=labels, remove_finalizers=(keys.REQUESTER_FINALIZER,) if has else ())
     return [a.UpdateRequester(pod=ref(req), patch=patch)] if patch else []

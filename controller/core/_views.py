@@ -10,11 +10,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any
 
-from controller.core import _names as n
-
-InstancePhase = Literal["starting", "ready", "sleeping", "failed"]
+from contract import keys, objects
+from contract.launcher import Phase
 
 
 def parse_time(value: object) -> float | None:
@@ -59,7 +58,7 @@ class PodView:
     @property
     def bound_to(self) -> tuple[str, str] | None:
         """(requester UID, requester name) if this provider is bound (§1.3)."""
-        value = self.annotations.get(n.REQUESTER)
+        value = self.annotations.get(keys.REQUESTER)
         parts = value.split(" ") if value else []
         return (parts[0], parts[1]) if len(parts) == 2 and all(parts) else None
 
@@ -76,14 +75,18 @@ def pod_view(pod: Mapping[str, Any]) -> PodView:
     status = pod.get("status") or {}
     conditions = {c.get("type"): c for c in status.get("conditions") or []}
     server: dict[str, Any] = next(
-        (s for s in status.get("containerStatuses") or [] if s.get("name") == n.INFERENCE_SERVER),
+        (
+            s
+            for s in status.get("containerStatuses") or []
+            if s.get("name") == objects.INFERENCE_SERVER
+        ),
         {},
     )
     running = (server.get("state") or {}).get("running")
     managed = [
         parse_time(m.get("time"))
         for m in meta.get("managedFields") or []
-        if m.get("manager") == n.CONTROLLER_MANAGER
+        if m.get("manager") == objects.CONTROLLER_NAME
     ]
     scheduled = conditions.get("PodScheduled") or {}
     return PodView(
@@ -95,7 +98,7 @@ def pod_view(pod: Mapping[str, Any]) -> PodView:
         finalizers=tuple(meta.get("finalizers") or ()),
         deleting=bool(meta.get("deletionTimestamp")),
         node_name=spec.get("nodeName") or None,
-        pinned_node=(spec.get("nodeSelector") or {}).get(n.HOSTNAME),
+        pinned_node=(spec.get("nodeSelector") or {}).get(keys.HOSTNAME),
         ip=status.get("podIP") or None,
         phase=status.get("phase") or "Pending",
         ready=(conditions.get("Ready") or {}).get("status") == "True",
@@ -147,7 +150,7 @@ class InstanceView:
 
     id: str
     running: bool = True
-    phase: InstancePhase | None = None
+    phase: Phase | None = None
     isc_name: str | None = None
     port: int | None = None
     """From the `inference-port` annotation; None if missing or not a number."""

@@ -1,8 +1,6 @@
 """The controller's client side of the launcher API (contracts §5): the instance watch streams."""
 
 from controller.launcherapi._watch import (
-    EVENT_TYPES,
-    LAUNCHER_PORT,
     InstanceEvent,
     LauncherListener,
     LauncherView,
@@ -13,8 +11,6 @@ from controller.launcherapi._watch import (
 from controller.launcherapi._watches import LauncherWatches
 
 __all__ = [
-    "EVENT_TYPES",
-    "LAUNCHER_PORT",
     "InstanceEvent",
     "LauncherListener",
     "LauncherView",

@@ -37,15 +37,18 @@ from typing import Any, Final, Protocol
 
 import httpx
 
-from controller.kube import Attempts, Backoff
+from contract.launcher import (
+    INSTANCES_PATH,
+    LAUNCHER_PORT,
+    REFERENCE_EVENT_TYPES,
+    UPDATED,
+    WATCH_PATH,
+)
+from kube import Attempts, Backoff
 
 _log = logging.getLogger(__name__)
 
 JsonObject = dict[str, Any]
-LAUNCHER_PORT: Final = 8001
-EVENT_TYPES: Final = frozenset({"CREATED", "STOPPED", "DELETED"})
-"""The reference's event types; `UPDATED` joins them when `updates` is on."""
-_UPDATE: Final = "UPDATED"
 _QUICK_S: Final = 1.0
 _VOLATILE: Final = frozenset({"revision", "log_size"})
 
@@ -176,7 +179,7 @@ class LauncherWatch:
 
     async def _relist(self) -> None:
         response = await self.http.get(
-            f"{self.base_url}/v2/vllm/instances", timeout=self.settings.request_timeout_s
+            self.base_url + INSTANCES_PATH, timeout=self.settings.request_timeout_s
         )
         response.raise_for_status()
         body = response.json()
@@ -195,7 +198,7 @@ class LauncherWatch:
     async def _watch(self) -> bool:
         """One watch from our revision; True if it delivered an event. Raises `_ResyncError`."""
         timeout = httpx.Timeout(self.settings.request_timeout_s, read=None)
-        url = f"{self.base_url}/v2/vllm/instances/watch"
+        url = self.base_url + WATCH_PATH
         delivered = False
         params = {"since": str(self._revision)}
         if self.settings.updates:
@@ -216,7 +219,7 @@ class LauncherWatch:
 
     def _apply(self, event: InstanceEvent) -> None:
         previous = self._instances.get(event.instance_id)
-        if event.type == _UPDATE and previous is not None:
+        if event.type == UPDATED and previous is not None:
             event = dataclasses.replace(
                 event, log_only=_state_of(previous) == _state_of(event.instance)
             )
@@ -252,7 +255,7 @@ def _parse(line: str, *, updates: bool) -> InstanceEvent:
     except ValueError as exc:
         raise _ResyncError(f"unparsable line {line[:200]!r}") from exc
     kind = data.get("type") if isinstance(data, dict) else None
-    if kind not in EVENT_TYPES and not (updates and kind == _UPDATE):
+    if kind not in REFERENCE_EVENT_TYPES and not (updates and kind == UPDATED):
         raise _ResyncError(f"error or unknown line {line[:200]!r}")
     obj = data.get("object")
     if not isinstance(obj, dict) or not obj.get("instance_id"):

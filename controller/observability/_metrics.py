@@ -58,7 +58,7 @@ def new_registry() -> CollectorRegistry:
 
 
 class QueuePrometheusMetrics:
-    """`controller.kube.QueueMetrics` as Prometheus series `<prefix>_*{<label_name>}`."""
+    """`kube.QueueMetrics` as Prometheus series `<prefix>_*{<label_name>}`."""
 
     def __init__(
         self,
@@ -168,7 +168,7 @@ class ControllerMetrics:
 
 
 class InformerState(Protocol):
-    """What the informer collector reads (`controller.kube.Informer` has it)."""
+    """What the informer collector reads (`kube.Informer` has it)."""
 
     @property
     def has_synced(self) -> bool: ...

@@ -22,20 +22,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from controller.kube import (
-    LAUNCHER_CONFIGS,
-    LAUNCHER_POPULATION_POLICIES,
-    NODES,
-    PODS,
-    ConnectionSettings,
-    KubeClient,
-    KubeLeaseStore,
-    LeaderElectionSettings,
-    LeaderElector,
-    focus_informers,
-    http_client,
-    run_informers,
-)
 from controller.launcherapi import launcher_http_client
 from controller.observability import (
     ControllerMetrics,
@@ -49,6 +35,20 @@ from controller.populator._flags import add_flags, settings_from
 from controller.populator._instances import WatchedInstances
 from controller.populator._runtime import Populator
 from controller.populator._settings import COMPONENT, Settings
+from kube import (
+    LAUNCHER_CONFIGS,
+    LAUNCHER_POPULATION_POLICIES,
+    NODES,
+    PODS,
+    ConnectionSettings,
+    KubeClient,
+    KubeLeaseStore,
+    LeaderElectionSettings,
+    LeaderElector,
+    focus_informers,
+    http_client,
+    run_informers,
+)
 
 _log = logging.getLogger("controller.populator")
 
@@ -69,9 +69,10 @@ def parse_args(argv: list[str] | None = None) -> Options:
     add = parser.add_argument
     add("-n", "--namespace", required=True, help="focus namespace")
     add_flags(parser)
-    add("--workers", type=int, default=4, help="keys handled at once")
-    add("--metrics-port", type=int, default=8002, help="/metrics, /healthz, /readyz (0: any)")
-    add("--metrics-host", default="0.0.0.0")
+    defaults, server = Settings(namespace="-"), ServerSettings()
+    add("--workers", type=int, default=defaults.workers, help="keys handled at once")
+    add("--metrics-port", type=int, default=server.port, help="/metrics, /healthz, /readyz")
+    add("--metrics-host", default=server.host)
     add("--kubeconfig", type=Path, default=None, help="default: in-cluster, then $KUBECONFIG")
     add("--context", default=None)
     add("--leader-elect", action="store_true", help="run only while holding a Lease")

@@ -22,8 +22,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
 
-from controller.kube import JsonObject, metadata
 from controller.populator._keys import LauncherKey
+from kube import JsonObject, metadata
 
 WriteKind = Literal["create", "delete", "patch"]
 State = Literal["satisfied", "pending", "expired"]

@@ -15,19 +15,24 @@ def add_flags(parser: argparse.ArgumentParser) -> None:
     defaults = Settings(namespace="-")
     add = parser.add_argument
     add("--expectation-timeout", type=parse_duration, default=defaults.expectation_timeout_s,
-        help="populator: wait this long for its own writes, then LIST (default 5s)")  # fmt: skip
+        help="populator: wait this long for its own writes, then LIST "
+        "(default %(default)gs)")  # fmt: skip
     add("--stuck-scheduling-threshold", type=parse_duration,
         default=defaults.stuck_scheduling_threshold_s,
-        help="an unscheduled launcher is stuck this long after creation (default 2m)")  # fmt: skip
+        help="an unscheduled launcher is stuck this long after creation "
+        "(default %(default)gs)")  # fmt: skip
     add("--stuck-starting-threshold", type=parse_duration,
         default=defaults.stuck_starting_threshold_s,
         help="a scheduled, unready launcher is stuck this long after scheduling "
-        "(default 7m30s)")  # fmt: skip
+        "(default %(default)gs)")  # fmt: skip
     add("--keep-sleepers", type=parse_duration, default=defaults.keep_sleepers_s,
-        help="keep uncovered launchers with sleepers this long (30m; 0: never)")  # fmt: skip
+        help="keep uncovered launchers with sleepers this long (default %(default)gs; "
+        "0: never)")  # fmt: skip
 
 
-def settings_from(args: argparse.Namespace, *, namespace: str, workers: int = 4) -> Settings:
+def settings_from(
+    args: argparse.Namespace, *, namespace: str, workers: int = Settings(namespace="-").workers
+) -> Settings:
     """The `Settings` the flags of `add_flags` ask for."""
     return Settings(
         namespace=namespace,

@@ -15,11 +15,12 @@ from typing import Any, Protocol
 
 import httpx
 
+from contract.launcher import InstanceState
 from controller.core import InstanceView, pod_view
-from controller.kube import Handlers, Informer, JsonObject, metadata
 from controller.launcherapi import InstanceEvent, LauncherWatches, LauncherWatchSettings
 from controller.launcherapi import LauncherView as StreamView
 from controller.populator._keys import key_of
+from kube import Handlers, Informer, JsonObject, metadata
 
 
 class InstanceSource(Protocol):
@@ -35,20 +36,18 @@ class NoInstances:
         return None
 
 
-def instance_view(state: Mapping[str, Any]) -> InstanceView:
+def instance_view(raw: Mapping[str, Any]) -> InstanceView:
     """An InstanceView from one InstanceState of the launcher API (contracts §5.1, C3)."""
-    annotations = state.get("annotations") or {}
-    port = str(annotations.get("inference-port") or "")
-    phase = state.get("phase")
+    state = InstanceState.from_wire(raw)
     return InstanceView(
-        id=str(state.get("instance_id") or ""),
-        running=state.get("status", "running") == "running",
-        phase=phase if phase in ("starting", "ready", "sleeping", "failed") else None,
-        isc_name=annotations.get("isc-name") or None,
-        port=int(port) if port.isdigit() else None,
-        gpu_uuids=tuple(state.get("gpu_uuids") or ()),
-        exit_code=state.get("exit_code") if isinstance(state.get("exit_code"), int) else None,
-        reason=state.get("reason") or None,
+        id=state.instance_id,
+        running=state.running,
+        phase=state.phase,
+        isc_name=state.isc_name,
+        port=state.port,
+        gpu_uuids=tuple(state.gpu_uuids or ()),
+        exit_code=state.exit_code,
+        reason=state.reason or None,
     )
 
 

@@ -12,8 +12,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Final, NamedTuple
 
-from controller.core import _names as n
-from controller.kube import JsonObject, metadata
+from contract import keys
+from kube import JsonObject, metadata
 
 KEY_INDEX: Final = "launcher-populator/key"
 """Pod index: `<node>/<lc>` of each launcher Pod."""
@@ -36,7 +36,8 @@ class LauncherKey(NamedTuple):
     @property
     def label_selector(self) -> str:
         """The LIST selector of this key's Pods (used when expectations time out)."""
-        return f"{n.COMPONENT}=launcher,{n.LC_NAME}={self.lc},{n.NODE_NAME}={self.node}"
+        component = f"{keys.COMPONENT}={keys.COMPONENT_LAUNCHER}"
+        return f"{component},{keys.LC_NAME}={self.lc},{keys.NODE_NAME}={self.node}"
 
     def __str__(self) -> str:
         return f"{self.lc}@{self.node}"
@@ -45,8 +46,8 @@ class LauncherKey(NamedTuple):
 def key_of(pod: JsonObject) -> LauncherKey | None:
     """The key of a launcher Pod, None for any other Pod."""
     labels = metadata(pod).get("labels") or {}
-    node, lc = labels.get(n.NODE_NAME), labels.get(n.LC_NAME)
-    if labels.get(n.COMPONENT) != "launcher" or not node or not lc:
+    node, lc = labels.get(keys.NODE_NAME), labels.get(keys.LC_NAME)
+    if labels.get(keys.COMPONENT) != keys.COMPONENT_LAUNCHER or not node or not lc:
         return None
     return LauncherKey(node, lc)
 

@@ -34,7 +34,14 @@ from controller.core import (
     decide_population,
     pod_view,
 )
-from controller.kube import (
+from controller.populator._counts import PodCounts
+from controller.populator._expectations import Expectations, WriteKind
+from controller.populator._instances import InstanceSource
+from controller.populator._keys import KEY_INDEX, LauncherKey
+from controller.populator._settings import Settings
+from controller.populator._status import Rejections
+from controller.populator._table import PolicyKeeper
+from kube import (
     PODS,
     ApiError,
     EventRecorder,
@@ -46,13 +53,6 @@ from controller.kube import (
     metadata,
     patch_merge,
 )
-from controller.populator._counts import PodCounts
-from controller.populator._expectations import Expectations, WriteKind
-from controller.populator._instances import InstanceSource
-from controller.populator._keys import KEY_INDEX, LauncherKey
-from controller.populator._settings import Settings
-from controller.populator._status import Rejections
-from controller.populator._table import PolicyKeeper
 
 _log = logging.getLogger(__name__)
 

@@ -22,24 +22,6 @@ import logging
 import time
 from collections.abc import Callable, Mapping
 
-from controller.kube import (
-    LAUNCHER_CONFIGS,
-    LAUNCHER_POPULATION_POLICIES,
-    NODES,
-    PODS,
-    EventRecorder,
-    EventSettings,
-    Handlers,
-    Informer,
-    JsonObject,
-    KubeClient,
-    KubeEventSink,
-    KubeListWatch,
-    WorkQueue,
-    metadata,
-    run_informers,
-    run_workers,
-)
 from controller.observability import ControllerMetrics
 from controller.populator._counts import PodCounts
 from controller.populator._expectations import Expectations
@@ -58,6 +40,24 @@ from controller.populator._reconcile import LauncherReconciler
 from controller.populator._settings import COMPONENT, Settings
 from controller.populator._status import Rejections, StatusKey, StatusReconciler
 from controller.populator._table import Changes, PolicyKeeper
+from kube import (
+    LAUNCHER_CONFIGS,
+    LAUNCHER_POPULATION_POLICIES,
+    NODES,
+    PODS,
+    EventRecorder,
+    EventSettings,
+    Handlers,
+    Informer,
+    JsonObject,
+    KubeClient,
+    KubeEventSink,
+    KubeListWatch,
+    WorkQueue,
+    metadata,
+    run_informers,
+    run_workers,
+)
 
 _log = logging.getLogger(__name__)
 

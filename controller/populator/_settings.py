@@ -7,10 +7,13 @@ import re
 from dataclasses import dataclass
 from typing import Final
 
+from contract.objects import POPULATOR_NAME
 from controller.core import PopulatorSettings
 
-COMPONENT: Final = "launcher-populator"
+COMPONENT: Final = POPULATOR_NAME
 """Event source and field manager (contracts §2.4)."""
+_CORE: Final = PopulatorSettings()
+"""The thresholds' defaults live with the decision core that applies them."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -22,17 +25,12 @@ class Settings:
     expectation_timeout_s: float = 5.0
     """`--expectation-timeout`: how long a key waits for the cache to show its own writes
     before it LISTs its Pods from the apiserver."""
-    stuck_scheduling_threshold_s: float = 120.0
-    """`--stuck-scheduling-threshold`: an unscheduled launcher is stuck this long after its
-    creation."""
-    stuck_starting_threshold_s: float = 450.0
-    """`--stuck-starting-threshold`: a scheduled launcher that is not Ready is stuck this long
-    after its `PodScheduled` transition."""
-    keep_sleepers_s: float = 1800.0
-    """`--keep-sleepers` (fma's addition, known-gaps E2): on a (node, LC) that no LPP covers, an
-    unbound launcher holding instances stays this long after its latest instance was last used,
-    so the hot path survives a scale to zero; instances of unknown age keep it indefinitely.
-    0 restores the reference (delete it as soon as it is unbound)."""
+    stuck_scheduling_threshold_s: float = _CORE.stuck_scheduling_threshold_s
+    """`--stuck-scheduling-threshold` (see `controller.core.PopulatorSettings`)."""
+    stuck_starting_threshold_s: float = _CORE.stuck_starting_threshold_s
+    """`--stuck-starting-threshold` (see `controller.core.PopulatorSettings`)."""
+    keep_sleepers_s: float = _CORE.keep_sleepers_s
+    """`--keep-sleepers` (see `controller.core.PopulatorSettings`)."""
     workers: int = 4
     """Keys handled at once (one key is never handled by two workers)."""
     with_reflector: bool = False
@@ -48,9 +46,9 @@ class Settings:
     def thresholds(self) -> PopulatorSettings:
         """The stuck thresholds, as the decision core takes them."""
         return PopulatorSettings(
-            stuck_scheduling_after=self.stuck_scheduling_threshold_s,
-            stuck_starting_after=self.stuck_starting_threshold_s,
-            keep_sleepers_for=self.keep_sleepers_s,
+            stuck_scheduling_threshold_s=self.stuck_scheduling_threshold_s,
+            stuck_starting_threshold_s=self.stuck_starting_threshold_s,
+            keep_sleepers_s=self.keep_sleepers_s,
         )
 
 

@@ -15,7 +15,8 @@ from dataclasses import dataclass
 from typing import Literal, NamedTuple
 
 from controller.core import lc_status_errors, status_patch
-from controller.kube import (
+from controller.populator._table import PolicyKeeper
+from kube import (
     LAUNCHER_CONFIGS,
     LAUNCHER_POPULATION_POLICIES,
     KubeClient,
@@ -24,7 +25,6 @@ from controller.kube import (
     metadata,
     patch_merge,
 )
-from controller.populator._table import PolicyKeeper
 
 _log = logging.getLogger(__name__)
 

@@ -26,9 +26,9 @@ from controller.core import (
     node_view,
     policy_table,
 )
-from controller.kube import JsonObject
 from controller.populator._keys import LauncherKey
 from crds.models import LauncherConfig, LauncherPopulationPolicy
+from kube import JsonObject
 
 
 @dataclass

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 
 import httpx
 
+from contract import keys
 from controller.core import (
     Action,
     ServerMemory,
@@ -31,25 +32,6 @@ from controller.core import (
     decide_isc_gc,
     decide_server,
     decide_unbound_launcher,
-)
-from controller.core import _names as n
-from controller.kube import (
-    CONFIG_MAPS,
-    INFERENCE_SERVER_CONFIGS,
-    LAUNCHER_CONFIGS,
-    NODES,
-    PODS,
-    Detached,
-    EventRecorder,
-    Handlers,
-    Informer,
-    InformerSettings,
-    KubeClient,
-    Result,
-    WorkQueue,
-    focus_informers,
-    run_informers,
-    run_workers,
 )
 from controller.launcherapi import (
     InstanceEvent,
@@ -72,6 +54,24 @@ from controller.reconciler._podwrites import PodWrites
 from controller.reconciler._router import EventRouter
 from controller.reconciler._snapshot import server_snapshot
 from controller.reconciler._state import ClusterState
+from kube import (
+    CONFIG_MAPS,
+    INFERENCE_SERVER_CONFIGS,
+    LAUNCHER_CONFIGS,
+    NODES,
+    PODS,
+    Detached,
+    EventRecorder,
+    Handlers,
+    Informer,
+    InformerSettings,
+    KubeClient,
+    Result,
+    WorkQueue,
+    focus_informers,
+    run_informers,
+    run_workers,
+)
 
 _log = logging.getLogger(__name__)
 
@@ -247,7 +247,7 @@ class DualPodsController:
         actions = decide_server(snap)
         provider = snap.providers[0] if len(snap.providers) == 1 else None
         target = snap.requester or provider
-        isc = snap.requester.annotations.get(n.ISC_ANNOTATION, "") if snap.requester else ""
+        isc = snap.requester.annotations.get(keys.ISC_ANNOTATION, "") if snap.requester else ""
         ctx = PassContext(
             item=key, decided_at=now, isc_name=isc, target=dict(target.raw) if target else None
         )

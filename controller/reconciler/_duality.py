@@ -11,11 +11,11 @@ from typing import Final
 
 from prometheus_client import Gauge
 
+from contract import keys, objects
 from controller.core import ServerMemory, ServerSnapshot
-from controller.core import _names as n
 
 _Series = tuple[str, str, str, str, str, str, str]
-_CONTAINER: Final = n.INFERENCE_SERVER
+_CONTAINER: Final = objects.INFERENCE_SERVER
 
 
 class Duality:
@@ -47,8 +47,8 @@ class Duality:
         if req is None or len(snap.providers) != 1 or not memory.gpu_uuids:
             return set()
         provider = snap.providers[0]
-        iid = provider.annotations.get(n.INSTANCE_ID)
-        if n.LC_NAME not in provider.labels or not iid:
+        iid = provider.annotations.get(keys.INSTANCE_ID)
+        if keys.LC_NAME not in provider.labels or not iid:
             return set()
         node = provider.node or ""
         return {

@@ -49,16 +49,16 @@ from controller.core import (
     record_failure,
     record_success,
 )
-from controller.kube import ApiError, EventRecorder, JsonObject, metadata
 from controller.observability import ControllerMetrics
 from controller.reconciler._expectations import Expectations
-from controller.reconciler._http import CallError
+from controller.reconciler._http import CallError, RefusedError
 from controller.reconciler._instances import InstanceBook
 from controller.reconciler._keys import Key
 from controller.reconciler._notes import note_for
 from controller.reconciler._peers import Peers
 from controller.reconciler._podwrites import PodWrites
 from controller.reconciler._state import ClusterState
+from kube import ApiError, EventRecorder, JsonObject, metadata
 
 _log = logging.getLogger(__name__)
 _QUERIES = (QueryAccelerators, QueryMemoryUsage, QuerySleeping, QueryLogTail)
@@ -152,7 +152,10 @@ class Executor:
             except (ApiError, CallError, ValueError) as exc:
                 error = str(exc)
                 now = self.clock()
-                outcome.memory = record_failure(outcome.memory, action, now=now, error=error)
+                refused = isinstance(exc, RefusedError)
+                outcome.memory = record_failure(
+                    outcome.memory, action, now=now, error=error, refused=refused
+                )
                 outcome.failure = f"{type(action).__name__} failed: {error}"
                 outcome.expected = _routine(action, exc)
                 break

@@ -16,7 +16,7 @@ from collections.abc import Callable, Hashable
 from dataclasses import dataclass
 from typing import Literal
 
-from controller.kube import JsonObject, metadata
+from kube import JsonObject, metadata
 
 _log = logging.getLogger(__name__)
 

@@ -23,6 +23,15 @@ class CallError(Exception):
     """A failed call; the message names the request and what went wrong."""
 
 
+class RefusedError(CallError):
+    """The peer answered that the request cannot work as written: retrying it cannot help."""
+
+
+def answer_text(response: httpx.Response) -> str:
+    """The start of a response's body, for messages."""
+    return response.text[:_BODY_CHARS].strip()
+
+
 @dataclass(frozen=True, kw_only=True)
 class HttpSettings:
     """Timeouts (seconds) of the controller's HTTP calls."""
@@ -95,8 +104,7 @@ class PeerCalls:
                 purpose, method, self.namespace, isc_name, status
             ).observe(time.monotonic() - started)
         if response.status_code >= 300 and response.status_code not in accept:
-            text = response.text[:_BODY_CHARS].strip()
-            raise CallError(f"{method} {url}: HTTP {response.status_code}: {text}")
+            raise CallError(f"{method} {url}: HTTP {response.status_code}: {answer_text(response)}")
         return response
 
 

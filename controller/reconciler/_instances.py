@@ -19,11 +19,11 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Final, Literal, cast
+from typing import Any, Literal
 
-from controller.core import InstancePhase, InstanceView
+from contract.launcher import InstanceState, Phase
+from controller.core import InstanceView
 
-_PHASES: Final = frozenset({"starting", "ready", "sleeping", "failed"})
 Override = Literal["awake", "asleep", "gone"]
 
 
@@ -88,8 +88,8 @@ class InstanceBook:
     def _view(
         self, launcher: str, instance_id: str, raw: Mapping[str, Any], now: float
     ) -> InstanceView | None:
-        phase = _phase(raw.get("phase"))
-        running = raw.get("status") == "running"
+        state = InstanceState.from_wire(raw)
+        phase, running = state.phase, state.running
         held_here = self._held.get(launcher, {})
         held = held_here.get(instance_id)
         if held is not None:
@@ -100,37 +100,29 @@ class InstanceBook:
             elif running and phase != "failed":
                 phase = "ready" if held.state == "awake" else "sleeping"
         times = self._times.get(launcher, {}).get(instance_id) or _Times(first_seen=now)
-        return instance_view(raw, instance_id, phase, running, times)
+        return instance_view(state, instance_id, phase, running, times)
 
     def __len__(self) -> int:
         return sum(len(times) for times in self._times.values())
 
 
-def _phase(value: object) -> InstancePhase | None:
-    return cast(InstancePhase, value) if value in _PHASES else None
-
-
 def instance_view(
-    raw: Mapping[str, Any],
+    state: InstanceState,
     instance_id: str,
-    phase: InstancePhase | None,
+    phase: Phase | None,
     running: bool,
     times: _Times,
 ) -> InstanceView:
-    """An `InstanceView` from the launcher's InstanceState JSON (contracts §5.1)."""
-    notes = raw.get("annotations") or {}
-    port_text = str(notes.get("inference-port") or "")
-    exit_code = raw.get("exit_code")
-    reason = raw.get("reason")
+    """An `InstanceView` from the launcher's InstanceState (contracts §5.1)."""
     return InstanceView(
         id=instance_id,
         running=running,
         phase=phase,
-        isc_name=str(notes["isc-name"]) if notes.get("isc-name") else None,
-        port=int(port_text) if port_text.isdigit() else None,
-        gpu_uuids=tuple(str(u) for u in raw.get("gpu_uuids") or ()),
+        isc_name=state.isc_name,
+        port=state.port,
+        gpu_uuids=tuple(state.gpu_uuids or ()),
         created_at=times.first_seen,
         last_used=times.last_used or times.first_seen,
-        exit_code=exit_code if isinstance(exit_code, int) else None,
-        reason=str(reason) if reason else None,
+        exit_code=state.exit_code,
+        reason=state.reason or None,
     )

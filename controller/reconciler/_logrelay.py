@@ -29,13 +29,14 @@ from typing import Any, Final, Protocol
 
 import httpx
 
+from contract import keys, objects
 from contract import requester as rq
-from controller.core import _names as n
+from contract.launcher import LAUNCHER_PORT, log_path
 from controller.core._snapshot import admin_port
 from controller.core._views import pod_view
-from controller.kube import PODS, ApiError, KubeClient
 from controller.reconciler import _pods as p
-from controller.reconciler._peers import base_url, instance_url
+from controller.reconciler._peers import base_url
+from kube import PODS, ApiError, KubeClient
 
 _log = logging.getLogger(__name__)
 
@@ -90,7 +91,7 @@ def relay_target(provider: Mapping[str, Any], requester: Mapping[str, Any] | Non
         return None
     port = admin_port(pod_view(requester))
     if p.is_launcher(provider):
-        iid = p.annotations_of(provider).get(n.INSTANCE_ID)
+        iid = p.annotations_of(provider).get(keys.INSTANCE_ID)
         if not iid:
             return None
         return Target(InstanceLog(p.uid(provider), provider_ip, iid), req_ip, port)
@@ -204,7 +205,7 @@ class LogRelay:
         return int(held) if held.isdigit() else 0
 
     async def _pump_instance(self, uid: str, target: Target, source: InstanceLog, at: int) -> None:
-        url = instance_url(source.ip, source.instance_id) + "/log"
+        url = base_url(source.ip, LAUNCHER_PORT) + log_path(source.instance_id)
         news = self._news[uid]
         while True:
             size = self._sizes.get((source.launcher_uid, source.instance_id), 0)
@@ -225,7 +226,7 @@ class LogRelay:
     async def _pump_pod(self, target: Target, source: PodLog, held: int) -> None:
         position = 0
         async with self.kube.follow_log(
-            PODS, source.name, namespace=self.namespace, container=n.INFERENCE_SERVER
+            PODS, source.name, namespace=self.namespace, container=objects.INFERENCE_SERVER
         ) as chunks:
             async for chunk in _rechunked(chunks):
                 start, position = position, position + len(chunk)

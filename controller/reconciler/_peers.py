@@ -11,6 +11,8 @@ import re
 from typing import Any, Final
 
 from contract import requester as rq
+from contract import vllm
+from contract.launcher import INSTANCES_PATH, LAUNCHER_PORT, instance_path, log_path
 from controller.core import (
     ConfigureProxy,
     CreateInstance,
@@ -23,8 +25,14 @@ from controller.core import (
     Sleep,
     Wake,
 )
-from controller.core import _names as n
-from controller.reconciler._http import CallError, HttpSettings, PeerCalls, json_body
+from controller.reconciler._http import (
+    CallError,
+    HttpSettings,
+    PeerCalls,
+    RefusedError,
+    answer_text,
+    json_body,
+)
 
 TAIL_BYTES: Final = 4096
 """How much of a failed instance's log end is read for its last lines."""
@@ -44,8 +52,8 @@ def base_url(ip: str, port: int) -> str:
 
 
 def instance_url(ip: str, instance_id: str = "") -> str:
-    tail = f"/{instance_id}" if instance_id else ""
-    return f"{base_url(ip, n.LAUNCHER_PORT)}/v2/vllm/instances{tail}"
+    path = instance_path(instance_id) if instance_id else INSTANCES_PATH
+    return base_url(ip, LAUNCHER_PORT) + path
 
 
 class Peers:
@@ -56,7 +64,13 @@ class Peers:
         self.settings = settings
 
     async def create_instance(self, action: CreateInstance, isc: str) -> Any:
-        """PUT the instance; 409 (it exists already, e.g. our earlier PUT) counts as done."""
+        """PUT the instance; an instance that exists already (e.g. our earlier PUT) is done.
+
+        The reference's launcher answers 409 both for an id it holds and for a GPU UUID it does
+        not know; a GET of the id tells them apart: 200, it exists; 404, the PUT was refused.
+        fma's launcher refuses with 422 (unknown GPU UUID, unusable options). A refusal raises
+        `RefusedError`, quoting the launcher's answer, for the requester's status.
+        """
         url = instance_url(action.ip, action.instance_id)
         response = await self.calls.call(
             "create_instance",
@@ -66,9 +80,25 @@ class Peers:
             timeout_s=self.settings.launcher_s,
             connect_s=self.settings.connect_s,
             isc_name=isc,
-            accept=(409,),
+            accept=(409, 422),
         )
-        return response.json() if response.status_code == 201 else None
+        if response.status_code == 201:
+            return response.json()
+        answer = f"PUT {url}: HTTP {response.status_code}: {answer_text(response)}"
+        if response.status_code == 422:
+            raise RefusedError(answer)
+        existing = await self.calls.call(
+            "get_instance",
+            "GET",
+            url,
+            timeout_s=self.settings.launcher_s,
+            connect_s=self.settings.connect_s,
+            isc_name=isc,
+            accept=(404,),
+        )
+        if existing.status_code == 404:
+            raise RefusedError(f"{answer} (and GET answers 404: no such instance was created)")
+        return None
 
     async def delete_instance(self, action: DeleteInstance, isc: str) -> int | None:
         """DELETE the instance (404 counts as done); returns the DELETED event's revision."""
@@ -88,10 +118,14 @@ class Peers:
         return revision if isinstance(revision, int) else None
 
     async def wake(self, action: Wake, isc: str) -> None:
-        await self._post("wake", base_url(action.ip, action.port) + "/wake_up", isc, wake=True)
+        await self._post(
+            "wake", base_url(action.ip, action.port) + vllm.WAKE_UP_PATH, isc, wake=True
+        )
 
     async def sleep(self, action: Sleep, isc: str) -> None:
-        await self._post("sleep", base_url(action.ip, action.port) + "/sleep", isc, wake=False)
+        await self._post(
+            "sleep", base_url(action.ip, action.port) + vllm.SLEEP_PATH, isc, wake=False
+        )
 
     async def _post(self, purpose: str, url: str, isc: str, *, wake: bool) -> None:
         timeout = self.settings.wake_s if wake else self.settings.sleep_s
@@ -100,7 +134,7 @@ class Peers:
         )
 
     async def query_sleeping(self, action: QuerySleeping, isc: str) -> bool:
-        url = base_url(action.ip, action.port) + "/is_sleeping"
+        url = base_url(action.ip, action.port) + vllm.IS_SLEEPING_PATH
         body = json_body(await self._get("query_sleeping", url, isc, self.settings.query_s), url)
         value = body.get("is_sleeping") if isinstance(body, dict) else None
         if not isinstance(value, bool):
@@ -141,7 +175,7 @@ class Peers:
         Two ranged reads: the first learns the size (`Content-Range: bytes 0-0/TOTAL`), the
         second reads the end; the reference's launcher has no suffix ranges (`bytes=-N`).
         """
-        url = instance_url(action.ip, action.instance_id) + "/log"
+        url = base_url(action.ip, LAUNCHER_PORT) + log_path(action.instance_id)
         size = await self._log_size(url, isc)
         if not size:
             return ""

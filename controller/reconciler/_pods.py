@@ -10,8 +10,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any, Final
 
-from controller.core import _names as n
-from controller.kube import IndexFunc, JsonObject, node_name_index
+from contract import keys
+from kube import IndexFunc, JsonObject, node_name_index
 
 BY_UID: Final = "uid"
 BOUND_TO: Final = "bound-uid"
@@ -46,18 +46,18 @@ def name(pod: Mapping[str, Any]) -> str:
 def is_requester(pod: Mapping[str, Any]) -> bool:
     """A non-empty server patch, or the ISC annotation present at all (§1.2)."""
     found = annotations_of(pod)
-    return bool(found.get(n.SERVER_PATCH)) or n.ISC_ANNOTATION in found
+    return bool(found.get(keys.SERVER_PATCH)) or keys.ISC_ANNOTATION in found
 
 
 def bound_to(pod: Mapping[str, Any]) -> tuple[str, str] | None:
     """(requester UID, requester name) of a bound provider (§1.3), else None."""
-    value = annotations_of(pod).get(n.REQUESTER)
+    value = annotations_of(pod).get(keys.REQUESTER)
     parts = value.split(" ") if value else []
     return (parts[0], parts[1]) if len(parts) == 2 and all(parts) else None
 
 
 def is_launcher(pod: Mapping[str, Any]) -> bool:
-    return n.LC_NAME in labels_of(pod)
+    return keys.LC_NAME in labels_of(pod)
 
 
 def scheduled_node(pod: Mapping[str, Any]) -> str | None:
@@ -67,7 +67,7 @@ def scheduled_node(pod: Mapping[str, Any]) -> str | None:
 def provider_node(pod: Mapping[str, Any]) -> str | None:
     """A provider's node: where it is pinned (`kubernetes.io/hostname`), else where it runs."""
     spec = pod.get("spec") or {}
-    return (spec.get("nodeSelector") or {}).get(n.HOSTNAME) or spec.get("nodeName") or None
+    return (spec.get("nodeSelector") or {}).get(keys.HOSTNAME) or spec.get("nodeName") or None
 
 
 def pod_ip(pod: Mapping[str, Any]) -> str | None:
@@ -97,11 +97,11 @@ def _launcher_node(pod: JsonObject) -> Iterable[str]:
 
 
 def _nominal_node(pod: JsonObject) -> Iterable[str]:
-    return _one(provider_node(pod)) if n.NOMINAL in annotations_of(pod) else ()
+    return _one(provider_node(pod)) if keys.NOMINAL in annotations_of(pod) else ()
 
 
 def _isc(pod: JsonObject) -> Iterable[str]:
-    return _one(annotations_of(pod).get(n.ISC_ANNOTATION)) if is_requester(pod) else ()
+    return _one(annotations_of(pod).get(keys.ISC_ANNOTATION)) if is_requester(pod) else ()
 
 
 def _launcher_ip(pod: JsonObject) -> Iterable[str]:

@@ -15,8 +15,8 @@ from collections.abc import Mapping
 from typing import Any
 
 from controller.core import CreatePod, DeletePod, PodRef, UpdatePod
-from controller.kube import PODS, ApiError, JsonObject, KubeClient, Preconditions, metadata
 from controller.reconciler._expectations import Expectation
+from kube import PODS, ApiError, JsonObject, KubeClient, Preconditions, metadata
 
 
 def _version(obj: Mapping[str, Any] | None) -> str:

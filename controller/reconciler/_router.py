@@ -24,8 +24,15 @@ from collections import Counter
 from collections.abc import Callable, Iterator, Mapping
 from typing import Protocol
 
-from controller.core import _names as n
-from controller.kube import (
+from contract import keys
+from contract.objects import GPU_MAP
+from controller.launcherapi import InstanceEvent, LauncherView
+from controller.observability import ControllerMetrics
+from controller.reconciler import _pods as p
+from controller.reconciler._instances import InstanceBook
+from controller.reconciler._keys import IscKey, Key, LauncherKey, ServerKey
+from controller.reconciler._state import ClusterState
+from kube import (
     CONFIG_MAPS,
     INFERENCE_SERVER_CONFIGS,
     LAUNCHER_CONFIGS,
@@ -36,12 +43,6 @@ from controller.kube import (
     JsonObject,
     metadata,
 )
-from controller.launcherapi import InstanceEvent, LauncherView
-from controller.observability import ControllerMetrics
-from controller.reconciler import _pods as p
-from controller.reconciler._instances import InstanceBook
-from controller.reconciler._keys import IscKey, Key, LauncherKey, ServerKey
-from controller.reconciler._state import GPU_MAP, ClusterState
 
 _log = logging.getLogger(__name__)
 
@@ -208,7 +209,7 @@ def _keys_of(pod: JsonObject) -> Iterator[tuple[Key, str]]:
 def _isc_of(pod: JsonObject | None) -> str | None:
     if pod is None:
         return None
-    value = p.annotations_of(pod).get(n.ISC_ANNOTATION)
+    value = p.annotations_of(pod).get(keys.ISC_ANNOTATION)
     return str(value) if value is not None else None
 
 

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from contract import keys
 from controller.core import PodView, ServerMemory, ServerSnapshot, Settings, pod_view
-from controller.core import _names as n
 from controller.reconciler import _pods as p
 from controller.reconciler._keys import ServerKey
 from controller.reconciler._state import ClusterState
@@ -23,8 +23,8 @@ def server_snapshot(
     providers = tuple(pod_view(pod) for pod in state.pods_by(p.BOUND_TO, key.uid))
     node_name = _node_of(requester, providers)
     isc, isc_error, lc, lc_error = None, None, None, None
-    if requester is not None and requester.annotations.get(n.ISC_ANNOTATION):
-        isc, isc_error = state.isc(requester.annotations[n.ISC_ANNOTATION])
+    if requester is not None and requester.annotations.get(keys.ISC_ANNOTATION):
+        isc, isc_error = state.isc(requester.annotations[keys.ISC_ANNOTATION])
         if isc is not None:
             lc, lc_error = state.lc(isc.spec.launcher_config_name)
     return ServerSnapshot(

@@ -10,12 +10,18 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Mapping
-from typing import Any, Final, Generic, Protocol, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
+from contract.launcher import InstanceState
+from contract.objects import GPU_MAP
 from controller.core import LauncherView, NodeView, PodView, node_view, pod_view
-from controller.kube import (
+from controller.launcherapi import LauncherView as StreamView
+from controller.reconciler import _pods as p
+from controller.reconciler._instances import InstanceBook, revision_of
+from crds.models import InferenceServerConfig, LauncherConfig
+from kube import (
     CONFIG_MAPS,
     INFERENCE_SERVER_CONFIGS,
     LAUNCHER_CONFIGS,
@@ -26,14 +32,9 @@ from controller.kube import (
     Store,
     metadata,
 )
-from controller.launcherapi import LauncherView as StreamView
-from controller.reconciler import _pods as p
-from controller.reconciler._instances import InstanceBook, revision_of
-from crds.models import InferenceServerConfig, LauncherConfig
 
 _log = logging.getLogger(__name__)
 
-GPU_MAP: Final = "gpu-map"
 M = TypeVar("M", bound=BaseModel)
 
 
@@ -181,8 +182,8 @@ class ClusterState:
         for pod in self.pods.by_index(p.LAUNCHER_IP, ip):
             raw = self.raw_instances(p.uid(pod)) or {}
             for instance_id, instance in raw.items():
-                port_text = str((instance.get("annotations") or {}).get("inference-port") or "")
-                if port_text == str(port) and instance.get("status") == "running":
+                state = InstanceState.from_wire(instance)
+                if state.port == port and state.running:
                     return p.uid(pod), instance_id, revision_of(instance)
         return None
 

@@ -13,12 +13,13 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Final
 
+from contract import keys, objects
+from contract.launcher import LAUNCHER_PORT
+from contract.requester import PROBES_PORT, READY_PATH
+
 FMA_IMAGE: Final = "ghcr.io/llm-d/fma:e2e"
 VLLM_IMAGE: Final = "vllm/vllm-openai:e2e"
 STANDIN_ENTRY: Final = "localcluster.vllm_standin.cli:main"
-ISC_KEY: Final = "dual-pods.llm-d.ai/inference-server-config"
-PATCH_KEY: Final = "dual-pods.llm-d.ai/server-patch"
-HOSTNAME: Final = "kubernetes.io/hostname"
 
 
 def _field(name: str, path: str) -> dict[str, Any]:
@@ -46,7 +47,7 @@ def launcher_config(
         *extra_args,
     ]
     container = {
-        "name": "inference-server",
+        "name": objects.INFERENCE_SERVER,
         "image": FMA_IMAGE,
         "command": ["fma-launcher"],
         "args": args,
@@ -56,10 +57,10 @@ def launcher_config(
             _field("NAMESPACE", "metadata.namespace"),
             {"name": "KUBECONFIG", "value": str(kubeconfig)},
         ],
-        "ports": [{"name": "launcher", "containerPort": 8001}],
+        "ports": [{"name": "launcher", "containerPort": LAUNCHER_PORT}],
     }
     return {
-        "apiVersion": "fma.llm-d.ai/v1alpha1",
+        "apiVersion": objects.API_VERSION,
         "kind": "LauncherConfig",
         "metadata": {"name": name},
         "spec": {
@@ -87,7 +88,7 @@ def inference_server_config(
     if labels:
         config["labels"] = dict(labels)
     return {
-        "apiVersion": "fma.llm-d.ai/v1alpha1",
+        "apiVersion": objects.API_VERSION,
         "kind": "InferenceServerConfig",
         "metadata": {"name": name},
         "spec": {"launcherConfigName": lc, "modelServerConfig": config},
@@ -103,7 +104,7 @@ def launcher_population_policy(
     """An LPP asking for `counts[lc]` launchers of each LC on the matching nodes."""
     selector = {"matchLabels": dict(match_labels or {"nvidia.com/gpu.present": "true"})}
     return {
-        "apiVersion": "fma.llm-d.ai/v1alpha1",
+        "apiVersion": objects.API_VERSION,
         "kind": "LauncherPopulationPolicy",
         "metadata": {"name": name},
         "spec": {
@@ -118,13 +119,13 @@ def launcher_population_policy(
 def requester_container(*, gpus: int = 1) -> dict[str, Any]:
     """Container `inference-server` running the requester stub (contracts §1.2, §6)."""
     return {
-        "name": "inference-server",
+        "name": objects.INFERENCE_SERVER,
         "image": FMA_IMAGE,
         "command": ["fma-requester"],
         "env": [_field("POD_IP", "status.podIP")],
-        "resources": {"limits": {"nvidia.com/gpu": str(gpus)}},
+        "resources": {"limits": {objects.GPU_RESOURCE: str(gpus)}},
         "readinessProbe": {
-            "httpGet": {"path": "/ready", "port": 8080},
+            "httpGet": {"path": READY_PATH, "port": PROBES_PORT},
             "periodSeconds": 1,
             "failureThreshold": 1,
         },
@@ -135,11 +136,13 @@ def requester_template(
     app: str, *, node: str, isc: str | None = None, server_patch: str | None = None
 ) -> dict[str, Any]:
     """The Pod template of requesters in launcher mode (`isc`) or direct mode (`server_patch`)."""
-    annotations = {ISC_KEY: isc} if isc is not None else {PATCH_KEY: server_patch or ""}
+    annotations = (
+        {keys.ISC_ANNOTATION: isc} if isc is not None else {keys.SERVER_PATCH: server_patch or ""}
+    )
     return {
         "metadata": {"labels": {"app": app}, "annotations": annotations},
         "spec": {
-            "nodeSelector": {HOSTNAME: node},
+            "nodeSelector": {keys.HOSTNAME: node},
             "terminationGracePeriodSeconds": 1,
             "containers": [requester_container()],
         },

@@ -19,6 +19,7 @@ from typing import Any, Final
 
 import yaml
 
+from contract import keys, objects
 from localcluster.controlplane import LocalCluster
 from localcluster.fma import manifests
 from localcluster.fma.environment import FmaEnvironment, fma_environment
@@ -26,9 +27,6 @@ from localcluster.fma.webhook_process import Webhook
 
 VLLM_PORT: Final = 8005
 VLLM_CACHE: Final = Path.home() / ".cache" / "fma" / "vllm-cache"
-
-
-INJECT_LABEL: Final = "fma.llm-d.ai/inject"
 
 
 @contextlib.contextmanager
@@ -42,7 +40,7 @@ def fma_with_webhook(
         try:
             webhook.start()
             env.core.patch_namespace(
-                env.namespace, {"metadata": {"labels": {INJECT_LABEL: "enabled"}}}
+                env.namespace, {"metadata": {"labels": {keys.INJECT_LABEL: "enabled"}}}
             )
             yield env, webhook
         finally:
@@ -91,9 +89,9 @@ def vllm_deployment(
         "args": [*args, "--port", str(VLLM_PORT)],
         "env": [{"name": "VLLM_CPU_KVCACHE_SPACE", "value": "1"}],
         "ports": [{"name": "http", "containerPort": VLLM_PORT}],
-        "resources": {"limits": {"nvidia.com/gpu": "1"}},
+        "resources": {"limits": {objects.GPU_RESOURCE: "1"}},
     }
-    spec = {"nodeSelector": {"kubernetes.io/hostname": node}, "containers": [container]}
+    spec = {"nodeSelector": {keys.HOSTNAME: node}, "containers": [container]}
     template = {"metadata": {"labels": {"app": app}}, "spec": spec}
     return manifests.deployment(app, template)
 

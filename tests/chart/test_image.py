@@ -103,3 +103,15 @@ def test_dockerignore_keeps_what_pip_install_needs_and_drops_the_rest() -> None:
         assert _ignored(dropped), dropped
     assert _ignored("webhook/__pycache__/cli.cpython-311.pyc")
     assert not _ignored("webhook/cli.py")
+
+
+def test_the_image_holds_the_runtime_only_and_the_reference_entry() -> None:
+    """The dev tools stay out of the context (the wheel leaves them out too, see
+    tests/unit/test_packaging.py); `/app/launcher.py` is the reference image's launcher entry."""
+    for dropped in ("localcluster/cli.py", "localcluster/testing/fake_instance.py",
+                    "devtools/pyproject.toml", "bench/scale.py"):  # fmt: skip
+        assert _ignored(dropped), dropped
+    assert not _ignored("launcher/reference_main.py")
+    [run] = [rest for word, rest in _instructions() if word == "RUN"]
+    assert "cp launcher/reference_main.py /app/launcher.py" in run
+    assert ("COPY", ". /app") in _instructions()  # the package's source stays beside it in /app

@@ -16,7 +16,16 @@ import httpx
 import pytest
 import yaml
 
-from controller.kube import (
+from controller.observability import (
+    ControllerMetrics,
+    HealthChecks,
+    InformerCollector,
+    ObservabilityServer,
+    ServerSettings,
+    all_synced,
+)
+from crds import EXAMPLE_FILES
+from kube import (
     CONFIG_MAPS,
     EVENTS,
     INFERENCE_SERVER_CONFIGS,
@@ -50,15 +59,6 @@ from controller.kube import (
     update_if_changed,
     wait_all_synced,
 )
-from controller.observability import (
-    ControllerMetrics,
-    HealthChecks,
-    InformerCollector,
-    ObservabilityServer,
-    ServerSettings,
-    all_synced,
-)
-from crds import EXAMPLE_FILES
 from localcluster.controlplane import LocalCluster
 
 FAST = InformerSettings(watch_timeout_s=30)

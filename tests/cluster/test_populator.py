@@ -43,7 +43,7 @@ LAUNCHER = {
     "image": "ghcr.io/llm-d/fma:test",
     "command": [
         "fma-launcher", "--mock-gpus", "--host", "$(POD_IP)",
-        "--instance-entry", "launcher.testing.fake_instance:serve",
+        "--instance-entry", "localcluster.testing.fake_instance:serve",
     ],
     "env": [{"name": "POD_IP", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}}],
 }  # fmt: skip

@@ -52,7 +52,7 @@ def vllm_missing_reason() -> str | None:
 def tiny_model_dir() -> tuple[Path | None, str]:
     """The tiny model, built once if its builder is importable; (None, reason) otherwise."""
     try:
-        from launcher.testing.tiny_model import build, default_model_dir
+        from localcluster.testing.tiny_model import build, default_model_dir
     except ImportError as e:
         return None, f"the tiny-model builder is not available: {e}"
     try:

@@ -25,7 +25,9 @@ from typing import Any, Final
 import pytest
 import yaml
 
-from controller.core import _names as core_names
+from contract import keys as contract_keys
+from contract import objects as contract_objects
+from contract import requester as contract_requester
 from controller.observability import ControllerMetrics, InformerCollector
 from launcher.metrics import LauncherMetrics
 from tests.docs.markdown import DOCS, REPO, Block, parse, user_docs
@@ -233,12 +235,17 @@ def test_documented_event_reasons_exist() -> None:
 
 
 def _core_source() -> str:
-    """The decision core's source, with the contract's names (`{n.SERVER_PATCH}`, ...) written
-    out, as its f-strings put them into the messages."""
+    """The decision core's source, with the contract's names (`{keys.SERVER_PATCH}`, ...)
+    written out, as its f-strings put them into the messages."""
     source = _source("controller/core")
-    for name, value in vars(core_names).items():
-        if name.isupper() and isinstance(value, str):
-            source = source.replace(f"{{n.{name}}}", value)
+    for module, alias in (
+        (contract_keys, "keys."),
+        (contract_objects, "objects."),
+        (contract_requester, ""),
+    ):
+        for name, value in vars(module).items():
+            if name.isupper() and isinstance(value, str):
+                source = source.replace(f"{{{alias}{name}}}", value)
     return source
 
 

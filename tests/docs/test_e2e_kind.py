@@ -73,6 +73,20 @@ def test_script_applies_exactly_the_tested_manifests() -> None:
     assert used == {p.name for p in MANIFESTS.glob("*.yaml")}
 
 
+def test_the_launchers_run_fmas_image_plus_the_stand_in() -> None:
+    """fma's image has no stand-in (tests/unit/test_packaging.py): the script builds one on top
+    of it, from localcluster/, for the LauncherConfig's `--instance-entry`."""
+    text = SCRIPT.read_text()
+    assert 'STANDIN_IMAGE="$IMAGE_REPOSITORY:$IMAGE_TAG-standin"' in text
+    assert '-f "$ROOT/docs/e2e-kind/standin-launcher.Dockerfile" "$ROOT/localcluster"' in text
+    assert 'kind load docker-image "$IMAGE" "$STANDIN_IMAGE"' in text
+    dockerfile = (MANIFESTS / "standin-launcher.Dockerfile").read_text()
+    assert "FROM ${FMA_IMAGE}" in dockerfile and "COPY . /app/localcluster" in dockerfile
+    [server] = manifest("launcherconfig.yaml")["spec"]["podTemplate"]["spec"]["containers"]
+    assert server["image"] == "ghcr.io/llm-d/fma:e2e-standin"
+    assert "--instance-entry=localcluster.vllm_standin.cli:main" in server["args"]
+
+
 def helm_argv() -> list[str]:
     """The script's helm command line, expanded by bash with the script's default settings."""
     text = SCRIPT.read_text()

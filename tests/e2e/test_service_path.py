@@ -23,7 +23,6 @@ from typing import Any
 import httpx
 import pytest
 
-from launcher.testing.tiny_model import build, default_model_dir
 from localcluster.controlplane import LocalCluster
 from localcluster.fma import manifests
 from localcluster.fma.environment import FmaEnvironment, controller_args
@@ -37,6 +36,7 @@ from localcluster.fma.userside import (
     vllm_args,
     vllm_deployment,
 )
+from localcluster.testing.tiny_model import build, default_model_dir
 from tests.contract.vllm_targets import vllm_missing_reason
 from tests.e2e import inspect as i
 

@@ -16,7 +16,7 @@ import psutil
 
 from localcluster.processes import ManagedProcess, free_port, wait_until
 
-FAKE_ENTRY = "launcher.testing.fake_instance:serve"
+FAKE_ENTRY = "localcluster.testing.fake_instance:serve"
 
 
 class Launcher:

@@ -155,7 +155,11 @@ def test_delete_all_and_watch_410(tmp_path: Path) -> None:
             assert small.put(name, f"--port {free_port()}").status_code == 201
         everything = small.http.delete("/v2/vllm/instances").json()
         assert everything["status"] == "all_stopped"
-        assert sorted(everything["stopped_instances"]) == ["a", "b"]
+        stopped = sorted(everything["stopped_instances"], key=lambda state: state["instance_id"])
+        assert [(s["instance_id"], s["status"]) for s in stopped] == [
+            ("a", "stopped"),
+            ("b", "stopped"),
+        ]
         assert everything["total_stopped"] == 2
         # Revisions 1..4 happened (plus UPDATED ones if the children got ready); 3 are kept.
         current = small.http.get("/v2/vllm/instances").json()["revision"]

@@ -19,8 +19,8 @@ import httpx
 import psutil
 import pytest
 
-from launcher.testing import tiny_model
 from localcluster.processes import free_port, wait_until
+from localcluster.testing import tiny_model
 from tests.launcher.support import process_tree_gone, running_launcher
 
 pytestmark = pytest.mark.skipif(

@@ -24,7 +24,7 @@ from urllib.parse import parse_qs
 
 import httpx
 
-from controller.kube import JsonObject, ResourceKind
+from kube import JsonObject, ResourceKind
 
 _STOP = object()
 

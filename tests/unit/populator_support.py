@@ -10,7 +10,9 @@ from typing import Any
 from prometheus_client import CollectorRegistry
 
 from controller.core import InstanceView
-from controller.kube import (
+from controller.observability import ControllerMetrics
+from controller.populator import COMPONENT, Populator, Settings
+from kube import (
     LAUNCHER_CONFIGS,
     LAUNCHER_POPULATION_POLICIES,
     NODES,
@@ -24,8 +26,6 @@ from controller.kube import (
     KubeEventSink,
     run_informers,
 )
-from controller.observability import ControllerMetrics
-from controller.populator import COMPONENT, Populator, Settings
 from tests.unit.fake_apiserver import FakeApiserver, rfc3339
 
 NS = "ns"

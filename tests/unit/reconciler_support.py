@@ -13,17 +13,6 @@ from typing import Any
 
 import httpx
 
-from controller.kube import (
-    CONFIG_MAPS,
-    INFERENCE_SERVER_CONFIGS,
-    LAUNCHER_CONFIGS,
-    NODES,
-    PODS,
-    EventRecorder,
-    Informer,
-    JsonObject,
-    KubeClient,
-)
 from controller.launcherapi import LauncherView as StreamView
 from controller.observability import ControllerMetrics
 from controller.reconciler import (
@@ -37,6 +26,17 @@ from controller.reconciler import (
 from controller.reconciler._peers import Peers
 from controller.reconciler._pods import pod_indexers
 from controller.reconciler._podwrites import PodWrites
+from kube import (
+    CONFIG_MAPS,
+    INFERENCE_SERVER_CONFIGS,
+    LAUNCHER_CONFIGS,
+    NODES,
+    PODS,
+    EventRecorder,
+    Informer,
+    JsonObject,
+    KubeClient,
+)
 
 NS = "ns"
 NOW = 1_000_000.0

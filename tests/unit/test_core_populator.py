@@ -218,7 +218,7 @@ def test_changed_keys_between_tables() -> None:
 
 
 def test_uncovered_keys_keep_launchers_holding_sleepers_when_asked() -> None:
-    keep = PopulatorSettings(keep_sleepers_for=600.0)
+    keep = PopulatorSettings(keep_sleepers_s=600.0)
     empty = current("a", instances=())
     recent = current("b", instances=(instance("I1", last_used=NOW - 100),))
     old = current("c", instances=(instance("I2", last_used=NOW - 700),))
@@ -238,7 +238,7 @@ def test_uncovered_keys_keep_launchers_holding_sleepers_when_asked() -> None:
         )
         return sorted(a.pod.name for a in decision.actions if isinstance(a, DeletePod))
 
-    assert deleted(None, PopulatorSettings()) == ["a", "b", "c", "d", "e"], "the reference"
+    assert deleted(None, PopulatorSettings(keep_sleepers_s=0)) == ["a", "b", "c", "d", "e"], "ref"
     assert deleted(None, keep) == ["a", "c"]
     assert deleted(0, keep) == ["a", "b", "c", "d", "e"], "an LPP asking for 0 is obeyed"
     decision = decide_population(

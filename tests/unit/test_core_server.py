@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 from collections.abc import Sequence
 from typing import Any
 
@@ -254,6 +255,28 @@ def test_bound_absent_instance_is_created() -> None:
     assert create.instance_id == IID and create.config["options"].endswith("--port 8005")
 
 
+def test_a_refused_instance_is_a_failure_on_the_requester_not_a_retry() -> None:
+    """A launcher that refuses the PUT (the reference: 409 for an unknown GPU UUID) → status."""
+    (create,) = [a for a in bound() if isinstance(a, CreateInstance)]
+    answer = 'PUT http://10.0.1.1:8001/v2/vllm/instances/I: HTTP 409: {"detail":"GPU-7?"}'
+    transient = record_failure(ServerMemory(gpu_uuids=GPUS), create, now=NOW, error="timeout")
+    assert transient.refusal is None and CreateInstance in map(type, bound(memory=transient))
+    memory = record_failure(ServerMemory(gpu_uuids=GPUS), create, now=NOW, error=answer,
+                            refused=True)  # fmt: skip
+    actions = bound(memory=memory)
+    assert kinds(actions)[:2] == ["Remember", "EmitEvent"]
+    assert not any(isinstance(a, CreateInstance) for a in actions)
+    [error] = json.loads(status_of(actions) or "{}")["Errors"]
+    assert error == f'launcher Pod "launcher-a" refused to create instance {IID}: {answer}'
+    event = next(a for a in actions if isinstance(a, EmitEvent))
+    assert (event.type, event.reason) == ("Warning", "ServerFailed") and "GPU-7?" in event.message
+    reported = record_success(memory, actions[0], now=NOW)
+    assert kinds(bound(memory=reported))[-1] == "Requeue"  # kept visible, then deleted
+    expired = dataclasses.replace(reported, failed_at=NOW - 1000)
+    assert kinds(bound(memory=expired)) == ["DeleteRequester"]
+    assert record_success(memory, create, now=NOW).refusal is None
+
+
 def test_bound_absent_known_instance_deletes_requester_after_grace() -> None:
     memory = ServerMemory(gpu_uuids=GPUS, instance_known=True, instance_created_at=NOW - 1)
     assert kinds(bound(memory=memory)) == ["Requeue"]
@@ -380,21 +403,30 @@ def test_starting_instance_waits_then_fails_after_deadline() -> None:
 
 def test_stopped_instance_reports_exit_code_then_requester_deleted() -> None:
     memory = ServerMemory(gpu_uuids=GPUS, instance_known=True)
-    stopped = instance(running=False, exit_code=137, reason="CUDA OOM")
-    (query,) = bound(stopped, memory=memory)
-    assert query == QueryLogTail(ip="10.0.1.1", instance_id=IID)
-    memory = record_success(memory, query, now=NOW, result="loading weights\nKilled")
+    stopped = instance(running=False, exit_code=137, reason="CUDA OOM; last log lines:\nKilled")
     actions = bound(stopped, memory=memory)
     failure = next(a for a in actions if isinstance(a, Remember))
     assert "exit code 137" in failure.message and "CUDA OOM" in failure.message
-    assert failure.message.endswith("last log lines:\nloading weights\nKilled")
-    event = next(a for a in actions if isinstance(a, EmitEvent))
-    assert "loading weights" in event.message and "Killed" in (status_of(actions) or "")
+    assert not any(isinstance(a, QueryLogTail) for a in actions), "fma's launcher said why"
     reported = record_success(memory, failure, now=NOW)
     actions = bound(instance(running=False), memory=reported)
     assert isinstance(actions[-1], Requeue) and "exit code 137" in (status_of(actions) or "")
     expired = dataclasses.replace(reported, failed_at=NOW - 1000)
     assert kinds(bound(instance(running=False), memory=expired)) == ["DeleteRequester"]
+
+
+def test_a_reference_launchers_stopped_instance_gets_its_log_tail_read_first() -> None:
+    """A reference launcher gives no reason: the controller reads the log's end itself."""
+    memory = ServerMemory(gpu_uuids=GPUS, instance_known=True)
+    stopped = instance(running=False, exit_code=1)
+    (query,) = bound(stopped, memory=memory)
+    assert query == QueryLogTail(ip="10.0.1.1", instance_id=IID)
+    memory = record_success(memory, query, now=NOW, result="loading weights\nKilled")
+    actions = bound(stopped, memory=memory)
+    failure = next(a for a in actions if isinstance(a, Remember))
+    assert failure.message.endswith("last log lines:\nloading weights\nKilled")
+    event = next(a for a in actions if isinstance(a, EmitEvent))
+    assert "loading weights" in event.message and "Killed" in (status_of(actions) or "")
 
 
 def test_reference_launcher_without_phase_uses_is_sleeping() -> None:

@@ -14,11 +14,20 @@ from typing import Any
 import pytest
 import yaml
 
-from controller.core import GoYamlError, go_json, go_yaml, instance_id, vllm_config
+from contract.launcher import VllmConfig
+from contract.rules import QuantityError, quantity_value
+from controller.core import (
+    GoYamlError,
+    go_json,
+    go_yaml,
+    instance_id,
+    vllm_config,
+    vllm_config_json,
+)
 from controller.core._gotemplate import TemplateError, render
 from controller.core._k8syaml import yaml_to_json_value
 from controller.core._podjson import PodEncodeError, encode_pod
-from controller.core._quantity import QuantityError, canonical_quantity, quantity_value
+from controller.core._quantity import canonical_quantity
 from controller.core._smp import PatchError, strategic_merge_pod
 from controller.core._yaml_resolve import resolves_to_string, sort_keys
 from crds.models import ModelServerConfig
@@ -120,11 +129,13 @@ def test_vllm_config_json_field_order_and_omission() -> None:
     config = ModelServerConfig(port=8000, env_vars={"B": "2", "A": "<1>"})
     body = vllm_config("isc", config, ["GPU-1"])
     assert body.options == " --port 8000"
-    assert body.go_json() == (
+    assert vllm_config_json(body) == (
         '{"options":" --port 8000","gpu_uuids":["GPU-1"],"env_vars":{"A":"\\u003c1\\u003e",'
         '"B":"2"},"annotations":{"inference-port":"8000","isc-name":"isc"}}'
     )
     assert "gpu_uuids" not in vllm_config("isc", config, []).to_json()
+    launcher_view = VllmConfig.model_validate_json(vllm_config_json(body))
+    assert launcher_view == body  # the launcher reads what the controller writes, one model
 
 
 @pytest.mark.parametrize("case", _load("core_pod.json"), ids=lambda c: str(len(json.dumps(c))))

@@ -12,7 +12,7 @@ import httpx
 import pytest
 import yaml
 
-from controller.kube import (
+from kube import (
     INFERENCE_SERVER_CONFIGS,
     NODES,
     PODS,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 
-from controller.kube import ApiError, EventRecorder, EventSettings, JsonObject
+from kube import ApiError, EventRecorder, EventSettings, JsonObject
 from tests.virtualtime import run_virtual
 
 POD: JsonObject = {
@@ -139,7 +139,7 @@ def test_a_full_queue_drops_instead_of_blocking_and_long_messages_are_cut() -> N
 
     async def main() -> EventRecorder:
         recorder = _recorder(sink, queue_size=2)
-        recorder.normal(POD, "A", "x" * 5000)
+        recorder.normal(POD, "A", "what happened " + "x" * 5000 + " the error")
         recorder.normal(POD, "B", "b")
         recorder.normal(POD, "C", "c")
         await _drain(recorder)
@@ -149,7 +149,9 @@ def test_a_full_queue_drops_instead_of_blocking_and_long_messages_are_cut() -> N
     assert recorder.dropped == 1
     assert sorted(e["reason"] for e in sink.events.values()) == ["A", "B"]
     long = next(e for e in sink.events.values() if e["reason"] == "A")
-    assert len(long["message"]) == 1024 and long["message"].endswith("...")
+    message = long["message"]
+    assert len(message) == 1024 and "\n...\n" in message, "cut in the middle"
+    assert message.startswith("what happened") and message.endswith("the error")
 
 
 def test_a_delay_lets_a_burst_go_first_then_writes_its_events_together() -> None:

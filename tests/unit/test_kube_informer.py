@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from controller.kube import (
+from kube import (
     ApiError,
     Backoff,
     Handlers,
@@ -247,6 +247,51 @@ def test_a_relist_keeps_objects_written_through_after_the_lists_snapshot() -> No
             "ns/a": "35",
             "ns/new": "36",
         }
+        task.cancel()
+
+    run_virtual(main)
+
+
+def test_a_transform_trims_what_is_stored_and_handed_to_the_handlers() -> None:
+    def labels_only(obj: JsonObject) -> JsonObject:
+        meta = obj["metadata"]
+        kept = {k: meta[k] for k in ("name", "namespace", "resourceVersion", "labels")}
+        return {"metadata": kept}
+
+    async def main() -> None:
+        source = FakeSource([pod("a", "1", node="n1", app="x")])
+        informer = Informer(
+            source, indexers={"app": label_index("app")}, settings=SETTINGS, transform=labels_only
+        )
+        seen: list[JsonObject] = []
+        informer.add_handlers(
+            Handlers(
+                on_add=seen.append,
+                on_update=lambda _old, new: seen.append(new),
+                on_delete=seen.append,
+            )
+        )
+        task = asyncio.create_task(informer.run())
+        await informer.wait_synced()
+        await _settle()
+        source.events.put_nowait({"type": "ADDED", "object": pod("b", "11", node="n2", app="y")})
+        source.events.put_nowait({"type": "DELETED", "object": pod("a", "12", node="n1")})
+        await _settle()
+        assert informer.write_through(pod("b", "13", node="n3", app="z"))
+        assert all("spec" not in obj for obj in seen), "handlers get the trimmed objects"
+        assert [_name(o) for o in seen] == ["a", "b", "a", "b"]
+        assert informer.store.objects() == [
+            {
+                "metadata": {
+                    "name": "b",
+                    "namespace": "ns",
+                    "resourceVersion": "13",
+                    "labels": {"app": "z"},
+                }
+            }
+        ]
+        assert [_name(o) for o in informer.store.by_index("app", "z")] == ["b"]
+        assert informer.resource_version == "12"
         task.cancel()
 
     run_virtual(main)

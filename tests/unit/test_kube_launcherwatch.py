@@ -19,7 +19,6 @@ from urllib.parse import parse_qs, urlsplit
 import httpx
 import uvicorn
 
-from controller.kube import Backoff
 from controller.launcherapi import (
     InstanceEvent,
     LauncherView,
@@ -27,6 +26,7 @@ from controller.launcherapi import (
     LauncherWatches,
     LauncherWatchSettings,
 )
+from kube import Backoff
 from launcher.app import create_app
 from launcher.gpus import GpuMap
 from launcher.settings import Settings

@@ -7,7 +7,7 @@ import copy
 
 import pytest
 
-from controller.kube import (
+from kube import (
     ApiError,
     JsonObject,
     LeaderElectionSettings,

@@ -9,9 +9,9 @@ from typing import Any
 import httpx
 import pytest
 
-import controller.kube
 import controller.launcherapi
 import controller.observability
+import kube
 from controller.observability import (
     ControllerMetrics,
     HealthChecks,
@@ -129,9 +129,7 @@ def test_informer_collector_reads_state_at_scrape_time() -> None:
     assert sample("fma_informer_lists_total", {"resource": "pods"}) == 2
 
 
-@pytest.mark.parametrize(
-    "module", [controller.kube, controller.observability, controller.launcherapi]
-)
+@pytest.mark.parametrize("module", [kube, controller.observability, controller.launcherapi])
 def test_public_names_are_sorted_and_exist(module: Any) -> None:
     exported = list(module.__all__)
     assert exported == sorted(exported, key=lambda n: (not n.isupper(), n[0].islower(), n))

@@ -8,7 +8,8 @@ from collections import Counter
 import pytest
 from prometheus_client import CollectorRegistry
 
-from controller.kube import (
+from controller.observability import QueuePrometheusMetrics
+from kube import (
     ApiError,
     Backoff,
     Detached,
@@ -18,7 +19,6 @@ from controller.kube import (
     WorkQueue,
     run_workers,
 )
-from controller.observability import QueuePrometheusMetrics
 from tests.virtualtime import run_virtual
 
 

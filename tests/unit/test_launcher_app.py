@@ -13,12 +13,14 @@ from pathlib import Path
 import httpx
 import pytest
 from fastapi import FastAPI
+from fastapi.routing import APIRoute
 
+from contract.launcher import VllmConfig
 from launcher.app import create_app
 from launcher.gpus import GpuMap
 from launcher.manager import InstanceManager
 from launcher.settings import Settings
-from launcher.state import Instance, VllmConfig
+from launcher.state import Instance
 
 pytestmark = pytest.mark.anyio
 
@@ -68,6 +70,37 @@ async def test_root_and_health(client: httpx.AsyncClient) -> None:
     assert (root["name"], root["version"]) == ("Multi-Instance vLLM Management API", "2.0")
     assert (await client.get("/health")).json() == {"status": "OK"}
     assert (await client.get("/readyz")).status_code == 503  # no fork server in this test
+
+
+async def test_root_names_every_route(app: FastAPI, client: httpx.AsyncClient) -> None:
+    listed = set()
+    for entry in (await client.get("/")).json()["endpoints"].values():
+        method, _, path = entry.partition(" ")
+        listed.add((method, path.split("[")[0]))
+    served = {
+        (method, route.path)
+        for route in app.routes
+        if isinstance(route, APIRoute) and route.include_in_schema
+        for method in route.methods
+    }
+    assert listed == served
+    assert {("GET", "/"), ("GET", "/v2/vllm/instances/watch")} <= listed
+
+
+async def test_delete_all_answers_the_stopped_instance_states(
+    app: FastAPI, tmp_path: Path, client: httpx.AsyncClient
+) -> None:
+    for name in ("a", "b"):
+        _place(app, tmp_path, name)
+    answer = (await client.delete("/v2/vllm/instances")).json()
+    assert (answer["status"], answer["total_stopped"]) == ("all_stopped", 2)
+    states = sorted(answer["stopped_instances"], key=lambda state: str(state["instance_id"]))
+    assert [(s["instance_id"], s["status"], s["options"]) for s in states] == [
+        ("a", "stopped", "--port 9"),
+        ("b", "stopped", "--port 9"),
+    ]
+    assert sorted(s["revision"] for s in states) == [1, 2]  # each one's DELETED event
+    assert (await client.get("/v2/vllm/instances")).json()["instances"] == []
 
 
 async def test_list_shapes(app: FastAPI, tmp_path: Path, client: httpx.AsyncClient) -> None:

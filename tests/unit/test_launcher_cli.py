@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from launcher.cli import parse_args
-from launcher.settings import DEFAULT_ENTRY
+from launcher.settings import DEFAULT_ENTRY, Settings
 
 
 def test_defaults_match_the_reference_where_it_has_them(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -19,6 +19,7 @@ def test_defaults_match_the_reference_where_it_has_them(monkeypatch: pytest.Monk
     assert (settings.start_timeout, settings.stop_grace) == (600.0, 10.0)
     assert settings.token is None
     assert settings.instance_entry == DEFAULT_ENTRY
+    assert settings == Settings(), "every flag defaults to its Settings default"
 
 
 def test_token_from_file_then_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

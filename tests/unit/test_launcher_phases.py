@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import pytest
 
+from contract.launcher import Phase
 from launcher.phases import (
     Exited,
     Healthy,
     Observation,
-    Phase,
     SleepState,
     StartTimedOut,
     advance,

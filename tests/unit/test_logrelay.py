@@ -16,8 +16,8 @@ from typing import Any
 
 import pytest
 
+from contract.launcher import LAUNCHER_PORT
 from controller.core import QueryLogTail
-from controller.core._names import LAUNCHER_PORT
 from controller.observability import ControllerMetrics
 from controller.reconciler._http import HttpSettings, PeerCalls, peer_call_client
 from controller.reconciler._logrelay import (

@@ -212,11 +212,7 @@ def test_public_names() -> None:
     import webhook.mutation
 
     assert set(webhook.mutation.__all__) == {
-        "INJECT_LABEL",
-        "ISC_CHOICE_ANNOTATION",
-        "MUTATED_ANNOTATION",
         "MUTATED_VALUE",
-        "ORIGINAL_CONTAINER_ANNOTATION",
         "SYSTEM_NAMESPACES",
         "Mode",
         "MutationContext",

@@ -160,12 +160,12 @@ def test_flags_follow_the_reference() -> None:
     assert options.settings.stuck_scheduling_threshold_s == 120.0
     assert options.settings.stuck_starting_threshold_s == 450.0
     assert options.metrics.port == 8002
-    assert options.settings.thresholds.keep_sleepers_for == 1800.0
+    assert options.settings.thresholds.keep_sleepers_s == 1800.0
     custom = parse_args(
         ["--namespace", "x", "--expectation-timeout", "1s", "--stuck-scheduling-threshold", "3s"]
     )
     assert custom.settings.expectation_timeout_s == 1.0
-    assert custom.settings.thresholds.stuck_scheduling_after == 3.0
+    assert custom.settings.thresholds.stuck_scheduling_threshold_s == 3.0
 
 
 def test_launcher_keys_come_from_the_launcher_labels() -> None:

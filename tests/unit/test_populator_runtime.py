@@ -13,9 +13,9 @@ from typing import Any
 import pytest
 
 from controller.core import InstanceView, build_launcher_template
-from controller.kube import ApiError, EventRecorder, EventSettings, KubeEventSink
 from controller.populator import LauncherKey
 from crds.models import LauncherConfig
+from kube import ApiError, EventRecorder, EventSettings, KubeEventSink
 from tests.unit.populator_support import (
     NS,
     TEMPLATE_HASH,

@@ -7,19 +7,24 @@ from pathlib import Path
 import pytest
 
 from controller.cli import parse_args
+from controller.populator import Settings as PopulatorSettings
+from controller.reconciler import ReconcilerSettings
 
 
 def test_defaults_follow_the_contract() -> None:
     config = parse_args(["-n", "team"])
     assert config.reconciler.namespace == "team"
     assert config.reconciler.workers == 2
-    assert config.reconciler.core.sleeper_limit == 1  # binary default (the chart sets 2)
+    assert config.reconciler.core.sleeper_limit == 2  # the chart's too (the reference binary: 1)
     assert config.reconciler.core.memory_check
     assert config.server.port == 8002
     assert config.leader is not None and config.leader.namespace == "team"
     assert config.leader.lease_name == "fma-dual-pods-controller"
     assert config.connection.kubeconfig is None
     assert config.log_level == "info"
+    # One default per setting: the flags' are the settings objects'.
+    assert config.reconciler == ReconcilerSettings(namespace="team")
+    assert config.populator == PopulatorSettings(namespace="team")
 
 
 def test_flags_reach_the_settings() -> None:
@@ -33,7 +38,7 @@ def test_flags_reach_the_settings() -> None:
         ]
     )  # fmt: skip
     core = config.reconciler.core
-    assert (core.sleeper_limit, core.memory_check, core.startup_deadline) == (2, False, 30.0)
+    assert (core.sleeper_limit, core.memory_check, core.instance_start_timeout) == (2, False, 30.0)
     assert (core.failed_requester_delete_after, core.sleep_deadline) == (4.0, 9.0)
     assert config.reconciler.workers == 8 and config.server.port == 9000
     assert config.connection.kubeconfig == Path("/k")

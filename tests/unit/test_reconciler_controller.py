@@ -8,7 +8,6 @@ import datetime as dt
 import httpx
 
 from controller.core import ServerMemory, Settings
-from controller.kube import PODS, EventRecorder, KubeClient, Result
 from controller.observability import ControllerMetrics
 from controller.reconciler import (
     DualPodsController,
@@ -17,6 +16,7 @@ from controller.reconciler import (
     ReconcilerSettings,
     ServerKey,
 )
+from kube import PODS, EventRecorder, KubeClient, Result
 from tests.unit.reconciler_support import NS, Recorder, echo_apiserver, node, pod
 from tests.virtualtime import run_virtual
 

@@ -217,6 +217,8 @@ def test_wake_sleep_and_delete_hold_the_instance_until_the_stream_catches_up() -
 
 def test_create_instance_accepts_an_existing_one_and_delete_a_missing_one() -> None:
     def answers(request: httpx.Request) -> httpx.Response:
+        if request.method == "GET":  # after the 409: the instance exists
+            return httpx.Response(200, json={"instance_id": "i2", "status": "running"})
         return httpx.Response(409 if request.method == "PUT" else 404, json={"detail": "x"})
 
     async def main() -> None:
@@ -232,6 +234,57 @@ def test_create_instance_accepts_an_existing_one_and_delete_a_missing_one() -> N
             assert outcome.failure is None and outcome.memory.instance_known
             assert outcome.memory.instances_deleted == 1 and outcome.memory.path == "warm"
             assert json.loads(w.peers.requests[1].content) == {}
+
+    run_virtual(main)
+
+
+def test_a_refused_put_is_told_from_a_duplicate_and_recorded() -> None:
+    """The reference's 409 for an unknown GPU UUID: the GET of the id answers 404. fma's
+    launcher answers 422. Either is a refusal for the core, quoting the launcher's answer."""
+    detail = {"detail": "Unknown GPU UUID: GPU-7"}
+
+    async def case(put_status: int) -> tuple[object, list[str]]:
+        def answers(request: httpx.Request) -> httpx.Response:
+            if request.method == "PUT":
+                return httpx.Response(put_status, json=detail)
+            return httpx.Response(404, json={"detail": "Instance i2 not found"})
+
+        _streams, cluster = launcher_state()
+        assert isinstance(cluster, type(state()))
+        async with executor(cluster, peers=answers) as w:
+            ref = PodRef(name="l", uid="l-uid")
+            create = CreateInstance(launcher=ref, ip=LAUNCHER_IP, instance_id="i2", config={})
+            outcome = await w.executor.run([create, Requeue(after=3)], ServerMemory(), CTX)
+            assert outcome.failure is not None and not outcome.expected
+            assert outcome.requeue_after is None
+            return outcome.memory.refusal, [r.method for r in w.peers.requests]
+
+    async def main() -> None:
+        refusal, methods = await case(409)
+        assert methods == ["PUT", "GET"]
+        assert isinstance(refusal, str)
+        assert "HTTP 409" in refusal and "Unknown GPU UUID: GPU-7" in refusal
+        assert "GET answers 404" in refusal
+        refusal, methods = await case(422)
+        assert methods == ["PUT"]
+        assert isinstance(refusal, str) and "HTTP 422" in refusal and "GPU-7" in refusal
+
+    run_virtual(main)
+
+
+def test_a_failed_put_is_retried_not_refused() -> None:
+    def answers(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(500, text="boom")
+
+    async def main() -> None:
+        _streams, cluster = launcher_state()
+        assert isinstance(cluster, type(state()))
+        async with executor(cluster, peers=answers) as w:
+            ref = PodRef(name="l", uid="l-uid")
+            create = CreateInstance(launcher=ref, ip=LAUNCHER_IP, instance_id="i2", config={})
+            outcome = await w.executor.run([create], ServerMemory(), CTX)
+            assert outcome.failure is not None and "HTTP 500" in outcome.failure
+            assert outcome.memory.refusal is None
 
     run_virtual(main)
 

@@ -1,18 +1,25 @@
-"""The built webhook configurations: the exact selectors, policies and client configs."""
+"""The built webhook configurations: the exact selectors, policies and client configs; and
+the writes that register them (through `kube`, on `httpx.MockTransport`)."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
+import json
 from typing import Any
 
+import httpx
 import pytest
 
 from certs.authority import CertificateAuthority
+from kube import KubeClient
 from webhook.registration import (
+    FIELD_MANAGER,
     RegistrationSettings,
     ServiceReference,
+    apply_webhook_configurations,
     build_webhook_configurations,
-    label_namespaces,
+    namespace_labels,
 )
 
 CA = CertificateAuthority.create("test-ca").cert_pem
@@ -228,4 +235,66 @@ def test_settings_are_checked(kwargs: dict[str, Any], message: str) -> None:
 
 def test_webhook_namespace_cannot_be_served() -> None:
     with pytest.raises(ValueError, match="cannot be both"):
-        label_namespaces(None, webhook_namespace="fma", served_namespaces=["fma"])
+        namespace_labels(webhook_namespace="fma", served_namespaces=["fma"])
+
+
+def test_namespace_labels() -> None:
+    assert namespace_labels(webhook_namespace="fma", served_namespaces=["a", "b"]) == {
+        "a": {"fma.llm-d.ai/served": "true"},
+        "b": {"fma.llm-d.ai/served": "true"},
+        "fma": {"fma.llm-d.ai/webhook-namespace": "true"},
+    }
+    assert namespace_labels(webhook_namespace=None) == {}
+
+
+def test_apply_labels_namespaces_then_creates_or_replaces_at_the_read_version() -> None:
+    """The mutating configuration is new (create); the validating one exists at version 7 and
+    its first replace loses a race (409), so it is read and replaced again."""
+    mutating, validating = build_webhook_configurations(LOCAL)
+    calls: list[tuple[str, str, Any]] = []
+    lost_race = [True]
+    admission = "/apis/admissionregistration.k8s.io/v1"
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        body = json.loads(request.content) if request.content else None
+        calls.append((request.method, request.url.path, body))
+        if request.method != "GET":
+            assert request.url.params.get("fieldManager") == FIELD_MANAGER
+        if request.method == "PATCH":
+            assert request.headers["content-type"] == "application/merge-patch+json"
+        if request.method == "GET" and "mutating" in request.url.path:
+            return httpx.Response(404, json={"reason": "NotFound", "message": "not found"})
+        if request.method == "GET":
+            return httpx.Response(200, json={"metadata": {"resourceVersion": "7"}})
+        if request.method == "PUT" and lost_race:
+            lost_race.clear()
+            return httpx.Response(409, json={"reason": "Conflict", "message": "modified"})
+        return httpx.Response(200, json=body)
+
+    async def main() -> None:
+        http = httpx.AsyncClient(
+            base_url="https://api.test", transport=httpx.MockTransport(handler)
+        )
+        client = KubeClient(http, field_manager=FIELD_MANAGER)
+        await apply_webhook_configurations(
+            client, mutating, validating, webhook_namespace="fma", served_namespaces=["team"]
+        )
+        await client.aclose()
+
+    asyncio.run(main())
+    assert [(method, path) for method, path, _ in calls] == [
+        ("PATCH", "/api/v1/namespaces/team"),
+        ("PATCH", "/api/v1/namespaces/fma"),
+        ("GET", f"{admission}/mutatingwebhookconfigurations/fma-webhook"),
+        ("POST", f"{admission}/mutatingwebhookconfigurations"),
+        ("GET", f"{admission}/validatingwebhookconfigurations/fma-webhook"),
+        ("PUT", f"{admission}/validatingwebhookconfigurations/fma-webhook"),
+        ("GET", f"{admission}/validatingwebhookconfigurations/fma-webhook"),
+        ("PUT", f"{admission}/validatingwebhookconfigurations/fma-webhook"),
+    ]
+    assert calls[0][2] == {"metadata": {"labels": {"fma.llm-d.ai/served": "true"}}}
+    assert calls[1][2] == {"metadata": {"labels": {"fma.llm-d.ai/webhook-namespace": "true"}}}
+    assert calls[3][2] == mutating
+    replaced = calls[-1][2]
+    assert replaced["metadata"]["resourceVersion"] == "7"
+    assert replaced["webhooks"] == validating["webhooks"]

@@ -15,11 +15,9 @@ def test_public_names() -> None:
     assert sorted(webhook.validation.__all__) == [
         "MESSAGE_BOUND",
         "MESSAGE_MANAGED",
-        "QuantityError",
         "ValidationContext",
         "ValidationSettings",
         "Verdict",
-        "parse_quantity",
         "validate_custom_resource",
         "validate_pod",
     ]

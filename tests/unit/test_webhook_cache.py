@@ -1,196 +1,310 @@
-"""The watch caches without a cluster: a scripted `Transport` drives list, watch, resume, 410.
+"""The watch caches without a cluster: `kube`'s informers over a scripted apiserver.
 
-The real apiserver behaviour is covered by tests/cluster/test_webhook_e2e.py; here each rule of
-the reflector is pinned down with events fed from memory.
+List, watch, resume, backoff and 410 are `kube.Informer`'s rules (tests/unit/test_kube_informer.py);
+here we pin down what the webhook adds: which resources it watches (cluster-wide), what each
+informer keeps, how objects reach the converted stores the handlers read, and when the cache
+reports itself synced. Virtual time, `httpx.MockTransport`: the real `KubeClient` underneath.
+The real apiserver is tests/cluster/test_webhook_cache.py.
 """
 
 from __future__ import annotations
 
-import queue
-import threading
-from collections.abc import Iterator, Mapping
+import asyncio
+import json
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
-import pytest
+import httpx
 
-from webhook._reflector import Backoff, GoneError, JsonObject, Reflector
+from kube import (
+    INFERENCE_SERVER_CONFIGS,
+    LAUNCHER_CONFIGS,
+    NAMESPACES,
+    REPLICA_SETS,
+    STATEFUL_SETS,
+    InformerSettings,
+    JsonObject,
+    KubeClient,
+)
+from tests.virtualtime import run_virtual
 from webhook.cache import Store, WebhookCache, parse_isc
 
-_END = object()
-_FAST = Backoff(initial_s=0.001, maximum_s=0.002)
+PATHS = {
+    "Namespace": NAMESPACES.path(),
+    "InferenceServerConfig": INFERENCE_SERVER_CONFIGS.path(),
+    "LauncherConfig": LAUNCHER_CONFIGS.path(),
+    "ReplicaSet": REPLICA_SETS.path(),
+    "StatefulSet": STATEFUL_SETS.path(),
+}
+CLOSE = object()
+MANAGED = [{"manager": "kubectl", "operation": "Update", "fieldsV1": {"f:spec": {}}}]
 
 
-def _obj(name: str, rv: str, namespace: str = "ns", **labels: str) -> JsonObject:
-    meta = {"name": name, "namespace": namespace, "resourceVersion": rv, "labels": labels}
-    return {"metadata": meta}
+def obj(kind: str, name: str, rv: str, namespace: str = "team", **extra: Any) -> JsonObject:
+    meta: JsonObject = {"name": name, "resourceVersion": rv, "uid": f"uid-{name}"}
+    if kind != "Namespace":
+        meta["namespace"] = namespace
+    meta |= extra.pop("metadata", {})
+    return {"kind": kind, "metadata": meta, **extra}
 
 
-class _Stream:
-    def __init__(self, events: queue.Queue[object]) -> None:
-        self._events = events
-        self.closed = threading.Event()
+def replica_set(name: str, rv: str, app: str) -> JsonObject:
+    return obj(
+        "ReplicaSet",
+        name,
+        rv,
+        metadata={"managedFields": MANAGED, "labels": {"app": app}},
+        spec={
+            "replicas": 1,
+            "selector": {"matchLabels": {"app": app}},
+            "template": {"metadata": {"labels": {"app": app}}, "spec": {"containers": []}},
+        },
+    )
 
-    def __iter__(self) -> Iterator[JsonObject]:
-        while not self.closed.is_set():
-            try:
-                item = self._events.get(timeout=0.01)
-            except queue.Empty:
-                continue
-            if item is _END:
+
+def isc(name: str, rv: str, options: str = "--model /m") -> JsonObject:
+    return obj(
+        "InferenceServerConfig",
+        name,
+        rv,
+        apiVersion="fma.llm-d.ai/v1alpha1",
+        metadata={"managedFields": MANAGED},
+        spec={"launcherConfigName": "lc", "modelServerConfig": {"port": 8000, "options": options}},
+    )
+
+
+class Apiserver:
+    """LISTs answer from `objects`; each WATCH streams what a test pushes for its kind.
+
+    A kind in `held` answers its LIST only once released (to see the cache not yet synced).
+    """
+
+    def __init__(self) -> None:
+        self.rv = "10"
+        self.objects: dict[str, list[JsonObject]] = {kind: [] for kind in PATHS}
+        self.events: dict[str, asyncio.Queue[object]] = {kind: asyncio.Queue() for kind in PATHS}
+        self.held: dict[str, asyncio.Event] = {}
+        self.requests: list[tuple[str, dict[str, str]]] = []
+        self.closed = False
+
+    def client(self) -> KubeClient:
+        return KubeClient(_Closing(self, base_url="https://api.test", transport=self.transport()))
+
+    def transport(self) -> httpx.MockTransport:
+        return httpx.MockTransport(self._handle)
+
+    def push(self, kind: str, event_type: str, item: JsonObject | None = None, **raw: Any) -> None:
+        self.events[kind].put_nowait({"type": event_type, "object": item or raw})
+
+    async def _handle(self, request: httpx.Request) -> httpx.Response:
+        params = dict(request.url.params)
+        self.requests.append((request.url.path, params))
+        kind = next(k for k, path in PATHS.items() if path == request.url.path)
+        if params.get("watch") == "true":
+            return httpx.Response(200, content=self._stream(kind))
+        if kind in self.held:
+            await self.held[kind].wait()
+        page = {"metadata": {"resourceVersion": self.rv}, "items": self.objects[kind]}
+        return httpx.Response(200, json=page)
+
+    async def _stream(self, kind: str) -> AsyncIterator[bytes]:
+        while True:
+            event = await self.events[kind].get()
+            if event is CLOSE:
                 return
-            if isinstance(item, Exception):
-                raise item
-            assert isinstance(item, dict)
-            yield item
-
-    def close(self) -> None:
-        self.closed.set()
+            yield (json.dumps(event) + "\n").encode()
 
 
-class FakeTransport:
-    """Lists `objects` (in pages of `page`); each watch serves events put on `events`."""
+class _Closing(httpx.AsyncClient):
+    def __init__(self, apiserver: Apiserver, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._apiserver = apiserver
 
-    def __init__(self, objects: list[JsonObject], rv: str = "10", page: int = 0) -> None:
-        self.objects = objects
-        self.rv = rv
-        self.page = page
-        self.events: queue.Queue[object] = queue.Queue()
-        self.list_calls: list[dict[str, Any]] = []
-        self.watch_calls: list[dict[str, Any]] = []
-        self.watch_failures: list[Exception] = []
-        self.watch_opened = threading.Semaphore(0)
-
-    def list_page(self, params: Mapping[str, Any]) -> JsonObject:
-        self.list_calls.append(dict(params))
-        start = int(params.get("_continue") or 0)
-        size = self.page or len(self.objects) or 1
-        chunk = self.objects[start : start + size]
-        more = start + size < len(self.objects)
-        meta = {"resourceVersion": self.rv, "continue": str(start + size) if more else ""}
-        return {"metadata": meta, "items": chunk}
-
-    def watch(self, params: Mapping[str, Any]) -> _Stream:
-        self.watch_calls.append(dict(params))
-        self.watch_opened.release()
-        if self.watch_failures:
-            raise self.watch_failures.pop(0)
-        return _Stream(self.events)
+    async def aclose(self) -> None:
+        self._apiserver.closed = True
+        await super().aclose()
 
 
-@pytest.fixture
-def running() -> Iterator[tuple[FakeTransport, Store[Any], Reflector]]:
-    transport = FakeTransport([_obj("a", "5"), _obj("b", "6")])
-    store: Store[Any] = Store("Thing", lambda o: o["metadata"].get("labels"))
-    reflector = Reflector("things", transport, store, backoff=_FAST, watch_timeout_s=7)
-    thread = threading.Thread(target=reflector.run, daemon=True)
-    thread.start()
-    assert transport.watch_opened.acquire(timeout=5)
-    yield transport, store, reflector
-    reflector.stop()
-    thread.join(5)
-    assert not thread.is_alive()
+async def until(what: str, check: Callable[[], bool]) -> None:
+    for _ in range(1000):
+        if check():
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError(f"never: {what}")
 
 
-def _settle(transport: FakeTransport) -> None:
-    """Waits until the reflector has taken every queued event (the next watch is open)."""
-    transport.events.put(_END)
-    assert transport.watch_opened.acquire(timeout=5)
+def with_cache(
+    test: Callable[[Apiserver, WebhookCache], Awaitable[None]],
+    prepare: Callable[[Apiserver], None] = lambda _: None,
+) -> Apiserver:
+    """Runs `test` with a cache whose informers run over a fresh `Apiserver`."""
+    apiserver: Apiserver | None = None
+
+    async def main() -> None:
+        nonlocal apiserver
+        apiserver = Apiserver()
+        prepare(apiserver)
+        cache = WebhookCache()
+        cache.connect(
+            apiserver.client(), settings=InformerSettings(watch_timeout_s=300), owned=True
+        )
+        async with cache.running():
+            await test(apiserver, cache)
+
+    run_virtual(main)
+    assert apiserver is not None
+    return apiserver
 
 
-def test_list_then_watch_events(running: tuple[FakeTransport, Store[Any], Reflector]) -> None:
-    transport, store, reflector = running
-    assert reflector.synced
-    assert set(store.in_namespace("ns")) == {"a", "b"}
-    assert transport.watch_calls[0] == {
-        "resource_version": "10",
-        "allow_watch_bookmarks": True,
-        "timeout_seconds": 7,
-    }
-    transport.events.put({"type": "ADDED", "object": _obj("c", "11", app="x")})
-    transport.events.put({"type": "MODIFIED", "object": _obj("a", "12", app="y")})
-    transport.events.put({"type": "DELETED", "object": _obj("b", "13")})
-    _settle(transport)
-    assert dict(store.in_namespace("ns")) == {"a": {"app": "y"}, "c": {"app": "x"}}
+def test_lists_every_kind_cluster_wide_then_watches_it() -> None:
+    def prepare(apiserver: Apiserver) -> None:
+        apiserver.objects["Namespace"] = [
+            obj("Namespace", "team", "3", metadata={"labels": {"fma.llm-d.ai/inject": "enabled"}})
+        ]
+        apiserver.objects["InferenceServerConfig"] = [isc("tiny", "4")]
+        apiserver.objects["LauncherConfig"] = [obj("LauncherConfig", "lc", "5", spec={"x": 1})]
+        apiserver.objects["ReplicaSet"] = [replica_set("chat-1", "6", "chat")]
+
+    async def test(apiserver: Apiserver, cache: WebhookCache) -> None:
+        assert await cache.wait_synced(5)
+        assert cache.synced
+        assert cache.namespace_labels("team") == {"fma.llm-d.ai/inject": "enabled"}
+        assert [i.metadata.name for i in cache.iscs("team")] == ["tiny"]
+        assert ("team", "lc") in cache.launcher_configs
+        owner = cache.owner("ReplicaSet", "team", "chat-1")
+        assert owner is not None and owner.uid == "uid-chat-1"
+        assert owner.selector == {"matchLabels": {"app": "chat"}}
+        assert cache.owner("StatefulSet", "team", "chat-1") is None
+        await until("five watches", lambda: len(_watches(apiserver)) == 5)
+        for path, params in _watches(apiserver):
+            assert params["resourceVersion"] == "10", path
+            assert params["allowWatchBookmarks"] == "true"
+            assert 300 <= int(params["timeoutSeconds"]) < 600
+
+    apiserver = with_cache(test, prepare)
+    listed = {path for path, params in apiserver.requests if "watch" not in params}
+    assert listed == set(PATHS.values()), "one cluster-wide LIST per kind"
+    assert apiserver.closed, "the cache closes the client it owns when it stops"
 
 
-def test_watch_resumes_from_last_version_including_bookmarks(
-    running: tuple[FakeTransport, Store[Any], Reflector],
-) -> None:
-    transport, _, reflector = running
-    transport.events.put({"type": "ADDED", "object": _obj("c", "11")})
-    transport.events.put({"type": "BOOKMARK", "object": {"metadata": {"resourceVersion": "20"}}})
-    _settle(transport)
-    assert transport.watch_calls[-1]["resource_version"] == "20"
-    assert reflector.lists == 1, "a watch that ends resumes; it does not list again"
+def test_watch_events_reach_the_converted_stores() -> None:
+    async def test(apiserver: Apiserver, cache: WebhookCache) -> None:
+        assert await cache.wait_synced(5)
+        apiserver.push("Namespace", "ADDED", obj("Namespace", "team", "11"))
+        apiserver.push("InferenceServerConfig", "ADDED", isc("tiny", "12"))
+        apiserver.push("ReplicaSet", "ADDED", replica_set("chat-1", "13", "chat"))
+        apiserver.push(
+            "StatefulSet", "ADDED", replica_set("db", "14", "db") | {"kind": "StatefulSet"}
+        )
+        await until("the ISC", lambda: bool(cache.iscs("team")))
+        await until("the StatefulSet", lambda: cache.owner("StatefulSet", "team", "db") is not None)
+        assert cache.namespace_labels("team") == {}
+
+        labelled = obj("Namespace", "team", "15", metadata={"labels": {"a": "b"}})
+        apiserver.push("Namespace", "MODIFIED", labelled)
+        apiserver.push("ReplicaSet", "MODIFIED", replica_set("chat-1", "16", "other"))
+        apiserver.push("InferenceServerConfig", "DELETED", isc("tiny", "17"))
+        await until("the ISC deleted", lambda: not cache.iscs("team"))
+        assert cache.namespace_labels("team") == {"a": "b"}
+        owner = cache.owner("ReplicaSet", "team", "chat-1")
+        assert owner is not None and owner.selector == {"matchLabels": {"app": "other"}}
+
+        apiserver.push("InferenceServerConfig", "ADDED", obj("InferenceServerConfig", "bad", "18"))
+        apiserver.push("LauncherConfig", "ADDED", obj("LauncherConfig", "lc", "19"))
+        await until("the LC", lambda: ("team", "lc") in cache.launcher_configs)
+        assert cache.iscs("team") == [], "an ISC that does not parse is left out"
+
+    with_cache(test)
 
 
-def test_gone_relists_and_drops_objects_deleted_meanwhile(
-    running: tuple[FakeTransport, Store[Any], Reflector],
-) -> None:
-    transport, store, reflector = running
-    transport.objects = [_obj("a", "30")]
-    transport.rv = "30"
-    transport.events.put({"type": "ERROR", "object": {"code": 410, "message": "too old"}})
-    assert transport.watch_opened.acquire(timeout=5)
-    assert reflector.lists == 2
-    assert set(store.in_namespace("ns")) == {"a"}
-    assert transport.watch_calls[-1]["resource_version"] == "30"
+def test_informers_keep_only_what_the_handlers_need() -> None:
+    """A ReplicaSet costs its selector, not its Pod template or managedFields."""
+
+    def prepare(apiserver: Apiserver) -> None:
+        apiserver.objects["ReplicaSet"] = [replica_set("chat-1", "6", "chat")]
+        apiserver.objects["InferenceServerConfig"] = [isc("tiny", "4")]
+        apiserver.objects["LauncherConfig"] = [obj("LauncherConfig", "lc", "5", spec={"x": 1})]
+
+    async def test(apiserver: Apiserver, cache: WebhookCache) -> None:
+        assert await cache.wait_synced(5)
+        stored = cache.informers["ReplicaSet"].store.get("team/chat-1")
+        assert stored == {
+            "metadata": {
+                "name": "chat-1",
+                "namespace": "team",
+                "uid": "uid-chat-1",
+                "resourceVersion": "6",
+            },
+            "spec": {"selector": {"matchLabels": {"app": "chat"}}},
+        }
+        launcher_config = cache.informers["LauncherConfig"].store.get("team/lc")
+        assert launcher_config is not None and "spec" not in launcher_config
+        kept = cache.informers["InferenceServerConfig"].store.get("team/tiny")
+        assert kept is not None and "managedFields" not in kept["metadata"]
+        assert kept["spec"] == isc("tiny", "4")["spec"]
+
+    with_cache(test, prepare)
 
 
-def test_gone_when_opening_the_watch_relists() -> None:
-    transport = FakeTransport([_obj("a", "1")])
-    transport.watch_failures = [GoneError("expired")]
-    store: Store[Any] = Store("Thing", lambda o: o)
-    reflector = Reflector("things", transport, store, backoff=_FAST)
-    thread = threading.Thread(target=reflector.run, daemon=True)
-    thread.start()
-    assert transport.watch_opened.acquire(timeout=5)
-    assert transport.watch_opened.acquire(timeout=5)
-    reflector.stop()
-    thread.join(5)
-    assert reflector.lists == 2
+def test_a_relist_after_410_drops_what_was_deleted_meanwhile() -> None:
+    def prepare(apiserver: Apiserver) -> None:
+        apiserver.objects["ReplicaSet"] = [
+            replica_set("a", "5", "a"),
+            replica_set("b", "6", "b"),
+        ]
+
+    async def test(apiserver: Apiserver, cache: WebhookCache) -> None:
+        assert await cache.wait_synced(5)
+        assert set(cache.owners["ReplicaSet"].in_namespace("team")) == {"a", "b"}
+        apiserver.objects["ReplicaSet"] = [replica_set("b", "30", "changed")]
+        apiserver.rv = "30"
+        apiserver.push("ReplicaSet", "ERROR", code=410, message="too old")
+        await until("the relist", lambda: cache.informers["ReplicaSet"].lists == 2)
+        assert set(cache.owners["ReplicaSet"].in_namespace("team")) == {"b"}
+        owner = cache.owner("ReplicaSet", "team", "b")
+        assert owner is not None and owner.selector == {"matchLabels": {"app": "changed"}}
+
+    with_cache(test, prepare)
 
 
-def test_errors_back_off_and_retry_without_losing_state() -> None:
-    transport = FakeTransport([_obj("a", "1")])
-    transport.watch_failures = [ConnectionError("refused"), ConnectionError("refused")]
-    store: Store[Any] = Store("Thing", lambda o: o)
-    reflector = Reflector("things", transport, store, backoff=_FAST)
-    thread = threading.Thread(target=reflector.run, daemon=True)
-    thread.start()
-    for _ in range(3):
-        assert transport.watch_opened.acquire(timeout=5)
-    reflector.stop()
-    thread.join(5)
-    assert reflector.lists == 1
-    assert [c["resource_version"] for c in transport.watch_calls] == ["10", "10", "10"]
+def test_synced_only_once_every_kind_listed() -> None:
+    def prepare(apiserver: Apiserver) -> None:
+        apiserver.held["StatefulSet"] = asyncio.Event()
+
+    async def test(apiserver: Apiserver, cache: WebhookCache) -> None:
+        await until("four informers synced", lambda: _synced(cache) == 4)
+        assert not cache.synced
+        assert not await cache.wait_synced(1.0)
+        apiserver.held["StatefulSet"].set()
+        assert await cache.wait_synced(5)
+        assert cache.synced
+
+    assert not WebhookCache().synced, "a cache never connected is not synced"
+    with_cache(test, prepare)
 
 
-def test_list_follows_continue_tokens() -> None:
-    transport = FakeTransport([_obj(f"o{i}", str(i)) for i in range(5)], page=2)
-    store: Store[Any] = Store("Thing", lambda o: o)
-    reflector = Reflector("things", transport, store, backoff=_FAST)
-    thread = threading.Thread(target=reflector.run, daemon=True)
-    thread.start()
-    assert reflector.wait_synced(5)
-    reflector.stop()
-    thread.join(5)
-    assert len(store) == 5
-    assert [c.get("_continue") for c in transport.list_calls] == [None, "2", "4"]
+def test_preloaded_cache_is_synced_and_never_watched() -> None:
+    cache = WebhookCache.from_objects(
+        [obj("Namespace", "team", "1", metadata={"labels": {"x": "y"}}), isc("tiny", "2")]
+    )
+    assert cache.synced
+    assert cache.namespace_labels("team") == {"x": "y"}
+    assert [i.metadata.name for i in cache.iscs("team")] == ["tiny"]
+    assert not cache.informers
 
 
 def test_store_snapshots_do_not_change_under_readers() -> None:
     store: Store[str] = Store("Thing", lambda o: o["metadata"]["name"])
-    store.replace([_obj("a", "1")])
+    store.replace([obj("Thing", "a", "1", namespace="ns")])
     snapshot = store.in_namespace("ns")
-    store.upsert(_obj("b", "2"))
-    store.delete(_obj("a", "3"))
+    store.upsert(obj("Thing", "b", "2", namespace="ns"))
+    store.delete(obj("Thing", "a", "3", namespace="ns"))
     assert list(snapshot) == ["a"]
     assert list(store.in_namespace("ns")) == ["b"]
     assert ("ns", "b") in store
     assert ("ns", "a") not in store
     assert "b" not in store
-    store.delete(_obj("b", "4"))
+    store.delete(obj("Thing", "b", "4", namespace="ns"))
     assert store.in_namespace("ns") == {}
 
 
@@ -198,13 +312,9 @@ def test_unparseable_isc_is_left_out() -> None:
     assert parse_isc({"kind": "InferenceServerConfig", "metadata": {"name": "x"}}) is None
 
 
-def test_cache_is_synced_only_when_every_store_listed() -> None:
-    cache = WebhookCache()
-    assert not cache.synced
-    transports = {store.kind: FakeTransport([]) for store in cache.stores()}
-    cache.start(transports, backoff=_FAST)
-    try:
-        assert cache.wait_synced(5)
-        assert cache.synced
-    finally:
-        cache.stop()
+def _watches(apiserver: Apiserver) -> list[tuple[str, dict[str, str]]]:
+    return [(path, params) for path, params in apiserver.requests if params.get("watch")]
+
+
+def _synced(cache: WebhookCache) -> int:
+    return sum(informer.has_synced for informer in cache.informers.values())

@@ -8,15 +8,12 @@ Modules (private): `_model` (keys, settings, result), `_pod_access` (type-checke
 `_ports` (the requester's serving ports and the stub's listeners, collisions moved aside),
 `_requester_stub` (the stub container), `_isc_match` (launcher mode), `_server_patch` and
 `_go_yaml` (direct mode), `_provider_labels` (selector escape), `_mutate` (the checks, in
-order). The command-line parser is `webhook.vllm_cmdline`.
+order). The command-line parser is `webhook.vllm_cmdline`; the metadata keys are
+`contract.keys`.
 """
 
 from webhook.mutation._model import (
-    INJECT_LABEL,
-    ISC_CHOICE_ANNOTATION,
-    MUTATED_ANNOTATION,
     MUTATED_VALUE,
-    ORIGINAL_CONTAINER_ANNOTATION,
     SYSTEM_NAMESPACES,
     Mode,
     MutationContext,
@@ -28,11 +25,7 @@ from webhook.mutation._model import (
 from webhook.mutation._mutate import mutate_pod
 
 __all__ = [
-    "INJECT_LABEL",
-    "ISC_CHOICE_ANNOTATION",
-    "MUTATED_ANNOTATION",
     "MUTATED_VALUE",
-    "ORIGINAL_CONTAINER_ANNOTATION",
     "SYSTEM_NAMESPACES",
     "Mode",
     "MutationContext",

@@ -18,8 +18,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from contract import keys
+from contract.vllm import DEV_MODE_ENV, NO_SLEEP_MODE_FLAG, SLEEP_MODE_FLAG
 from crds.models import InferenceServerConfig
-from webhook.mutation._model import ISC_ANNOTATION, ISC_CHOICE_ANNOTATION, Skip, quote
+from webhook.mutation._model import Skip, quote
 from webhook.mutation._pod_access import as_map, get_list, get_str
 from webhook.vllm_cmdline import (
     CommandForm,
@@ -31,8 +33,8 @@ from webhook.vllm_cmdline import (
     parse_server_args,
 )
 
-_IGNORED_FLAGS = frozenset({"--enable-sleep-mode", "--no-enable-sleep-mode", "--model", "--port"})
-_IGNORED_ENV = "VLLM_SERVER_DEV_MODE"
+_IGNORED_FLAGS = frozenset({SLEEP_MODE_FLAG, NO_SLEEP_MODE_FLAG, "--model", "--port"})
+_IGNORED_ENV = DEV_MODE_ENV
 
 
 @dataclass(frozen=True, slots=True)
@@ -146,8 +148,8 @@ def _candidates(
 
 
 def _explicit_choice(annotations: Mapping[str, str]) -> str | None:
-    keys = (ISC_CHOICE_ANNOTATION, ISC_ANNOTATION)
-    choices = {key: annotations[key] for key in keys if key in annotations}
+    names = (keys.ISC_CHOICE_ANNOTATION, keys.ISC_ANNOTATION)
+    choices = {key: annotations[key] for key in names if key in annotations}
     for key, value in choices.items():
         if not value:
             raise Skip(
@@ -156,7 +158,7 @@ def _explicit_choice(annotations: Mapping[str, str]) -> str | None:
             )
     if len(set(choices.values())) > 1:
         raise Skip(
-            f"annotations {ISC_CHOICE_ANNOTATION} and {ISC_ANNOTATION} name different "
+            f"annotations {keys.ISC_CHOICE_ANNOTATION} and {keys.ISC_ANNOTATION} name different "
             "InferenceServerConfigs; keep one",
             code="conflict",
         )
@@ -204,6 +206,7 @@ def choose_isc(
         shown = ", ".join(matches[:3]) + (", ..." if len(matches) > 3 else "")
         warnings.append(
             f"fma: InferenceServerConfigs {shown} all match the vLLM container; "
-            f"chose {matches[0]} (first by name); name one in annotation {ISC_CHOICE_ANNOTATION}"
+            f"chose {matches[0]} (first by name); "
+            f"name one in annotation {keys.ISC_CHOICE_ANNOTATION}"
         )
     return matches[0] if matches else None

@@ -15,38 +15,14 @@ from types import MappingProxyType
 from typing import Any, Final, Literal
 
 from crds.models import InferenceServerConfig
-from webhook.validation._keys import ANNOTATION_ADMIN_PORT
 
-# --- Metadata keys (docs/design/webhook-interfaces.md, contracts.md §2.1) -----------------------
-
-INJECT_LABEL: Final = "fma.llm-d.ai/inject"
-"""Opt-in label: `enabled` on a namespace, `"true"`/`"false"` on a Pod (a Pod's `false` wins)."""
-
-MUTATED_ANNOTATION: Final = "fma.llm-d.ai/mutated"
-"""Marker of a Pod this webhook rewrote; its presence makes a second call a no-op."""
+# The metadata keys the mutation reads and writes live in `contract.keys`, the container name
+# and the GPU resource in `contract.objects`, the stub's ports and environment names in
+# `contract.requester`: the one place each is declared. The mutation modules import them there.
 
 MUTATED_VALUE: Final = "v1"
-"""Version of the rewrite recorded in the marker, so a later format can tell old stubs apart."""
-
-ORIGINAL_CONTAINER_ANNOTATION: Final = "fma.llm-d.ai/original-container"
-"""The replaced vLLM container as compact JSON, kept for audit and for undoing the rewrite."""
-
-ISC_CHOICE_ANNOTATION: Final = "fma.llm-d.ai/inference-server-config"
-"""A user's explicit choice of InferenceServerConfig (launcher mode) for an ordinary vLLM Pod."""
-
-SERVER_PATCH_ANNOTATION: Final = "dual-pods.llm-d.ai/server-patch"
-ISC_ANNOTATION: Final = "dual-pods.llm-d.ai/inference-server-config"
-REQUESTER_ANNOTATION: Final = "dual-pods.llm-d.ai/requester"
-LAUNCHER_CONFIG_LABEL: Final = "dual-pods.llm-d.ai/launcher-config-name"
-ADMIN_PORT_ANNOTATION: Final = ANNOTATION_ADMIN_PORT
-"""The requester's SPI port for the controller (default 8081); set when the stub's SPI moves."""
-
-REQUESTER_CONTAINER: Final = "inference-server"
-"""Name contracts.md §1.2 requires for the requester's (and the provider's) main container."""
-
-GPU_RESOURCE: Final = "nvidia.com/gpu"
-# The stub's ports and environment names live in `contract.requester`, the one place the
-# requester's wire is declared; the mutation modules import them from there.
+"""Version of the rewrite recorded in the `mutated` marker, so a later format can tell old stubs
+apart."""
 
 SYSTEM_NAMESPACES: Final = frozenset({"kube-system", "kube-public", "kube-node-lease"})
 

@@ -13,20 +13,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from contract import keys, objects
 from contract.requester import SPI_PORT
 from webhook.mutation._isc_match import choose_isc
 from webhook.mutation._model import (
-    ADMIN_PORT_ANNOTATION,
-    INJECT_LABEL,
-    ISC_ANNOTATION,
-    LAUNCHER_CONFIG_LABEL,
     MAX_ANNOTATIONS_BYTES,
-    MUTATED_ANNOTATION,
     MUTATED_VALUE,
-    ORIGINAL_CONTAINER_ANNOTATION,
-    REQUESTER_ANNOTATION,
-    REQUESTER_CONTAINER,
-    SERVER_PATCH_ANNOTATION,
     SYSTEM_NAMESPACES,
     MutationContext,
     MutationResult,
@@ -85,27 +77,31 @@ def _check_scope(metadata: Mapping[str, Any], ctx: MutationContext) -> None:
         )
     annotations = _str_map(metadata, "annotations", "metadata.annotations")
     labels = _str_map(metadata, "labels", "metadata.labels")
-    if MUTATED_ANNOTATION in annotations:
+    if keys.MUTATED_ANNOTATION in annotations:
         raise Skip(
-            f"already mutated (annotation {MUTATED_ANNOTATION})", code="already_mutated", warn=False
+            f"already mutated (annotation {keys.MUTATED_ANNOTATION})",
+            code="already_mutated",
+            warn=False,
         )
-    choice = labels.get(INJECT_LABEL)
+    choice = labels.get(keys.INJECT_LABEL)
     if choice == "false":
-        raise Skip(f"opted out by Pod label {INJECT_LABEL}=false", code="opted_out", warn=False)
-    if choice not in (None, "true"):
-        raise Skip(f'Pod label {INJECT_LABEL} is {quote(choice)}; use "true" or "false"')
-    if choice is None and ctx.namespace_labels.get(INJECT_LABEL) != "enabled":
         raise Skip(
-            f"not opted in: label the namespace {INJECT_LABEL}=enabled or the Pod "
-            f"{INJECT_LABEL}=true",
+            f"opted out by Pod label {keys.INJECT_LABEL}=false", code="opted_out", warn=False
+        )
+    if choice not in (None, "true"):
+        raise Skip(f'Pod label {keys.INJECT_LABEL} is {quote(choice)}; use "true" or "false"')
+    if choice is None and ctx.namespace_labels.get(keys.INJECT_LABEL) != "enabled":
+        raise Skip(
+            f"not opted in: label the namespace {keys.INJECT_LABEL}=enabled or the Pod "
+            f"{keys.INJECT_LABEL}=true",
             code="not_opted_in",
             warn=False,
         )
-    if REQUESTER_ANNOTATION in annotations or LAUNCHER_CONFIG_LABEL in labels:
+    if keys.REQUESTER in annotations or keys.LC_NAME in labels:
         raise Skip("a provider Pod of the fma controllers", code="provider", warn=False)
-    if annotations.get(SERVER_PATCH_ANNOTATION):
+    if annotations.get(keys.SERVER_PATCH):
         raise Skip(
-            f"already a requester (annotation {SERVER_PATCH_ANNOTATION})",
+            f"already a requester (annotation {keys.SERVER_PATCH})",
             code="already_requester",
             warn=False,
         )
@@ -159,8 +155,10 @@ def _check_neighbours(spec: Mapping[str, Any], containers: list[Any], vllm: _Vll
         if index == vllm.index:
             continue
         path = f"spec.containers[{index}]"
-        if as_map(raw, path).get("name") == REQUESTER_CONTAINER:
-            raise Skip(f"{path} is already named {REQUESTER_CONTAINER}; rename it", code="conflict")
+        if as_map(raw, path).get("name") == objects.INFERENCE_SERVER:
+            raise Skip(
+                f"{path} is already named {objects.INFERENCE_SERVER}; rename it", code="conflict"
+            )
 
 
 def _requester_ports(
@@ -171,16 +169,16 @@ def _requester_ports(
         vllm_index=vllm.index,
         vllm_container=vllm.container,
         vllm_port=vllm.command.port,
-        admin_port=annotations.get(ADMIN_PORT_ANNOTATION),
+        admin_port=annotations.get(keys.ADMIN_PORT),
     )
 
 
 def _admin_port_annotation(ports: RequesterPorts, annotations: Mapping[str, str]) -> dict[str, str]:
     """`admin-port` when the SPI left its default and the Pod does not name it already: the
     controller reads the SPI port there and nowhere else."""
-    if ports.spi.port == SPI_PORT or ADMIN_PORT_ANNOTATION in annotations:
+    if ports.spi.port == SPI_PORT or keys.ADMIN_PORT in annotations:
         return {}
-    return {ADMIN_PORT_ANNOTATION: str(ports.spi.port)}
+    return {keys.ADMIN_PORT: str(ports.spi.port)}
 
 
 def _utf8_len(text: str) -> int:
@@ -227,7 +225,7 @@ def _mutate(pod: Mapping[str, Any], ctx: MutationContext, warnings: list[str]) -
         warnings=warnings,
     )
     if isc is not None:
-        mode_annotation = (ISC_ANNOTATION, isc)
+        mode_annotation = (keys.ISC_ANNOTATION, isc)
     else:
         label_changes = provider_label_changes(
             metadata=metadata,
@@ -243,11 +241,11 @@ def _mutate(pod: Mapping[str, Any], ctx: MutationContext, warnings: list[str]) -
             path=vllm.path,
             warnings=warnings,
         )
-        mode_annotation = (SERVER_PATCH_ANNOTATION, server_patch)
+        mode_annotation = (keys.SERVER_PATCH, server_patch)
 
     new = {
-        MUTATED_ANNOTATION: MUTATED_VALUE,
-        ORIGINAL_CONTAINER_ANNOTATION: json.dumps(vllm.container, separators=(",", ":")),
+        keys.MUTATED_ANNOTATION: MUTATED_VALUE,
+        keys.ORIGINAL_CONTAINER_ANNOTATION: json.dumps(vllm.container, separators=(",", ":")),
         mode_annotation[0]: mode_annotation[1],
         **_admin_port_annotation(ports, annotations),
     }

@@ -32,6 +32,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
+from contract import keys
 from contract.requester import (
     PROBES_PORT,
     PROBES_PORT_ENV,
@@ -41,7 +42,7 @@ from contract.requester import (
     SPI_PORT,
     SPI_PORT_ENV,
 )
-from webhook.mutation._model import ADMIN_PORT_ANNOTATION, Skip, quote
+from webhook.mutation._model import Skip, quote
 from webhook.mutation._pod_access import as_map, get_list, get_str
 
 FALLBACK_PORTS: Final = range(18080, 18180)
@@ -178,7 +179,7 @@ def _annotated_spi(value: str | None, taken: set[int]) -> int | None:
     if port is None or not _is_port(port) or port in taken:
         why = "is declared by a container" if port in taken else "is not a port number"
         raise Skip(
-            f"annotation {ADMIN_PORT_ANNOTATION} is {quote(value)}, which {why}; remove the "
+            f"annotation {keys.ADMIN_PORT} is {quote(value)}, which {why}; remove the "
             "annotation (fma then chooses the SPI port) or name a free port",
             code="conflict",
         )

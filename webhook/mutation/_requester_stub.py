@@ -14,14 +14,9 @@ import re
 from collections.abc import Mapping
 from typing import Any, Final
 
+from contract import objects
 from contract.requester import READY_PATH
-from webhook.mutation._model import (
-    GPU_RESOURCE,
-    REQUESTER_CONTAINER,
-    MutationSettings,
-    Skip,
-    quote,
-)
+from webhook.mutation._model import MutationSettings, Skip, quote
 from webhook.mutation._pod_access import get_map
 from webhook.mutation._ports import RequesterPorts
 
@@ -49,21 +44,21 @@ def gpu_resources(container: Mapping[str, Any], path: str) -> tuple[Any, Any]:
     resources = get_map(container, "resources", f"{path}.resources") or {}
     limits = get_map(resources, "limits", f"{path}.resources.limits") or {}
     requests = get_map(resources, "requests", f"{path}.resources.requests") or {}
-    limit = limits.get(GPU_RESOURCE, _MISSING)
-    request = requests.get(GPU_RESOURCE, _MISSING)
+    limit = limits.get(objects.GPU_RESOURCE, _MISSING)
+    request = requests.get(objects.GPU_RESOURCE, _MISSING)
     if limit is _MISSING:
         limit = request
     if request is _MISSING:
         request = limit
     counts = [
-        _gpu_count(value, f"{path}.resources.{kind}[{GPU_RESOURCE!r}]")
+        _gpu_count(value, f"{path}.resources.{kind}[{objects.GPU_RESOURCE!r}]")
         for kind, value in (("limits", limit), ("requests", request))
         if value is not _MISSING
     ]
     if not counts or max(counts) <= 0:
         raise Skip(
-            f"{path} asks for no {GPU_RESOURCE}; set resources.limits[{GPU_RESOURCE!r}] to "
-            "use fma, or opt the Pod out",
+            f"{path} asks for no {objects.GPU_RESOURCE}; set "
+            f"resources.limits[{objects.GPU_RESOURCE!r}] to use fma, or opt the Pod out",
             code="no_gpu",
         )
     return limit, request
@@ -76,7 +71,7 @@ def build_requester_container(
     the ports `ports` places. The readiness probe names the probes port by number, as its name
     may have yielded to one of the user's."""
     container: dict[str, Any] = {
-        "name": REQUESTER_CONTAINER,
+        "name": objects.INFERENCE_SERVER,
         "image": settings.requester_image,
     }
     if settings.requester_image_pull_policy is not None:
@@ -91,8 +86,8 @@ def build_requester_container(
             "failureThreshold": 2,
         },
         "resources": {
-            "limits": {**settings.requester_limits, GPU_RESOURCE: gpu_limit},
-            "requests": {**settings.requester_requests, GPU_RESOURCE: gpu_request},
+            "limits": {**settings.requester_limits, objects.GPU_RESOURCE: gpu_limit},
+            "requests": {**settings.requester_requests, objects.GPU_RESOURCE: gpu_request},
         },
     }
     if settings.requester_security_context is not None:

@@ -26,13 +26,13 @@ from typing import Any, Final
 
 import yaml
 
+from contract import objects
+from contract.vllm import DEV_MODE_ENV, HEALTH_PATH, NO_SLEEP_MODE_FLAG, SLEEP_MODE_FLAG
 from webhook.mutation._go_yaml import go_template_yaml
-from webhook.mutation._model import REQUESTER_CONTAINER, Skip, quote
+from webhook.mutation._model import Skip, quote
 from webhook.mutation._pod_access import as_map, get_list, get_map
 from webhook.vllm_cmdline import VllmServeCommand, canonical_flag, option_groups
 
-SLEEP_FLAG: Final = "--enable-sleep-mode"
-DEV_MODE_ENV: Final = "VLLM_SERVER_DEV_MODE"
 TOKEN_MOUNT_PATH: Final = "/var/run/secrets/kubernetes.io/serviceaccount"
 _PROBE_TIMINGS: Final = (
     "initialDelaySeconds",
@@ -62,9 +62,9 @@ def _sleep_mode_on(command: VllmServeCommand) -> bool:
     switches = [
         (name, values)
         for flag, values in groups
-        if (name := canonical_flag(flag)) in (SLEEP_FLAG, "--no-enable-sleep-mode")
+        if (name := canonical_flag(flag)) in (SLEEP_MODE_FLAG, NO_SLEEP_MODE_FLAG)
     ]
-    return bool(switches) and switches[-1] == (SLEEP_FLAG, ())
+    return bool(switches) and switches[-1] == (SLEEP_MODE_FLAG, ())
 
 
 def _check_merge_keys(container: Mapping[str, Any], path: str) -> None:
@@ -85,9 +85,9 @@ def _with_sleep_mode(container: dict[str, Any], command: VllmServeCommand) -> No
     key = "args" if container.get("args") else "command"
     argv = list(container[key])
     if command.in_shell:
-        argv[-1] = f"{argv[-1]} {SLEEP_FLAG}"
+        argv[-1] = f"{argv[-1]} {SLEEP_MODE_FLAG}"
     else:
-        argv.append(SLEEP_FLAG)
+        argv.append(SLEEP_MODE_FLAG)
     container[key] = argv
 
 
@@ -141,7 +141,7 @@ def _port_number(container: Mapping[str, Any], port: object, path: str) -> int |
 def _readiness_probe(
     container: Mapping[str, Any], vllm_port: int, path: str, warnings: list[str]
 ) -> Any:
-    default = {"httpGet": {"path": "/health", "port": vllm_port}, "periodSeconds": 2}
+    default = {"httpGet": {"path": HEALTH_PATH, "port": vllm_port}, "periodSeconds": 2}
     probe = get_map(container, "readinessProbe", f"{path}.readinessProbe")
     if probe is None:
         return default
@@ -199,7 +199,7 @@ def provider_container(
     """The patch's `inference-server` entry: the original container (at `path` in the Pod)
     made sleep-capable."""
     _check_merge_keys(original, path)
-    restored = {"name": REQUESTER_CONTAINER} | {
+    restored = {"name": objects.INFERENCE_SERVER} | {
         key: copy.deepcopy(value) for key, value in original.items() if key != "name"
     }
     _without_token_mount(restored)

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 from webhook.validation._custom import validate_custom_resource
 from webhook.validation._pods import MESSAGE_BOUND, MESSAGE_MANAGED, validate_pod
-from webhook.validation._quantity import QuantityError, parse_quantity
 from webhook.validation._verdict import (
     ValidationContext,
     ValidationSettings,
@@ -29,11 +28,9 @@ from webhook.validation._verdict import (
 __all__ = [
     "MESSAGE_BOUND",
     "MESSAGE_MANAGED",
-    "QuantityError",
     "ValidationContext",
     "ValidationSettings",
     "Verdict",
-    "parse_quantity",
     "validate_custom_resource",
     "validate_pod",
 ]

@@ -16,8 +16,8 @@ from typing import Any, Final, TypeVar
 
 from pydantic import ValidationError
 
+from contract.objects import GROUP
 from crds.models import (
-    GROUP,
     InferenceServerConfig,
     LauncherConfig,
     LauncherPopulationPolicy,

@@ -10,13 +10,14 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Final
 
+from contract import rules
+from contract.launcher import LAUNCHER_PORT
 from crds.models import InferenceServerConfig
 from webhook.validation import _names
 from webhook.validation._options import check_options
 from webhook.validation._references import check_launcher_config_reference
 from webhook.validation._verdict import Findings, ValidationContext
 
-LAUNCHER_PORT: Final = 8001
 # Kubernetes' limit on all annotations of one object (`TotalAnnotationSizeLimitB`).
 ANNOTATIONS_SIZE_LIMIT: Final = 256 * 1024
 # Set per instance by the launcher from the requester's GPUs; a value here is overwritten.
@@ -38,8 +39,7 @@ def check_inference_server_config(
             "choose another port, e.g. 8005",
         )
     _check_env(config.env_vars or {}, findings)
-    check_routing_labels(config.labels or {}, f"{_BASE}.labels", findings)
-    check_routing_annotations(config.annotations or {}, f"{_BASE}.annotations", findings)
+    check_routing_metadata(config.labels or {}, config.annotations or {}, findings)
     check_launcher_config_reference(
         isc.spec.launcher_config_name, namespace, "spec.launcherConfigName", ctx, findings
     )
@@ -57,45 +57,40 @@ def _check_env(env: Mapping[str, str], findings: Findings) -> None:
             findings.warn(path, f"{name} is set by the launcher from the assigned GPUs")
 
 
-def check_routing_labels(labels: Mapping[str, str], path: str, findings: Findings) -> None:
-    """Routing labels go onto launcher Pods: valid keys outside reserved prefixes, valid values."""
-    for key, value in labels.items():
-        key_path = f"{path}{_names.field_key(key)}"
-        _check_routing_key(key, _names.label_key(key), key_path, findings)
-        findings.deny_all(
-            key_path,
-            [f"value {value!r} {p}" for p in _names.label_value(value)],
-            "use at most 63 characters: alphanumerics, '-', '_', '.'",
-        )
-
-
-def check_routing_annotations(
-    annotations: Mapping[str, str], path: str, findings: Findings
+def check_routing_metadata(
+    labels: Mapping[str, str], annotations: Mapping[str, str], findings: Findings
 ) -> None:
-    """Routing annotations: valid keys outside reserved prefixes, within the size limit."""
-    for key in annotations:
-        _check_routing_key(
-            key, _names.annotation_key(key), f"{path}{_names.field_key(key)}", findings
-        )
+    """Routing labels and annotations go onto launcher Pods. The decision is
+    `contract.rules.routing_problems`, the one the controller makes at bind time, so what is
+    admitted here binds there; plus Kubernetes' size limit on annotations."""
+    for problem in rules.routing_problems(labels, annotations):
+        field = "labels" if problem.kind == "label" else "annotations"
+        path = f"{_BASE}.{field}{_names.field_key(problem.key)}"
+        if problem.what == "key":
+            findings.deny_all(
+                path,
+                [
+                    f"key {problem.key!r} is not a valid qualified name: {p}"
+                    for p in problem.details
+                ],
+                "use [prefix/]name, e.g. example.com/model",
+            )
+        elif problem.what == "reserved":
+            findings.deny(
+                path,
+                f"key {problem.key!r} uses the reserved prefix {problem.details[0]}",
+                "use a prefix of your own, e.g. example.com/",
+            )
+        else:
+            findings.deny_all(
+                path,
+                [f"value {problem.value!r} {p}" for p in problem.details],
+                "use at most 63 characters: alphanumerics, '-', '_', '.'",
+            )
     size = sum(len(k.encode()) + len(v.encode()) for k, v in annotations.items())
     if size > ANNOTATIONS_SIZE_LIMIT:
         findings.deny(
-            path,
+            f"{_BASE}.annotations",
             f"total size {size} bytes exceeds Kubernetes' {ANNOTATIONS_SIZE_LIMIT}-byte limit",
             "keep routing annotations small; put bulky data in a ConfigMap",
-        )
-
-
-def _check_routing_key(key: str, problems: list[str], path: str, findings: Findings) -> None:
-    findings.deny_all(
-        path,
-        [f"key {key!r} is not a valid qualified name: {p}" for p in problems],
-        "use [prefix/]name, e.g. example.com/model",
-    )
-    prefix = _names.reserved_prefix(key)
-    if prefix is not None:
-        findings.deny(
-            path,
-            f"key {key!r} uses the reserved prefix {prefix}",
-            "use a prefix of your own, e.g. example.com/",
         )

@@ -12,9 +12,11 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, Final
 
+from contract import rules
+from contract.keys import DUAL_PODS_PREFIX, PROTECTED_ANNOTATIONS, PROTECTED_LABELS
+from contract.objects import INFERENCE_SERVER
 from webhook.validation import _names
-from webhook.validation._keys import PREFIX, PROTECTED_ANNOTATIONS, PROTECTED_LABELS
-from webhook.validation._podspec import INFERENCE_SERVER, check_pod_spec
+from webhook.validation._podspec import check_pod_spec
 from webhook.validation._verdict import Findings
 
 _BASE: Final = "spec.podTemplate"
@@ -72,10 +74,10 @@ def _check_map(
 ) -> None:
     for key, value in entries.items():
         key_path = f"{path}{_names.field_key(key)}"
-        check_key = _names.label_key if is_label else _names.annotation_key
+        check_key = rules.label_key if is_label else rules.annotation_key
         findings.deny_all(key_path, check_key(key), "use [prefix/]name")
         if is_label and isinstance(value, str):
-            findings.deny_all(key_path, _names.label_value(value), "use a valid label value")
+            findings.deny_all(key_path, rules.label_value(value), "use a valid label value")
         if key in protected:
             findings.deny(
                 key_path,
@@ -83,7 +85,7 @@ def _check_map(
                 "identifies it)",
                 "remove it from the template",
             )
-        elif key.startswith(PREFIX):
+        elif key.startswith(DUAL_PODS_PREFIX):
             findings.warn(
                 key_path, "is set by the fma controllers; the template's value is replaced"
             )

@@ -9,11 +9,9 @@ talk to the wrong port.
 from __future__ import annotations
 
 import shlex
-from typing import Final
 
+from contract.vllm import SLEEP_MODE_FLAG
 from webhook.validation._verdict import Findings
-
-_SLEEP_MODE: Final = "--enable-sleep-mode"
 
 
 def check_options(options: str, path: str, findings: Findings) -> None:
@@ -36,10 +34,10 @@ def check_options(options: str, path: str, findings: Findings) -> None:
             "uses quotes or backslashes: fma's launcher honours them (shlex), but the "
             "reference v0.6 launcher splits on whitespace and would pass them on literally",
         )
-    if not any(t == _SLEEP_MODE or t.startswith(_SLEEP_MODE + "=") for t in argv):
+    if not any(t == SLEEP_MODE_FLAG or t.startswith(SLEEP_MODE_FLAG + "=") for t in argv):
         findings.warn(
             path,
-            f"has no {_SLEEP_MODE}: the controllers put idle instances to sleep, which fails "
+            f"has no {SLEEP_MODE_FLAG}: the controllers put idle instances to sleep, which fails "
             "without it, so the instance is deleted instead of kept for a fast restart",
         )
 

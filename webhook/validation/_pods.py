@@ -16,8 +16,8 @@ import json
 from collections.abc import Iterable
 from typing import Any, Final
 
+from contract import keys
 from webhook.admission import AdmissionRequest
-from webhook.validation import _keys
 from webhook.validation._names import field_key
 from webhook.validation._verdict import (
     CODE_BAD_REQUEST,
@@ -57,13 +57,13 @@ def validate_pod(request: AdmissionRequest, ctx: ValidationContext) -> Verdict:
     new = _metadata(request.object)
     old = _metadata(request.old_object) if request.operation == "UPDATE" else ({}, {})
     problems = []
-    managed = _changes(old, new, _keys.PROTECTED_ANNOTATIONS, _keys.PROTECTED_LABELS)
+    managed = _changes(old, new, keys.PROTECTED_ANNOTATIONS, keys.PROTECTED_LABELS)
     if managed:
         problems.append(f"{MESSAGE_MANAGED} Fields: {', '.join(managed)}. {_FIX_MANAGED}")
     if request.operation == "UPDATE" and _is_bound_requester(old):
         # `dual` is also a managed label: report it once, under the first rule.
-        labels = _keys.BOUND_REQUESTER_LABELS - _keys.PROTECTED_LABELS
-        bound = _changes(old, new, _keys.BOUND_REQUESTER_ANNOTATIONS, labels)
+        labels = keys.BOUND_REQUESTER_LABELS - keys.PROTECTED_LABELS
+        bound = _changes(old, new, keys.BOUND_REQUESTER_ANNOTATIONS, labels)
         if bound:
             problems.append(f"{MESSAGE_BOUND} Fields: {', '.join(bound)}. {_FIX_BOUND}")
     if problems:
@@ -74,11 +74,8 @@ def validate_pod(request: AdmissionRequest, ctx: ValidationContext) -> Verdict:
 def _is_bound_requester(metadata: _Metadata) -> bool:
     """A requester (either mode) whose `dual` label names its provider."""
     annotations, labels = metadata
-    has_mode = bool(
-        annotations.get(_keys.ANNOTATION_INFERENCE_SERVER_CONFIG)
-        or annotations.get(_keys.ANNOTATION_SERVER_PATCH)
-    )
-    return has_mode and bool(labels.get(_keys.LABEL_DUAL))
+    has_mode = bool(annotations.get(keys.ISC_ANNOTATION) or annotations.get(keys.SERVER_PATCH))
+    return has_mode and bool(labels.get(keys.DUAL))
 
 
 def _changes(
@@ -86,11 +83,11 @@ def _changes(
 ) -> list[str]:
     """Field paths of the listed keys whose value differs (absent = empty), with what happened."""
     found = []
-    for index, (field, keys) in enumerate(
+    for index, (field, listed) in enumerate(
         (("annotations", annotation_keys), ("labels", label_keys))
     ):
         before, after = old[index], new[index]
-        for key in sorted(keys):
+        for key in sorted(listed):
             was, now = before.get(key, ""), after.get(key, "")
             if was != now:
                 change = "added" if not was else "removed" if not now else "changed"

@@ -12,12 +12,11 @@ from __future__ import annotations
 from fractions import Fraction
 from typing import Any, Final
 
+from contract import rules
+from contract.objects import GPU_RESOURCE, INFERENCE_SERVER
 from webhook.validation import _names
-from webhook.validation._quantity import QuantityError, parse_quantity
 from webhook.validation._verdict import Findings
 
-INFERENCE_SERVER: Final = "inference-server"
-GPU_RESOURCE: Final = "nvidia.com/gpu"
 SHM_PATH: Final = "/dev/shm"
 
 
@@ -68,7 +67,7 @@ def _volumes(value: object, path: str, findings: Findings) -> dict[str, dict[str
         if not isinstance(volume, dict) or not isinstance(name, str):
             findings.deny(item, "must be an object with a name", "give the volume a name")
             continue
-        findings.deny_all(f"{item}.name", _names.dns1123_label(name), "use a DNS-1123 label")
+        findings.deny_all(f"{item}.name", rules.dns1123_label(name), "use a DNS-1123 label")
         if name in volumes:
             findings.deny(f"{item}.name", f"duplicate volume name {name!r}", "rename one")
         volumes[name] = volume
@@ -89,7 +88,7 @@ def _check_container(
     if not isinstance(name, str) or not name:
         findings.deny(f"{path}.name", "is required", "name the container")
     else:
-        findings.deny_all(f"{path}.name", _names.dns1123_label(name), "use a DNS-1123 label")
+        findings.deny_all(f"{path}.name", rules.dns1123_label(name), "use a DNS-1123 label")
         if name in names:
             findings.deny(f"{path}.name", f"duplicate container name {name!r}", "rename one")
         names.add(name)
@@ -189,8 +188,8 @@ def _quantities(value: object, path: str, findings: Findings) -> dict[str, Fract
     amounts: dict[str, Fraction] = {}
     for name, raw in value.items():
         try:
-            amounts[name] = parse_quantity(raw)
-        except QuantityError as error:
+            amounts[name] = rules.quantity_value(raw)
+        except rules.QuantityError as error:
             findings.deny(f"{path}{_names.field_key(name)}", str(error), "write e.g. 2, 500m, 8Gi")
     return amounts
 

@@ -9,7 +9,7 @@ that can never exist (not a valid object name) is denied.
 
 from __future__ import annotations
 
-from webhook.validation import _names
+from contract import rules
 from webhook.validation._verdict import Findings, ValidationContext
 
 
@@ -20,7 +20,7 @@ def check_launcher_config_reference(
     if not name:
         findings.deny(path, "must name a LauncherConfig", "set the name of a LauncherConfig")
         return
-    problems = _names.dns1123_subdomain(name)
+    problems = rules.dns1123_subdomain(name)
     if problems:
         findings.deny_all(path, problems, "use the metadata.name of a LauncherConfig")
         return

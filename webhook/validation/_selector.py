@@ -9,51 +9,37 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from fractions import Fraction
-from typing import Final
 
+from contract import rules
 from crds.models import LabelSelector, ResourceRange
 from webhook.validation import _names
-from webhook.validation._quantity import QuantityError, parse_quantity
 from webhook.validation._verdict import Findings
-
-_VALUE_OPERATORS: Final = frozenset({"In", "NotIn"})
-_EXISTENCE_OPERATORS: Final = frozenset({"Exists", "DoesNotExist"})
 
 
 def check_label_selector(selector: LabelSelector, path: str, findings: Findings) -> None:
     """Check a `metav1.LabelSelector` the way `metav1.LabelSelectorAsSelector` would parse it."""
     for key, value in (selector.match_labels or {}).items():
         key_path = f"{path}.matchLabels{_names.field_key(key)}"
-        findings.deny_all(key_path, _names.label_key(key), "use a valid label key")
-        findings.deny_all(key_path, _names.label_value(value), "use a valid label value")
+        findings.deny_all(key_path, rules.label_key(key), "use a valid label key")
+        findings.deny_all(key_path, rules.label_value(value), "use a valid label value")
     for index, requirement in enumerate(selector.match_expressions or []):
         item = f"{path}.matchExpressions[{index}]"
-        findings.deny_all(f"{item}.key", _names.label_key(requirement.key), "use a valid label key")
+        findings.deny_all(f"{item}.key", rules.label_key(requirement.key), "use a valid label key")
         values = requirement.values or []
-        if requirement.operator in _VALUE_OPERATORS:
-            if not values:
-                findings.deny(
-                    f"{item}.values",
-                    f"must be non-empty for operator {requirement.operator}",
-                    "list at least one value, or use Exists/DoesNotExist",
-                )
-        elif requirement.operator in _EXISTENCE_OPERATORS:
-            if values:
-                findings.deny(
-                    f"{item}.values",
-                    f"must be empty for operator {requirement.operator}",
-                    "remove the values, or use In/NotIn",
-                )
-        else:
-            findings.deny(
-                f"{item}.operator",
-                f"unknown operator {requirement.operator!r}",
-                "use one of In, NotIn, Exists, DoesNotExist",
-            )
+        problem = rules.requirement_problem(requirement.operator, values)
+        if problem is not None:
+            field, text = problem
+            if field == "operator":
+                fix = "use one of In, NotIn, Exists, DoesNotExist"
+            elif values:
+                fix = "remove the values, or use In/NotIn"
+            else:
+                fix = "list at least one value, or use Exists/DoesNotExist"
+            findings.deny(f"{item}.{field}", text, fix)
         for value_index, value in enumerate(values):
             findings.deny_all(
                 f"{item}.values[{value_index}]",
-                _names.label_value(value),
+                rules.label_value(value),
                 "use a valid label value",
             )
     if not selector.match_labels and not selector.match_expressions:
@@ -67,7 +53,7 @@ def check_allocatable_resources(
     for name, bounds in ranges.items():
         entry = f"{path}{_names.field_key(name)}"
         findings.deny_all(
-            entry, _names.qualified_name(name), "use a resource name such as nvidia.com/gpu"
+            entry, rules.qualified_name(name), "use a resource name such as nvidia.com/gpu"
         )
         low = _bound(bounds.min, f"{entry}.min", findings)
         high = _bound(bounds.max, f"{entry}.max", findings)
@@ -84,7 +70,7 @@ def _bound(value: int | str | None, path: str, findings: Findings) -> Fraction |
     if value is None:
         return None
     try:
-        return parse_quantity(value)
-    except QuantityError as error:
+        return rules.quantity_value(value)
+    except rules.QuantityError as error:
         findings.deny(path, f"{value!r} is not a quantity: {error}", "write e.g. 4, 500m, 80Gi")
         return None

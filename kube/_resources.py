@@ -1,8 +1,8 @@
-"""The resource kinds the controllers read and write, and how their REST paths are built.
+"""The resource kinds fma reads and writes, and how their REST paths are built.
 
-Why our own table rather than the official client's typed APIs: the controller speaks plain JSON
-over one async HTTP client (see `controller.kube._client`), so all it needs per kind is the
-group, version, plural and scope; one small dataclass makes every call site uniform.
+Why our own table rather than the official client's typed APIs: fma speaks plain JSON over one
+async HTTP client (see `kube._client`), so all it needs per kind is the group, version, plural
+and scope; one small dataclass makes every call site uniform.
 """
 
 from __future__ import annotations
@@ -11,9 +11,8 @@ from dataclasses import dataclass
 from typing import Any, Final
 from urllib.parse import quote
 
+from contract.objects import GROUP, VERSION
 from crds.models import (
-    GROUP,
-    VERSION,
     InferenceServerConfig,
     LauncherConfig,
     LauncherPopulationPolicy,
@@ -71,6 +70,20 @@ EVENTS: Final = ResourceKind(kind="Event", plural="events")
 NAMESPACES: Final = ResourceKind(kind="Namespace", plural="namespaces", namespaced=False)
 LEASES: Final = ResourceKind(
     kind="Lease", plural="leases", group="coordination.k8s.io", version="v1"
+)
+REPLICA_SETS: Final = ResourceKind(kind="ReplicaSet", plural="replicasets", group="apps")
+STATEFUL_SETS: Final = ResourceKind(kind="StatefulSet", plural="statefulsets", group="apps")
+MUTATING_WEBHOOK_CONFIGURATIONS: Final = ResourceKind(
+    kind="MutatingWebhookConfiguration",
+    plural="mutatingwebhookconfigurations",
+    group="admissionregistration.k8s.io",
+    namespaced=False,
+)
+VALIDATING_WEBHOOK_CONFIGURATIONS: Final = ResourceKind(
+    kind="ValidatingWebhookConfiguration",
+    plural="validatingwebhookconfigurations",
+    group="admissionregistration.k8s.io",
+    namespaced=False,
 )
 INFERENCE_SERVER_CONFIGS: Final = ResourceKind(
     kind="InferenceServerConfig", plural=InferenceServerConfig.PLURAL, group=GROUP, version=VERSION

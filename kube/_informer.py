@@ -11,6 +11,10 @@ Handlers run on the event loop right after the store changed, with the old and n
 must be quick: they classify and enqueue keys, the work queue does the rest. A handler that
 raises is logged and skipped; it cannot stop the informer.
 
+A `transform` (client-go's `SetTransform`) trims each object before it is stored, for consumers
+that need a few fields of a large kind (the webhook keeps only a ReplicaSet's selector, not its
+Pod template): memory then scales with what is used, not with what the apiserver sends.
+
 The apiserver is reached through `ListWatch`, a two-method seam: `KubeListWatch` in production,
 a scripted source in the unit tests (virtual time, no sockets).
 """
@@ -26,9 +30,9 @@ from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from typing import Final, Protocol
 
-from controller.kube._backoff import Attempts, Backoff
-from controller.kube._client import ApiError, KubeClient
-from controller.kube._resources import (
+from kube._backoff import Attempts, Backoff
+from kube._client import ApiError, KubeClient
+from kube._resources import (
     CONFIG_MAPS,
     INFERENCE_SERVER_CONFIGS,
     LAUNCHER_CONFIGS,
@@ -40,7 +44,7 @@ from controller.kube._resources import (
     metadata,
     object_key,
 )
-from controller.kube._store import Change, IndexFunc, Store, newer
+from kube._store import Change, IndexFunc, Store, newer
 
 _log = logging.getLogger(__name__)
 
@@ -149,11 +153,16 @@ class Informer:
         *,
         indexers: Mapping[str, IndexFunc] | None = None,
         settings: InformerSettings | None = None,
+        transform: Callable[[JsonObject], JsonObject] | None = None,
     ) -> None:
+        """`transform` maps each listed, watched or written-through object to what is stored
+        and handed to the handlers; it must keep `metadata` name, namespace and
+        resourceVersion (the store's key and version), and not change its argument."""
         self.source = source
         self.name = source.description
         self.store = Store(indexers)
         self.settings = settings or InformerSettings()
+        self._transform = transform
         self._handlers: list[Handlers] = []
         self._synced = asyncio.Event()
         self._resource_version: str | None = None
@@ -232,6 +241,8 @@ class Informer:
             if token is None:
                 break
         list_version = str(meta.get("resourceVersion") or "")
+        if self._transform is not None:
+            items = [self._transform(item) for item in items]
         changes = self.store.replace(items, list_version=list_version)
         self._resource_version = list_version or None
         self.lists += 1
@@ -282,6 +293,9 @@ class Informer:
             if obj.get("code") == 410:
                 raise _GoneError(str(obj.get("message") or "410 Gone"))
             raise RuntimeError(f"watch error: {obj.get('message', obj)}")
+        version = metadata(obj).get("resourceVersion")
+        if self._transform is not None and kind in ("ADDED", "MODIFIED", "DELETED"):
+            obj = self._transform(obj)
         if kind in ("ADDED", "MODIFIED"):
             stored = self.store.get(object_key(obj))
             if stored is None or not _not_older(stored, obj):
@@ -292,7 +306,6 @@ class Informer:
             self._dispatch(Change(obj, None))
         elif kind != "BOOKMARK":
             _log.warning("%s: ignoring watch event of type %r", self.name, kind)
-        version = metadata(obj).get("resourceVersion")
         if version:
             self._resource_version = str(version)
 
@@ -310,6 +323,8 @@ class Informer:
         version = str(metadata(obj).get("resourceVersion") or "")
         if position is None or not self._synced.is_set() or not newer(obj, position):
             return False
+        if self._transform is not None:
+            obj = self._transform(obj)
         stored = self.store.get(object_key(obj))
         if stored is not None and _not_older(stored, obj):
             return False

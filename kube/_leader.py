@@ -33,8 +33,8 @@ from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from controller.kube._client import ApiError, KubeClient
-from controller.kube._resources import LEASES, JsonObject
+from kube._client import ApiError, KubeClient
+from kube._resources import LEASES, JsonObject
 
 _log = logging.getLogger(__name__)
 

@@ -24,15 +24,27 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Final, Literal, Protocol
 
-from controller.kube._backoff import Backoff
-from controller.kube._client import ApiError, KubeClient
-from controller.kube._resources import EVENTS, PODS, JsonObject, ResourceKind, metadata
+from kube._backoff import Backoff
+from kube._client import ApiError, KubeClient
+from kube._resources import EVENTS, PODS, JsonObject, ResourceKind, metadata
 
 _log = logging.getLogger(__name__)
 
 EventType = Literal["Normal", "Warning"]
 MAX_MESSAGE_CHARS: Final = 1024
 _SEND_ATTEMPTS: Final = 3
+
+
+_HEAD_CHARS: Final = 300
+
+
+def shorten(message: str) -> str:
+    """At most `MAX_MESSAGE_CHARS`, cut in the middle: a message's start says what happened
+    and its end, often a log's last lines, says why (vLLM prints the error last)."""
+    if len(message) <= MAX_MESSAGE_CHARS:
+        return message
+    tail = MAX_MESSAGE_CHARS - _HEAD_CHARS - 5
+    return f"{message[:_HEAD_CHARS]}\n...\n{message[-tail:]}"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -123,11 +135,7 @@ class EventRecorder:
             "resourceVersion": meta.get("resourceVersion"),
         }
         involved = {k: v for k, v in involved.items() if v}
-        text = (
-            message
-            if len(message) <= MAX_MESSAGE_CHARS
-            else message[: MAX_MESSAGE_CHARS - 3] + "..."
-        )
+        text = shorten(message)
         delay = self.settings.delay_s
         due = asyncio.get_running_loop().time() + delay if delay > 0 else 0.0
         try:

@@ -27,7 +27,7 @@ from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
 from typing import Generic, Protocol, TypeVar
 
-from controller.kube._backoff import Backoff, PerKeyBackoff
+from kube._backoff import Backoff, PerKeyBackoff
 
 K = TypeVar("K", bound=Hashable)
 

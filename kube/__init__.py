@@ -1,31 +1,32 @@
-"""The controller's Kubernetes plumbing: client, informers, work queue, leader election, events.
+"""fma's one apiserver client: client, informers, work queue, leader election, events.
 
-Everything here is generic (no dual-pods logic) and runs on one asyncio event loop; see
+The controller, the launcher-populator and the webhook reach the apiserver through this package
+only. Everything here is generic (no dual-pods logic) and runs on one asyncio event loop; see
 `docs/design/controller-io.md` for the concurrency model and why.
 """
 
-from controller.kube._backoff import Attempts, Backoff, PerKeyBackoff
-from controller.kube._client import (
+from kube._backoff import Attempts, Backoff, PerKeyBackoff
+from kube._client import (
     DEFAULT_FIELD_MANAGER,
     ApiError,
     KubeClient,
     PatchType,
     Preconditions,
 )
-from controller.kube._config import (
+from kube._config import (
     ConnectionSettings,
     http_client,
     http_client_for,
     load_configuration,
 )
-from controller.kube._events import (
+from kube._events import (
     EventRecorder,
     EventSettings,
     EventSink,
     EventType,
     KubeEventSink,
 )
-from controller.kube._informer import (
+from kube._informer import (
     DEFAULT_KINDS,
     Handlers,
     Informer,
@@ -36,7 +37,7 @@ from controller.kube._informer import (
     run_informers,
     wait_all_synced,
 )
-from controller.kube._leader import (
+from kube._leader import (
     KubeLeaseStore,
     LeaderElectionSettings,
     LeaderElector,
@@ -44,22 +45,26 @@ from controller.kube._leader import (
     LeaseStore,
     default_identity,
 )
-from controller.kube._resources import (
+from kube._resources import (
     CONFIG_MAPS,
     EVENTS,
     INFERENCE_SERVER_CONFIGS,
     LAUNCHER_CONFIGS,
     LAUNCHER_POPULATION_POLICIES,
     LEASES,
+    MUTATING_WEBHOOK_CONFIGURATIONS,
     NAMESPACES,
     NODES,
     PODS,
+    REPLICA_SETS,
+    STATEFUL_SETS,
+    VALIDATING_WEBHOOK_CONFIGURATIONS,
     JsonObject,
     ResourceKind,
     metadata,
     object_key,
 )
-from controller.kube._store import (
+from kube._store import (
     Change,
     IndexFunc,
     Store,
@@ -68,15 +73,15 @@ from controller.kube._store import (
     namespace_index,
     node_name_index,
 )
-from controller.kube._workers import Detached, Reconcile, Result, process_one, run_workers
-from controller.kube._workqueue import (
+from kube._workers import Detached, Reconcile, Result, process_one, run_workers
+from kube._workqueue import (
     NoMetrics,
     QueueMetrics,
     QueueSettings,
     ShutDownError,
     WorkQueue,
 )
-from controller.kube._writes import (
+from kube._writes import (
     delete,
     is_conflict,
     mutable_copy,
@@ -96,9 +101,13 @@ __all__ = [
     "LAUNCHER_CONFIGS",
     "LAUNCHER_POPULATION_POLICIES",
     "LEASES",
+    "MUTATING_WEBHOOK_CONFIGURATIONS",
     "NAMESPACES",
     "NODES",
     "PODS",
+    "REPLICA_SETS",
+    "STATEFUL_SETS",
+    "VALIDATING_WEBHOOK_CONFIGURATIONS",
     "ApiError",
     "Attempts",
     "Backoff",

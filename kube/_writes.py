@@ -5,7 +5,7 @@ conditional could undo someone else's change (a user's edit, the other replica d
 leader handover, a Pod deleted and recreated under the same name). So every write here carries
 the uid and resourceVersion of the object the decision was based on, and a mismatch fails with
 409 Conflict; the worker then retries the key after the newer object has arrived (see
-`controller.kube._workers`). What the apiserver does with each form (checked on v1.20):
+`kube._workers`). What the apiserver does with each form (checked on v1.20):
 
 | write | stale version | recreated object |
 |---|---|---|
@@ -25,8 +25,8 @@ import copy
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from controller.kube._client import ApiError, KubeClient, PatchType, Preconditions
-from controller.kube._resources import JsonObject, ResourceKind, metadata
+from kube._client import ApiError, KubeClient, PatchType, Preconditions
+from kube._resources import JsonObject, ResourceKind, metadata
 
 
 def preconditions_of(obj: JsonObject) -> Preconditions:

@@ -2,7 +2,7 @@
 
 Reads and writes all happen on the controller's one event loop, so there are no locks; the
 informer is the only writer. Objects are the apiserver's JSON dicts and are shared, not copied:
-readers must treat them as frozen (copy before building a write, see `controller.kube._writes`).
+readers must treat them as frozen (copy before building a write, see `kube._writes`).
 
 Indexes answer the questions the reconciler asks without a scan, e.g. "Pods on node n", "the
 provider bound to requester uid u", "launchers with config hash h". An index function maps an
@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Final
 
-from controller.kube._resources import JsonObject, metadata, object_key
+from kube._resources import JsonObject, metadata, object_key
 
 IndexFunc = Callable[[JsonObject], Iterable[str]]
 """Maps an object to its index values (none: the object is not in that index)."""
