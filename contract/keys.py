@@ -43,7 +43,7 @@ ROUTING_METADATA: Final = DUAL_PODS_PREFIX + "isc-routing-metadata"
 TEMPLATE_HASH: Final = DUAL_PODS_PREFIX + "launcher-populator-template-hash"
 CONFIG_HASH: Final = DUAL_PODS_PREFIX + "launcher-config-hash"
 LAST_USED: Final = DUAL_PODS_PREFIX + "last-used"
-"""fma's addition (known-gaps B2): when a direct provider was last unbound, RFC 3339."""
+"""fma's addition (reference-differences B2): when a direct provider was last unbound, RFC 3339."""
 
 BIND_ANNOTATIONS: Final = (INSTANCE_ID, SERVER_PORT, VLLM_CONFIG, ROUTING_METADATA)
 """What the controller writes on a launcher when it binds it (§4.4)."""
@@ -93,6 +93,6 @@ PROTECTED_ANNOTATIONS: Final = frozenset(
 PROTECTED_LABELS: Final = frozenset({DUAL, LC_NAME})
 """Rule 1, labels."""
 BOUND_REQUESTER_ANNOTATIONS: Final = frozenset({ISC_ANNOTATION, SERVER_PATCH, ADMIN_PORT})
-"""Rule 2, widened to direct mode and the SPI port (known-gaps D2): what defines a bound
+"""Rule 2, widened to direct mode and the SPI port (reference-differences D2): what defines a bound
 requester's server; changing it under a binding would desynchronise requester and provider."""
 BOUND_REQUESTER_LABELS: Final = frozenset({DUAL})

@@ -7,7 +7,7 @@ launcher runs in mock mode: the `gpu-map` ConfigMap entry of its node when `NODE
 the reference's `GPU-0` … `GPU-<n-1>`.
 
 Unknown UUIDs are the client's mistake, so they are reported as such (HTTP 422 naming the unknown
-and the known UUIDs) rather than as the reference's 409/500 (known-gaps C4).
+and the known UUIDs) rather than as the reference's 409/500 (reference-differences C4).
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """An instance's `phase`: the life cycle the reference's `status` cannot express (pure).
 
 `status` stays exactly the reference's `running`/`stopped` (is the child alive?). `phase` adds
-what a controller actually needs (known-gaps A1, C3):
+what a controller actually needs (reference-differences A1, C3):
 
     starting ──/health 200──▶ ready ◀──/is_sleeping──▶ sleeping
         │                       │                        │

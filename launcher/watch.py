@@ -2,7 +2,7 @@
 
 Kept apart from the HTTP layer so its semantics can be tested without a server: the synthetic
 `CREATED` snapshot, resuming after `since`, filtering of `UPDATED`, and the final error line for
-a watcher that fell behind the buffer (known-gaps C4: the reference closes such a stream
+a watcher that fell behind the buffer (reference-differences C4: the reference closes such a stream
 silently, and the client cannot tell a lost stream from a quiet launcher).
 """
 

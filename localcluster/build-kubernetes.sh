@@ -4,7 +4,7 @@
 #
 # Why from source: no registry we can reach ships these binaries, and there is no Docker engine for
 # kind. Debian's source package carries the whole tree with vendor/, so the build needs no network
-# beyond Debian's mirror. See ../shared/local-cluster.md for the facts this relies on.
+# beyond Debian's mirror. docs/local-cluster.md explains the facts this relies on.
 #
 # Idempotent: when every binary is already in the cache it exits at once. The cache location is
 # $FMA_CACHE_DIR (default ~/.cache/fma); binaries land in $FMA_CACHE_DIR/k8s-1.20.2/bin.

@@ -2,7 +2,7 @@
 
 fma's changes: terminating sleepers are neither reused nor counted against the per-GPU budget
 (a new provider waits until they are gone, so their memory is free), and sleeper age prefers
-the `last-used` annotation written at unbind (known-gaps B2, F).
+the `last-used` annotation written at unbind (reference-differences B2, F).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The GPU memory gate before a wake or an instance start (known-gaps B1).
+"""The GPU memory gate before a wake or an instance start (reference-differences B1).
 
 The reference budgets GPU memory by counting sleepers; a sleeper may hold far more than
 planned, and the wake then fails with CUDA OOM, forever. fma measures instead: the requester

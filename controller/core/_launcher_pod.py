@@ -6,7 +6,7 @@ The DPC (cold path) and the launcher-populator build the same node-independent P
 so every byte of the build matters: the sorts, the labels, the ownerReference with the LC's UID.
 
 fma differs from the reference in one optional point: it has no `state-change-reflector`
-sidecar (known-gaps C1: the controller follows the launcher's watch stream instead). The
+sidecar (reference-differences C1: the controller follows the launcher's watch stream instead). The
 sidecar is added only when `with_reflector=True`; it is added after the hash is computed, so
 it does not change `launcher-config-hash` either way.
 """

@@ -1,4 +1,4 @@
-"""Launcher-populator decisions (contracts §10, known-gaps E2).
+"""Launcher-populator decisions (contracts §10, reference-differences E2).
 
 `policy_table` turns LPPs, LCs and Nodes into the desired launcher count per (node, LC) and
 the status of each LC and LPP; `decide_population` decides, for one (node, LC) key, which
@@ -170,7 +170,7 @@ class PopulatorSettings:
     """`--stuck-starting-threshold`: a scheduled launcher that is not Ready is stuck this long
     after its `PodScheduled` transition."""
     keep_sleepers_s: float = 1800.0
-    """`--keep-sleepers`, fma's addition (known-gaps E2): on a key no LPP covers, an unbound
+    """`--keep-sleepers`, fma's addition (reference-differences E2): on a key no LPP covers, an unbound
     launcher that holds instances is kept until this long after its most recent instance was
     last used (or created), so the hot path survives a scale to zero; instances of unknown age,
     or a launcher whose instances are unknown, keep it indefinitely. 0 is the reference: such

@@ -1,6 +1,6 @@
 """What the populator knows of each launcher's instances: only to pick which excess to delete.
 
-Deleting excess launchers emptiest first (known-gaps E2) needs each launcher's instance list.
+Deleting excess launchers emptiest first (reference-differences E2) needs each launcher's instance list.
 Inside `fma-controller` the dual-pods reconciler already follows every launcher's watch stream,
 so it hands the populator an `InstanceSource` over those streams. Standalone
 (`python -m controller.populator`), `WatchedInstances` follows the streams itself. Without a

@@ -11,7 +11,7 @@ Two things the launcher's stream cannot tell by itself:
   it (or it is hidden, once deleted) until the launcher reports a newer revision of it. This is
   the executor contract's "wait for caches to show own writes", applied to launcher state.
 - **Recency.** The reference keeps least-recently-used times in memory; so do we: when this
-  controller first saw an instance, and when it last put it to sleep (known-gaps B2 would
+  controller first saw an instance, and when it last put it to sleep (reference-differences B2 would
   persist them; a restart starts them again at "now", as contracts §8.7 allows).
 """
 

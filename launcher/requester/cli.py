@@ -1,7 +1,7 @@
 """`fma-requester`: the process in every requester Pod.
 
 Configuration comes from the environment, as in the reference (which documents flags but reads
-`PROBES_PORT`/`SPI_PORT`, known-gaps F); the flags below only override it, for local runs.
+`PROBES_PORT`/`SPI_PORT`, reference-differences F); the flags below only override it, for local runs.
 Stops cleanly on SIGTERM/SIGINT with exit code 0; a bad setting exits 2, a port it cannot bind 1.
 """
 

@@ -87,7 +87,7 @@ def test_launcher_template_build() -> None:
     assert server["readinessProbe"]["httpGet"]["path"] == "/v2/vllm/instances"
     assert server["resources"]["limits"]["nvidia.com/gpu"] == "0"
     assert spec["overhead"] == {"cpu": "1"}
-    assert len(spec["containers"]) == 1  # no sidecar by default (known-gaps C1)
+    assert len(spec["containers"]) == 1  # no sidecar by default (reference-differences C1)
     assert (
         meta["annotations"]["dual-pods.llm-d.ai/launcher-populator-template-hash"]
         == template.template_hash

@@ -1,4 +1,4 @@
-"""Launcher-populator decisions (contracts §10, known-gaps E2)."""
+"""Launcher-populator decisions (contracts §10, reference-differences E2)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Splitting `options` like a shell and adapting the command to the platform (known-gaps C4)."""
+"""Splitting `options` like a shell and adapting the command to the platform (reference-differences C4)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The phase machine and failure reasons (known-gaps A1, C3)."""
+"""The phase machine and failure reasons (reference-differences A1, C3)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Log Range decisions (contracts §5.5, known-gaps C4), one status code at a time."""
+"""Log Range decisions (contracts §5.5, reference-differences C4), one status code at a time."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The Pod guard (contracts §11 and known-gaps D2): controller-owned metadata is the
+"""The Pod guard (contracts §11 and reference-differences D2): controller-owned metadata is the
 controllers' alone, on CREATE and UPDATE; a bound requester's server definition is frozen."""
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """The Pod guard: who may write the controllers' annotations and labels (contracts §11).
 
 The reference enforces §11 with CEL on UPDATE only, exempting any ServiceAccount named
-`*-fma-controllers`. That leaves three holes (known-gaps D2) which this guard closes:
+`*-fma-controllers`. That leaves three holes (reference-differences D2) which this guard closes:
 - CREATE is checked too, so a Pod cannot be born with a forged binding
   (`dual-pods.llm-d.ai/requester`) or posing as a launcher (`launcher-config-name`);
 - a bound requester is frozen in both modes: `server-patch` and `admin-port` as well as

@@ -31,7 +31,7 @@ class ValidationSettings:
     `controller_usernames` are exact usernames (`request.userInfo.username`). The reference
     exempts any ServiceAccount named `*-fma-controllers` in any namespace, so anyone who may
     create ServiceAccounts anywhere could write the controllers' fields; fma trusts only the
-    listed identities (known-gaps D2); `webhook.settings` builds the usual one,
+    listed identities (reference-differences D2); `webhook.settings` builds the usual one,
     `system:serviceaccount:<namespace>:<release>-fma-controllers`.
     """
 
