@@ -1,8 +1,8 @@
 """Turning an instance's `options` string into vLLM's argv, and the launcher's defaults (pure).
 
 The reference splits `options` with `str.split()`, so a quoted value such as
-`--additional-config '{"k": 1}'` is torn apart (reference-differences C4). We split like a POSIX shell
-(`shlex`), which gives the same result for unquoted input, and reject unbalanced quotes with a
+`--additional-config '{"k": 1}'` is torn apart (reference-differences C4). We split like a POSIX
+shell (`shlex`), which gives the same result for unquoted input, and reject unbalanced quotes with a
 message that names the option whose value is broken.
 
 The launcher also adapts the command line to where it runs:

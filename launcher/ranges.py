@@ -4,7 +4,8 @@ The log endpoint is how the controller tails an instance's output (`Range: bytes
 status codes are part of the wire contract: 200 without `Range`, 206 for one satisfiable range,
 400 for anything we do not serve (suffix ranges, multiple ranges, garbage, end before start) and
 416 when the start lies at or past the end of the file. One deliberate improvement
-(reference-differences C4): an empty log read without `Range` is a 200 with an empty body, not a 416.
+(reference-differences C4): an empty log read without `Range` is a 200 with an empty body, not a
+416.
 """
 
 from __future__ import annotations

@@ -1,9 +1,9 @@
 """The bound path (contracts §8.5): create or wake the server, then relay readiness.
 
 fma's changes: readiness in launcher mode is the launcher's instance phase `ready` (the
-launcher health-checks its children, reference-differences A4/C3); an instance that stops, fails or never
-becomes ready is reported in the requester's status (exit code and reason) and the requester is
-deleted only after `failed_requester_delete_after` (A1); before a wake or an instance start the
+launcher health-checks its children, reference-differences A4/C3); an instance that stops, fails or
+never becomes ready is reported in the requester's status (exit code and reason) and the requester
+is deleted only after `failed_requester_delete_after` (A1); before a wake or an instance start the
 GPU memory gate runs (B1); a wake that keeps failing deletes the sleeper so a fresh instance is
 started (B1); routing labels that collide are skipped and reported (E3); a launcher that refuses
 the instance's PUT (an unknown GPU UUID, C4) is a failure reported the same way, not a retry.

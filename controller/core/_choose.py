@@ -1,9 +1,9 @@
 """Launcher mode without a provider: choose a launcher (hot, warm, reclaim) or create one.
 
 Contracts §8.3 with two fma changes: the reclaim plan with the **fewest** victims wins, then the
-one whose victims were used least recently (reference-differences B2; the reference prefers more victims),
-and a launcher that is past the stuck threshold or labelled `launcher-stuck` is not waited for
-(A5), so a broken launcher does not block the cold path.
+one whose victims were used least recently (reference-differences B2; the reference prefers more
+victims), and a launcher that is past the stuck threshold or labelled `launcher-stuck` is not
+waited for (A5), so a broken launcher does not block the cold path.
 """
 
 from __future__ import annotations

@@ -156,7 +156,8 @@ class Settings:
     sleeper_limit: int = 2
     """Direct mode: sleeping providers kept per GPU (reference chart default 2)."""
     memory_check: bool = True
-    """Measure GPU memory through the requester before a wake or create (reference-differences B1)."""
+    """Measure GPU memory through the requester before a wake or create (reference-differences
+    B1)."""
     memory_threshold_mib: int = 8192
     """Used memory per assigned GPU above which sleepers there are evicted before a wake."""
     memory_usage_max_age: float = 2.0

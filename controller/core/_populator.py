@@ -170,8 +170,8 @@ class PopulatorSettings:
     """`--stuck-starting-threshold`: a scheduled launcher that is not Ready is stuck this long
     after its `PodScheduled` transition."""
     keep_sleepers_s: float = 1800.0
-    """`--keep-sleepers`, fma's addition (reference-differences E2): on a key no LPP covers, an unbound
-    launcher that holds instances is kept until this long after its most recent instance was
+    """`--keep-sleepers`, fma's addition (reference-differences E2): on a key no LPP covers, an
+    unbound launcher that holds instances is kept until this long after its most recent instance was
     last used (or created), so the hot path survives a scale to zero; instances of unknown age,
     or a launcher whose instances are unknown, keep it indefinitely. 0 is the reference: such
     launchers are deleted as soon as they are unbound, sleepers and all, which ends the hot path

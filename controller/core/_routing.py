@@ -1,8 +1,8 @@
 """ISC routing metadata: validation at bind time and application once the instance serves.
 
-Contract problem texts (§8.5 step 8) are kept. fma's change (reference-differences E3): when the committed
-metadata collides with a key already on the launcher at apply time, the key is skipped and the
-collision reported in the requester status, instead of deleting the requester.
+Contract problem texts (§8.5 step 8) are kept. fma's change (reference-differences E3): when the
+committed metadata collides with a key already on the launcher at apply time, the key is skipped
+and the collision reported in the requester status, instead of deleting the requester.
 """
 
 from __future__ import annotations

@@ -3,8 +3,8 @@
 fma's changes: an instance that is obsolete, failed, stopped or still starting is deleted
 rather than slept (a half-started instance would make the requester wait for its start); a
 server that cannot be slept within `sleep_deadline` of the unbind's start is deleted instead —
-the instance in launcher mode, the provider in direct mode (reference-differences A3). A direct provider
-gets the `last-used` annotation on unbind (B2).
+the instance in launcher mode, the provider in direct mode (reference-differences A3). A direct
+provider gets the `last-used` annotation on unbind (B2).
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """One NDJSON watch stream per launcher: the controller learns instance changes as they happen.
 
-Why not the reference's sidecar (reference-differences C1): it polls `GET /v2/vllm/instances` every 2 s and
-patches an annotation on its own Pod so that the controller gets a Pod event, then re-LISTs.
+Why not the reference's sidecar (reference-differences C1): it polls `GET /v2/vllm/instances` every
+2 s and patches an annotation on its own Pod so that the controller gets a Pod event, then re-LISTs.
 That costs an apiserver write per change, up to 2 s of latency and `pods: patch` rights for
 every launcher. The launcher already offers `GET /v2/vllm/instances/watch?since=<rev>`
 (contracts §5.6), so the controller holds that stream instead.

@@ -1,8 +1,8 @@
 """What the populator knows of each launcher's instances: only to pick which excess to delete.
 
-Deleting excess launchers emptiest first (reference-differences E2) needs each launcher's instance list.
-Inside `fma-controller` the dual-pods reconciler already follows every launcher's watch stream,
-so it hands the populator an `InstanceSource` over those streams. Standalone
+Deleting excess launchers emptiest first (reference-differences E2) needs each launcher's instance
+list. Inside `fma-controller` the dual-pods reconciler already follows every launcher's watch
+stream, so it hands the populator an `InstanceSource` over those streams. Standalone
 (`python -m controller.populator`), `WatchedInstances` follows the streams itself. Without a
 source every launcher's instances count as unknown, and the decision treats unknown as busy
 (deleted last), which is safe.

@@ -34,7 +34,8 @@ class Settings:
     workers: int = 4
     """Keys handled at once (one key is never handled by two workers)."""
     with_reflector: bool = False
-    """Add the reference's `state-change-reflector` sidecar to launchers (reference-differences C1)."""
+    """Add the reference's `state-change-reflector` sidecar to launchers (reference-differences
+    C1)."""
 
     def __post_init__(self) -> None:
         if not self.namespace:

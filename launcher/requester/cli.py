@@ -1,8 +1,9 @@
 """`fma-requester`: the process in every requester Pod.
 
 Configuration comes from the environment, as in the reference (which documents flags but reads
-`PROBES_PORT`/`SPI_PORT`, reference-differences F); the flags below only override it, for local runs.
-Stops cleanly on SIGTERM/SIGINT with exit code 0; a bad setting exits 2, a port it cannot bind 1.
+`PROBES_PORT`/`SPI_PORT`, reference-differences F); the flags below only override it, for local
+runs. Stops cleanly on SIGTERM/SIGINT with exit code 0; a bad setting exits 2, a port it cannot
+bind 1.
 """
 
 from __future__ import annotations

@@ -19,8 +19,8 @@ different target is a controller bug, answered 409 rather than silently reroutin
 learns where to resume by posting an empty chunk at `startPos=0`.
 
 Mutating SPI calls are open by default, as in the reference, so an unmodified controller works.
-With a token configured (reference-differences D1) they need `Authorization: Bearer <token>`; reads stay
-open because they reveal nothing a Pod's spec does not. A token file is re-read on every call,
+With a token configured (reference-differences D1) they need `Authorization: Bearer <token>`; reads
+stay open because they reveal nothing a Pod's spec does not. A token file is re-read on every call,
 so a rotated Secret or projected token takes effect without a restart; a configured file that
 cannot be read refuses every mutating call (fail closed).
 

@@ -1,4 +1,5 @@
-"""Inference-server decisions (contracts §8.2-§8.6 and reference-differences A1, A3-A5, B1, B2, E3)."""
+"""Inference-server decisions (contracts §8.2-§8.6 and reference-differences A1, A3-A5, B1, B2,
+E3)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""Splitting `options` like a shell and adapting the command to the platform (reference-differences C4)."""
+"""Splitting `options` like a shell and adapting the command to the platform (reference-differences
+C4)."""
 
 from __future__ import annotations
 

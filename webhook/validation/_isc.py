@@ -1,8 +1,8 @@
 """InferenceServerConfig checks beyond the CRD schema.
 
 Everything here is something the reference only discovers at bind time, when the error lands on
-a requester's status (or, for routing metadata, deletes the requester: reference-differences E3); checking
-at admission tells the author instead.
+a requester's status (or, for routing metadata, deletes the requester: reference-differences E3);
+checking at admission tells the author instead.
 """
 
 from __future__ import annotations
