@@ -35,32 +35,29 @@ _DNS1123_LABEL_RE: Final = re.compile(rf"^{_DNS1123_LABEL}$")
 _DNS1123_SUBDOMAIN_RE: Final = re.compile(rf"^{_DNS1123_LABEL}(\.{_DNS1123_LABEL})*$")
 _QUALIFIED_NAME_RE: Final = re.compile(r"^([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]$")
 _LABEL_VALUE_RE: Final = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$")
+# What a value that does not match says (the apiserver's wording, for the same regexes).
+_DNS1123_LABEL_SHAPE: Final = (
+    "must consist of lower case alphanumeric characters or '-', and must start and end with "
+    "an alphanumeric character"
+)
+_DNS1123_SUBDOMAIN_SHAPE: Final = (
+    "must consist of lower case alphanumeric characters, '-' or '.', and must start and end "
+    "with an alphanumeric character"
+)
+_LABEL_VALUE_SHAPE: Final = (
+    "must be empty or consist of alphanumeric characters, '-', '_' or '.', and must start "
+    "and end with an alphanumeric character"
+)
 
 
 def dns1123_label(value: str) -> list[str]:
     """Problems of `value` as a DNS-1123 label (container names, for example)."""
-    problems = []
-    if len(value) > DNS1123_LABEL_MAX:
-        problems.append(f"must be no more than {DNS1123_LABEL_MAX} characters")
-    if not _DNS1123_LABEL_RE.match(value):
-        problems.append(
-            "must consist of lower case alphanumeric characters or '-', and must start and "
-            "end with an alphanumeric character"
-        )
-    return problems
+    return _matched(value, DNS1123_LABEL_MAX, _DNS1123_LABEL_RE, _DNS1123_LABEL_SHAPE)
 
 
 def dns1123_subdomain(value: str) -> list[str]:
     """Problems of `value` as a DNS-1123 subdomain (object names, key prefixes)."""
-    problems = []
-    if len(value) > DNS1123_SUBDOMAIN_MAX:
-        problems.append(f"must be no more than {DNS1123_SUBDOMAIN_MAX} characters")
-    if not _DNS1123_SUBDOMAIN_RE.match(value):
-        problems.append(
-            "must consist of lower case alphanumeric characters, '-' or '.', and must start "
-            "and end with an alphanumeric character"
-        )
-    return problems
+    return _matched(value, DNS1123_SUBDOMAIN_MAX, _DNS1123_SUBDOMAIN_RE, _DNS1123_SUBDOMAIN_SHAPE)
 
 
 def qualified_name(value: str) -> list[str]:
@@ -100,14 +97,16 @@ def annotation_key(key: str) -> list[str]:
 
 def label_value(value: str) -> list[str]:
     """Problems of `value` as a label value (may be empty)."""
+    return _matched(value, LABEL_VALUE_MAX, _LABEL_VALUE_RE, _LABEL_VALUE_SHAPE)
+
+
+def _matched(value: str, max_length: int, pattern: re.Pattern[str], shape: str) -> list[str]:
+    """The apiserver's two checks of a name-like value: its length, then its shape."""
     problems = []
-    if len(value) > LABEL_VALUE_MAX:
-        problems.append(f"must be no more than {LABEL_VALUE_MAX} characters")
-    if not _LABEL_VALUE_RE.match(value):
-        problems.append(
-            "must be empty or consist of alphanumeric characters, '-', '_' or '.', and must "
-            "start and end with an alphanumeric character"
-        )
+    if len(value) > max_length:
+        problems.append(f"must be no more than {max_length} characters")
+    if not pattern.match(value):
+        problems.append(shape)
     return problems
 
 

@@ -37,6 +37,7 @@ from controller.populator import Settings as PopulatorSettings
 from controller.populator import add_flags as populator_flags
 from controller.populator import settings_from as populator_settings
 from controller.reconciler import DualPodsController, ReconcilerSettings
+from jsonlog import cli
 from kube import (
     ConnectionSettings,
     EventRecorder,
@@ -75,7 +76,7 @@ def _parser() -> argparse.ArgumentParser:
     add("-n", "--namespace", required=True, help="the focus namespace (contracts §1.1)")
     add("--kubeconfig", type=Path, default=None, help="default: in-cluster, else $KUBECONFIG")
     add("--context", default=None)
-    core, server = Settings(), ServerSettings()
+    core, server = Settings(), ServerSettings()  # each core flag's dest is a Settings field
     add("--num-workers", type=int, default=ReconcilerSettings(namespace="-").workers,
         help="items reconciled concurrently (default %(default)s)")  # fmt: skip
     add("--sleeper-limit", type=int, default=core.sleeper_limit,
@@ -137,17 +138,7 @@ def _leader_flags(parser: argparse.ArgumentParser) -> None:
 
 def parse_args(argv: Sequence[str] | None) -> CliConfig:
     args = _parser().parse_args(argv)
-    core = Settings(
-        sleeper_limit=args.sleeper_limit,
-        memory_check=args.memory_check,
-        memory_threshold_mib=args.memory_threshold_mib,
-        instance_start_timeout=args.instance_start_timeout,
-        launcher_start_timeout=args.launcher_start_timeout,
-        failed_requester_delete_after=args.failed_requester_delete_after,
-        sleep_deadline=args.sleep_deadline,
-        stuck_launcher_after=args.stuck_launcher_after,
-        retry_after=args.retry_after,
-    )
+    core = cli.settings_from(Settings, args)
     leader = None
     if args.leader_elect:
         leader = LeaderElectionSettings(

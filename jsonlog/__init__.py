@@ -6,7 +6,8 @@ query reads the webhook, the controller, the launcher and the requester stub ali
 because the requester stub's stdout carries the relayed vLLM log.
 
 Fields come from `extra=fields(...)`. This package is the bottom layer: stdlib only, so the
-requester stub, which runs in every requester Pod, pays nothing for it.
+requester stub, which runs in every requester Pod, pays nothing for it. `jsonlog.cli` holds the
+entry points' other shared step, settings from parsed flags.
 """
 
 from __future__ import annotations

@@ -19,6 +19,7 @@ import uvicorn
 
 import jsonlog
 from contract.launcher import LAUNCHER_PORT
+from jsonlog import cli
 from launcher import gpus
 from launcher.app import create_app
 from launcher.settings import Settings
@@ -30,7 +31,7 @@ LEVELS = ("critical", "error", "warning", "info", "debug")
 def parse_args(argv: list[str] | None) -> Settings:
     parser = argparse.ArgumentParser(prog="fma-launcher", description="fma's vLLM launcher")
     add = parser.add_argument
-    defaults = Settings()  # the one place the defaults live
+    defaults = Settings()  # the one place the defaults live; each dest is a field's name
     add("--host", default=defaults.host)
     add("--port", type=int, default=LAUNCHER_PORT)  # = defaults.port, the contract's
     add("--log-level", choices=LEVELS, default=defaults.log_level)
@@ -43,26 +44,14 @@ def parse_args(argv: list[str] | None) -> Settings:
         help="seconds between SIGTERM and SIGKILL")  # fmt: skip
     add("--probe-interval", type=float, default=defaults.probe_interval,
         help="seconds between sleep-state probes")  # fmt: skip
-    add("--log-dir", type=Path, default=None, help="instance logs (default: the temp dir)")
+    add("--log-dir", type=Path, default=defaults.log_dir,
+        help="instance logs (default: the temp dir)")  # fmt: skip
     add("--instance-entry", default=defaults.instance_entry,
         help="module:function run in each child")  # fmt: skip
     add("--watch-buffer", type=int, default=defaults.watch_buffer,
         help="events kept for watch resumption")  # fmt: skip
     args = parser.parse_args(argv)
-    return Settings(
-        host=args.host,
-        port=args.port,
-        log_level=args.log_level,
-        mock_gpus=args.mock_gpus,
-        mock_gpu_count=args.mock_gpu_count,
-        token=_read_token(args.token_file),
-        start_timeout=args.start_timeout,
-        stop_grace=args.stop_grace,
-        probe_interval=args.probe_interval,
-        log_dir=args.log_dir or defaults.log_dir,
-        instance_entry=args.instance_entry,
-        watch_buffer=args.watch_buffer,
-    )
+    return cli.settings_from(Settings, args, token=_read_token(args.token_file))
 
 
 def _read_token(path: Path | None) -> str | None:

@@ -19,6 +19,7 @@ from pathlib import Path
 import yaml
 
 import jsonlog
+from jsonlog import cli
 from kube import ConnectionSettings
 from webhook.registration import (
     DEFAULT_CONFIGURATION_NAME,
@@ -52,6 +53,7 @@ def _add_cluster_flags(parser: argparse.ArgumentParser) -> None:
 def _serve_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     defaults = WebhookSettings(tls_cert=Path(), tls_key=Path())
     p = sub.add_parser("serve", help="run the webhook server over HTTPS")
+    # Each flag's dest is the WebhookSettings field it sets (`main` builds them by name).
     p.add_argument("--tls-cert", type=Path, required=True, help="PEM certificate (reloaded)")
     p.add_argument("--tls-key", type=Path, required=True, help="PEM private key (reloaded)")
     p.add_argument("--host", default=defaults.host, help="address to listen on")
@@ -65,34 +67,24 @@ def _serve_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     p.add_argument("--requester-image", default=defaults.requester_image)
     p.add_argument(
         "--controller-username",
+        dest="controller_usernames",
         action="append",
         default=[],
         help="username allowed to write controller-owned Pod fields (repeatable; default "
         "system:serviceaccount:<namespace>:fma-fma-controllers)",
     )
-    p.add_argument("--cert-reload-interval", type=float, default=defaults.cert_reload_interval_s)
-    p.add_argument("--watch-timeout", type=int, default=defaults.watch_timeout_s)
-    p.add_argument("--owner-wait", type=float, default=defaults.owner_wait_s)
+    p.add_argument(
+        "--cert-reload-interval",
+        dest="cert_reload_interval_s",
+        type=float,
+        default=defaults.cert_reload_interval_s,
+    )
+    p.add_argument(
+        "--watch-timeout", dest="watch_timeout_s", type=int, default=defaults.watch_timeout_s
+    )
+    p.add_argument("--owner-wait", dest="owner_wait_s", type=float, default=defaults.owner_wait_s)
     p.add_argument("--log-level", default=defaults.log_level)
     p.add_argument("--access-log", action="store_true")
-
-
-def settings_from(args: argparse.Namespace) -> WebhookSettings:
-    return WebhookSettings(
-        tls_cert=args.tls_cert,
-        tls_key=args.tls_key,
-        host=args.host,
-        port=args.port,
-        kubeconfig=args.kubeconfig,
-        namespace=args.namespace,
-        requester_image=args.requester_image,
-        controller_usernames=frozenset(args.controller_username),
-        cert_reload_interval_s=args.cert_reload_interval,
-        watch_timeout_s=args.watch_timeout,
-        owner_wait_s=args.owner_wait,
-        log_level=args.log_level,
-        access_log=args.access_log,
-    )
 
 
 def serve(settings: WebhookSettings) -> None:
@@ -144,7 +136,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     jsonlog.configure(getattr(args, "log_level", "info"), adopt=UVICORN_LOGGERS)
     if args.command == "serve":
-        serve(settings_from(args))
+        usernames = frozenset(args.controller_usernames)
+        serve(cli.settings_from(WebhookSettings, args, controller_usernames=usernames))
         return 0
     return register(args)
 

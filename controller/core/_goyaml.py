@@ -294,13 +294,15 @@ class _Emitter:
                 self.indention = True
                 breaks = True
             else:
-                if breaks:
-                    self.write_indent()
-                if char == quote:
-                    self.put(char)
-                self.put(char)
-                self.indention = False
+                self.put_text(char * 2 if char == quote else char, after_break=breaks)
                 spaces = breaks = False
+
+    def put_text(self, text: str, *, after_break: bool) -> None:
+        """Scalar text; the first after a line break starts the next, indented line."""
+        if after_break:
+            self.write_indent()
+        self.put(text)
+        self.indention = False
 
     def write_break(self, char: str) -> None:
         if char == "\n":
@@ -349,10 +351,7 @@ class _Emitter:
                 self.indention = True
                 breaks = True
             else:
-                if breaks:
-                    self.write_indent()
-                self.put(char)
-                self.indention = False
+                self.put_text(char, after_break=breaks)
                 breaks = False
 
 

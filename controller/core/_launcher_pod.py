@@ -31,22 +31,22 @@ FORCED_ENV: Final = (
     ("NVIDIA_DRIVER_CAPABILITIES", "compute,utility"),
     (DEV_MODE_ENV, "1"),
 )
-LIVENESS_PROBE: Final = {
-    "httpGet": {"path": HEALTH_PATH, "port": LAUNCHER_PORT, "scheme": "HTTP"},
-    "initialDelaySeconds": 10,
-    "periodSeconds": 20,
-    "timeoutSeconds": 1,
-    "successThreshold": 1,
-    "failureThreshold": 3,
-}
-READINESS_PROBE: Final = {
-    "httpGet": {"path": INSTANCES_PATH, "port": LAUNCHER_PORT, "scheme": "HTTP"},
-    "initialDelaySeconds": 2,
-    "periodSeconds": 5,
-    "timeoutSeconds": 2,
-    "successThreshold": 1,
-    "failureThreshold": 3,
-}
+
+
+def _launcher_probe(path: str, *, delay_s: int, period_s: int, timeout_s: int) -> dict[str, Any]:
+    """An HTTP GET of the launcher API at `path`: one success passes, three failures fail."""
+    return {
+        "httpGet": {"path": path, "port": LAUNCHER_PORT, "scheme": "HTTP"},
+        "initialDelaySeconds": delay_s,
+        "periodSeconds": period_s,
+        "timeoutSeconds": timeout_s,
+        "successThreshold": 1,
+        "failureThreshold": 3,
+    }
+
+
+LIVENESS_PROBE: Final = _launcher_probe(HEALTH_PATH, delay_s=10, period_s=20, timeout_s=1)
+READINESS_PROBE: Final = _launcher_probe(INSTANCES_PATH, delay_s=2, period_s=5, timeout_s=2)
 
 
 class LauncherTemplateError(ValueError):

@@ -48,20 +48,23 @@ def collisions(
     meta: RoutingMetadata, pod_labels: Mapping[str, str], pod_annotations: Mapping[str, str]
 ) -> tuple[list[str], RoutingMetadata]:
     """Keys already on the launcher with another value: problems, and the metadata without them."""
-    problems = []
-    labels = {}
-    for key, value in meta.labels.items():
-        if key in pod_labels and pod_labels[key] != value:
-            problems.append(f'ISC label key "{key}" collides with existing pod label')
-        else:
-            labels[key] = value
-    annotations = {}
-    for key, value in meta.annotations.items():
-        if key in pod_annotations and pod_annotations[key] != value:
-            problems.append(f'ISC annotation key "{key}" collides with existing pod annotation')
-        else:
-            annotations[key] = value
+    problems: list[str] = []
+    labels = _kept("label", meta.labels, pod_labels, problems)
+    annotations = _kept("annotation", meta.annotations, pod_annotations, problems)
     return problems, RoutingMetadata(labels, annotations)
+
+
+def _kept(
+    kind: str, wanted: Mapping[str, str], existing: Mapping[str, str], problems: list[str]
+) -> dict[str, str]:
+    """The `wanted` entries that do not collide with `existing`; each collision is a problem."""
+    kept = {}
+    for key, value in wanted.items():
+        if key in existing and existing[key] != value:
+            problems.append(f'ISC {kind} key "{key}" collides with existing pod {kind}')
+        else:
+            kept[key] = value
+    return kept
 
 
 def parse_committed(value: str | None) -> RoutingMetadata | None:

@@ -83,22 +83,14 @@ def requester_update(
         return []
     want_finalizer = provider is not None and provider.server_running
     gpus = snap.memory.gpu_uuids
-    labels: dict[str, str | None] = {}
-    annotations: dict[str, str | None] = {}
-    desired_labels = {
-        keys.DUAL: provider.name if provider else None,
-        keys.INSTANCE_LABEL: instance_id,
-    }
-    for key, value in desired_labels.items():
-        if req.labels.get(key) != value:
-            labels[key] = value
-    desired_annotations = {
-        keys.STATUS: status_json(errors),
-        keys.ACCELERATORS: ",".join(gpus or ()),
-    }
-    for key, value in desired_annotations.items():
-        if req.annotations.get(key) != value:
-            annotations[key] = value
+    labels = _changed(
+        req.labels,
+        {keys.DUAL: provider.name if provider else None, keys.INSTANCE_LABEL: instance_id},
+    )
+    annotations = _changed(
+        req.annotations,
+        {keys.STATUS: status_json(errors), keys.ACCELERATORS: ",".join(gpus or ())},
+    )
     has = keys.REQUESTER_FINALIZER in req.finalizers
     patch = a.PodPatch(
         labels=labels,
@@ -107,6 +99,13 @@ def requester_update(
         remove_finalizers=(keys.REQUESTER_FINALIZER,) if has and not want_finalizer else (),
     )
     return [a.UpdateRequester(pod=ref(req), patch=patch)] if patch else []
+
+
+def _changed(
+    current: Mapping[str, str], desired: Mapping[str, str | None]
+) -> dict[str, str | None]:
+    """The `desired` entries `current` does not hold yet (None: the key must go)."""
+    return {key: value for key, value in desired.items() if current.get(key) != value}
 
 
 def status_only(

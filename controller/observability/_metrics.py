@@ -74,23 +74,24 @@ class QueuePrometheusMetrics:
         self.depth = Gauge(
             f"{prefix}_depth", "Ready keys in the work queue", labels, registry=registry
         )
-        self.queue_duration = Histogram(
+        self.queue_duration = self._seconds(
+            registry,
             f"{prefix}_queue_duration_seconds",
             "Seconds from the first unique add of a key to its dequeue",
             labels,
-            buckets=QUEUE_BUCKETS,
-            registry=registry,
         )
         self.retries = Counter(
             f"{prefix}_retries", "Rate-limited re-adds", labels, registry=registry
         )
-        self.work_duration = Histogram(
-            f"{prefix}_work_duration_seconds",
-            "Seconds a worker spent on one key",
-            labels,
-            buckets=QUEUE_BUCKETS,
-            registry=registry,
+        self.work_duration = self._seconds(
+            registry, f"{prefix}_work_duration_seconds", "Seconds a worker spent on one key", labels
         )
+
+    @staticmethod
+    def _seconds(
+        registry: CollectorRegistry, name: str, doc: str, labels: tuple[str, ...]
+    ) -> Histogram:
+        return Histogram(name, doc, labels, buckets=QUEUE_BUCKETS, registry=registry)
 
     def added(self, label: str) -> None:
         self.adds.labels(label).inc()

@@ -4,7 +4,7 @@ LauncherPopulationPolicies ask for a number of launchers of a LauncherConfig on 
 Node; the populator creates and deletes launcher Pods to match, never touching bound ones,
 replacing stale-template ones, reporting stuck ones, and writing LC and LPP status. Its
 decisions are `controller.core`'s (`policy_table`, `decide_population`); this package is the
-I/O around them. It runs inside `fma-controller` (`run_populator`) or alone
+I/O around them. It runs inside `fma-controller` (`Populator`) or alone
 (`python -m controller.populator`).
 """
 
@@ -17,7 +17,7 @@ from controller.populator._instances import (
     instance_view,
 )
 from controller.populator._keys import LauncherKey, key_of
-from controller.populator._runtime import INFORMERS, KINDS, Populator, run_populator
+from controller.populator._runtime import INFORMERS, KINDS, Populator
 from controller.populator._settings import COMPONENT, Settings, parse_duration
 from controller.populator._status import StatusKey
 from controller.populator._table import Changes, PolicyKeeper
@@ -40,6 +40,5 @@ __all__ = [
     "instance_view",
     "key_of",
     "parse_duration",
-    "run_populator",
     "settings_from",
 ]

@@ -273,16 +273,3 @@ def _missing_informers(
 
 def _loop_time() -> float:
     return asyncio.get_running_loop().time()
-
-
-async def run_populator(
-    client: KubeClient,
-    informers: Mapping[str, Informer],
-    settings: Settings,
-    metrics: ControllerMetrics,
-    events: EventRecorder | None = None,
-    *,
-    instances: InstanceSource | None = None,
-) -> None:
-    """Run the launcher-populator until cancelled (see `Populator`)."""
-    await Populator(client, informers, settings, metrics, events, instances=instances).run()

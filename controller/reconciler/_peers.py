@@ -8,7 +8,10 @@ the memory reading, the sleep state) or raises `CallError`. URLs and purposes fo
 from __future__ import annotations
 
 import re
+from collections.abc import Collection, Mapping
 from typing import Any, Final
+
+import httpx
 
 from contract import requester as rq
 from contract import vllm
@@ -72,14 +75,13 @@ class Peers:
         `RefusedError`, quoting the launcher's answer, for the requester's status.
         """
         url = instance_url(action.ip, action.instance_id)
-        response = await self.calls.call(
+        response = await self._call(
             "create_instance",
             "PUT",
             url,
+            isc,
+            self.settings.launcher_s,
             body=dict(action.config),
-            timeout_s=self.settings.launcher_s,
-            connect_s=self.settings.connect_s,
-            isc_name=isc,
             accept=(409, 422),
         )
         if response.status_code == 201:
@@ -87,14 +89,8 @@ class Peers:
         answer = f"PUT {url}: HTTP {response.status_code}: {answer_text(response)}"
         if response.status_code == 422:
             raise RefusedError(answer)
-        existing = await self.calls.call(
-            "get_instance",
-            "GET",
-            url,
-            timeout_s=self.settings.launcher_s,
-            connect_s=self.settings.connect_s,
-            isc_name=isc,
-            accept=(404,),
+        existing = await self._call(
+            "get_instance", "GET", url, isc, self.settings.launcher_s, accept=(404,)
         )
         if existing.status_code == 404:
             raise RefusedError(f"{answer} (and GET answers 404: no such instance was created)")
@@ -103,14 +99,8 @@ class Peers:
     async def delete_instance(self, action: DeleteInstance, isc: str) -> int | None:
         """DELETE the instance (404 counts as done); returns the DELETED event's revision."""
         url = instance_url(action.ip, action.instance_id)
-        response = await self.calls.call(
-            "delete_instance",
-            "DELETE",
-            url,
-            timeout_s=self.settings.launcher_s,
-            connect_s=self.settings.connect_s,
-            isc_name=isc,
-            accept=(404,),
+        response = await self._call(
+            "delete_instance", "DELETE", url, isc, self.settings.launcher_s, accept=(404,)
         )
         if response.status_code == 404:
             return None
@@ -129,9 +119,7 @@ class Peers:
 
     async def _post(self, purpose: str, url: str, isc: str, *, wake: bool) -> None:
         timeout = self.settings.wake_s if wake else self.settings.sleep_s
-        await self.calls.call(
-            purpose, "POST", url, timeout_s=timeout, connect_s=self.settings.connect_s, isc_name=isc
-        )
+        await self._call(purpose, "POST", url, isc, timeout)
 
     async def query_sleeping(self, action: QuerySleeping, isc: str) -> bool:
         url = base_url(action.ip, action.port) + vllm.IS_SLEEPING_PATH
@@ -159,15 +147,8 @@ class Peers:
     async def configure_proxy(self, action: ConfigureProxy, isc: str) -> None:
         """PUT the proxy target; a 409 (it forwards elsewhere) is a failure naming both."""
         url = base_url(action.ip, action.port) + rq.PROXY_CONFIG_PATH
-        await self.calls.call(
-            "set_proxy_config",
-            "PUT",
-            url,
-            body={"address": action.address, "port": action.target_port},
-            timeout_s=self.settings.requester_s,
-            connect_s=self.settings.connect_s,
-            isc_name=isc,
-        )
+        body = {"address": action.address, "port": action.target_port}
+        await self._call("set_proxy_config", "PUT", url, isc, self.settings.requester_s, body=body)
 
     async def log_tail(self, action: QueryLogTail, isc: str) -> str:
         """The last lines of an instance's log; "" when there is none (404, 416, empty).
@@ -191,31 +172,53 @@ class Peers:
         return int(match.group(1)) if match else 0
 
     async def _ranged(self, purpose: str, url: str, isc: str, byte_range: str) -> Any:
-        return await self.calls.call(
+        return await self._call(
             purpose,
             "GET",
             url,
+            isc,
+            self.settings.launcher_s,
             headers={"Range": byte_range},
-            timeout_s=self.settings.launcher_s,
-            connect_s=self.settings.connect_s,
-            isc_name=isc,
             accept=(404, 416),
         )
 
     async def relay(self, action: RelayReadiness, isc: str) -> None:
         path = rq.BECOME_READY_PATH if action.ready else rq.BECOME_UNREADY_PATH
-        await self.calls.call(
+        await self._call(
             "relay_ready" if action.ready else "relay_unready",
             "POST",
             base_url(action.ip, action.port) + path,
-            timeout_s=self.settings.requester_s,
-            connect_s=self.settings.connect_s,
-            isc_name=isc,
+            isc,
+            self.settings.requester_s,
         )
 
     async def _get(self, purpose: str, url: str, isc: str, limit_s: float) -> Any:
+        return await self._call(purpose, "GET", url, isc, limit_s)
+
+    async def _call(
+        self,
+        purpose: str,
+        method: str,
+        url: str,
+        isc: str,
+        limit_s: float,
+        *,
+        body: Any = None,
+        headers: Mapping[str, str] | None = None,
+        accept: Collection[int] = (),
+    ) -> httpx.Response:
+        """One call on behalf of the ISC `isc`, within `limit_s` (`HttpSettings.connect_s` to
+        connect)."""
         return await self.calls.call(
-            purpose, "GET", url, timeout_s=limit_s, connect_s=self.settings.connect_s, isc_name=isc
+            purpose,
+            method,
+            url,
+            timeout_s=limit_s,
+            connect_s=self.settings.connect_s,
+            isc_name=isc,
+            body=body,
+            headers=headers,
+            accept=accept,
         )
 
 

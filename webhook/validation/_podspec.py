@@ -9,6 +9,7 @@ references. They are a subset of the apiserver's Pod validation, never stricter 
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from fractions import Fraction
 from typing import Any, Final
 
@@ -55,18 +56,10 @@ def check_pod_spec(spec: object, path: str, findings: Findings) -> None:
 
 def _volumes(value: object, path: str, findings: Findings) -> dict[str, dict[str, Any]]:
     """The template's volumes by name; malformed entries are denied and left out."""
-    if value is None:
-        return {}
-    if not isinstance(value, list):
-        findings.deny(path, "must be a list", "list volumes as objects with a name")
-        return {}
     volumes: dict[str, dict[str, Any]] = {}
-    for index, volume in enumerate(value):
-        item = f"{path}[{index}]"
-        name = volume.get("name") if isinstance(volume, dict) else None
-        if not isinstance(volume, dict) or not isinstance(name, str):
-            findings.deny(item, "must be an object with a name", "give the volume a name")
-            continue
+    hints = ("list volumes as objects with a name", "give the volume a name")
+    for item, volume in _objects(value, path, findings, hints, named=True):
+        name = volume["name"]
         findings.deny_all(f"{item}.name", rules.dns1123_label(name), "use a DNS-1123 label")
         if name in volumes:
             findings.deny(f"{item}.name", f"duplicate volume name {name!r}", "rename one")
@@ -105,38 +98,43 @@ def _check_container(
     _check_mounts(container.get("volumeMounts"), f"{path}.volumeMounts", volumes, findings)
 
 
+def _objects(
+    value: object, path: str, findings: Findings, hints: tuple[str, str], *, named: bool = False
+) -> Iterator[tuple[str, dict[str, Any]]]:
+    """The entries of an optional list field that are objects (with a string `name` when
+    `named`), each with its path. A value that is not a list, and any other entry, is denied,
+    with the first hint or the second."""
+    list_hint, entry_hint = hints
+    if value is None:
+        return
+    if not isinstance(value, list):
+        findings.deny(path, "must be a list", list_hint)
+        return
+    what = "an object with a name" if named else "an object"
+    for index, entry in enumerate(value):
+        item = f"{path}[{index}]"
+        if isinstance(entry, dict) and (not named or isinstance(entry.get("name"), str)):
+            yield item, entry
+        else:
+            findings.deny(item, f"must be {what}", entry_hint)
+
+
 def _is_string_list(value: object) -> bool:
     return isinstance(value, list) and all(isinstance(v, str) for v in value)
 
 
 def _check_env(env: object, path: str, findings: Findings) -> None:
-    if env is None:
-        return
-    if not isinstance(env, list):
-        findings.deny(path, "must be a list", "list env entries as {name, value}")
-        return
-    for index, entry in enumerate(env):
-        name = entry.get("name") if isinstance(entry, dict) else None
-        if not isinstance(name, str):
-            findings.deny(f"{path}[{index}]", "must be an object with a name", "add a name")
-            continue
+    hints = ("list env entries as {name, value}", "add a name")
+    for item, entry in _objects(env, path, findings, hints, named=True):
         findings.deny_all(
-            f"{path}[{index}].name", _names.env_var_name(name), "use a valid variable name"
+            f"{item}.name", _names.env_var_name(entry["name"]), "use a valid variable name"
         )
 
 
 def _check_ports(ports: object, path: str, findings: Findings) -> None:
-    if ports is None:
-        return
-    if not isinstance(ports, list):
-        findings.deny(path, "must be a list", "list ports as {containerPort, name}")
-        return
     seen: set[str] = set()
-    for index, port in enumerate(ports):
-        item = f"{path}[{index}]"
-        if not isinstance(port, dict):
-            findings.deny(item, "must be an object", "write {containerPort: N}")
-            continue
+    hints = ("list ports as {containerPort, name}", "write {containerPort: N}")
+    for item, port in _objects(ports, path, findings, hints):
         number = port.get("containerPort")
         if isinstance(number, bool) or not isinstance(number, int) or not 1 <= number <= 65535:
             findings.deny(f"{item}.containerPort", "must be an integer 1-65535", "fix the port")
@@ -197,16 +195,8 @@ def _quantities(value: object, path: str, findings: Findings) -> dict[str, Fract
 def _check_mounts(
     mounts: object, path: str, volumes: dict[str, dict[str, Any]], findings: Findings
 ) -> None:
-    if mounts is None:
-        return
-    if not isinstance(mounts, list):
-        findings.deny(path, "must be a list", "list mounts as {name, mountPath}")
-        return
-    for index, mount in enumerate(mounts):
-        item = f"{path}[{index}]"
-        if not isinstance(mount, dict):
-            findings.deny(item, "must be an object", "write {name, mountPath}")
-            continue
+    hints = ("list mounts as {name, mountPath}", "write {name, mountPath}")
+    for item, mount in _objects(mounts, path, findings, hints):
         name, mount_path = mount.get("name"), mount.get("mountPath")
         if not isinstance(name, str) or name not in volumes:
             findings.deny(f"{item}.name", f"no volume named {name!r}", "declare it in volumes")
