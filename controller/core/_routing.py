@@ -49,19 +49,24 @@ def collisions(
 ) -> tuple[list[str], RoutingMetadata]:
     """Keys already on the launcher with another value: problems, and the metadata without them."""
     problems: list[str] = []
-    labels = _kept("label", meta.labels, pod_labels, problems)
-    annotations = _kept("annotation", meta.annotations, pod_annotations, problems)
+    labels = _kept(_LABEL_COLLISION, meta.labels, pod_labels, problems)
+    annotations = _kept(_ANNOTATION_COLLISION, meta.annotations, pod_annotations, problems)
     return problems, RoutingMetadata(labels, annotations)
 
 
+_LABEL_COLLISION = 'ISC label key "{key}" collides with existing pod label'
+_ANNOTATION_COLLISION = 'ISC annotation key "{key}" collides with existing pod annotation'
+"""The reference's texts, whole, so that a reader (and the docs' check) finds each one."""
+
+
 def _kept(
-    kind: str, wanted: Mapping[str, str], existing: Mapping[str, str], problems: list[str]
+    message: str, wanted: Mapping[str, str], existing: Mapping[str, str], problems: list[str]
 ) -> dict[str, str]:
     """The `wanted` entries that do not collide with `existing`; each collision is a problem."""
     kept = {}
     for key, value in wanted.items():
         if key in existing and existing[key] != value:
-            problems.append(f'ISC {kind} key "{key}" collides with existing pod {kind}')
+            problems.append(message.format(key=key))
         else:
             kept[key] = value
     return kept
