@@ -56,7 +56,12 @@ def ref(pod: PodView) -> a.PodRef:
 
 def admin_port(requester: PodView) -> int:
     """The requester's SPI port (`admin-port` annotation, default 8081)."""
-    value = requester.annotations.get(keys.ADMIN_PORT, "")
+    return admin_port_of(requester.annotations)
+
+
+def admin_port_of(annotations: Mapping[str, str]) -> int:
+    """`admin_port` from the annotations alone, for callers that hold the Pod's JSON."""
+    value = annotations.get(keys.ADMIN_PORT, "")
     return int(value) if value.isdigit() else SPI_PORT
 
 

@@ -32,8 +32,7 @@ import httpx
 from contract import keys, objects
 from contract import requester as rq
 from contract.launcher import LAUNCHER_PORT, log_path
-from controller.core._snapshot import admin_port
-from controller.core._views import pod_view
+from controller.core._snapshot import admin_port_of
 from controller.reconciler import _pods as p
 from controller.reconciler._peers import base_url
 from kube import PODS, ApiError, KubeClient
@@ -89,7 +88,7 @@ def relay_target(provider: Mapping[str, Any], requester: Mapping[str, Any] | Non
     req_ip, provider_ip = p.pod_ip(requester), p.pod_ip(provider)
     if req_ip is None or provider_ip is None:
         return None
-    port = admin_port(pod_view(requester))
+    port = admin_port_of(p.annotations_of(requester))
     if p.is_launcher(provider):
         iid = p.annotations_of(provider).get(keys.INSTANCE_ID)
         if not iid:
