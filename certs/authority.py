@@ -2,7 +2,8 @@
 
 fma needs TLS in three places that have no cert-manager: the local test control plane
 (kube-apiserver's serving certificate), the webhook's serving certificate in tests, and the Helm
-chart's self-managed mode. One implementation keeps the key sizes, lifetimes and extensions the same
+chart's self-managed mode; and a client certificate for the controller's signed control requests
+(`certs.control`). One implementation keeps the key sizes, lifetimes and extensions the same
 everywhere. Keys are ECDSA P-256: small, fast to make, accepted by Go's and Python's TLS stacks.
 """
 
@@ -16,6 +17,7 @@ from dataclasses import dataclass
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric.types import CertificatePublicKeyTypes
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 DEFAULT_CA_LIFETIME = dt.timedelta(days=3650)
@@ -69,12 +71,21 @@ class CertificateAuthority:
 
     @classmethod
     def create(
-        cls, common_name: str, *, lifetime: dt.timedelta = DEFAULT_CA_LIFETIME
+        cls,
+        common_name: str,
+        *,
+        lifetime: dt.timedelta = DEFAULT_CA_LIFETIME,
+        path_length: int = 0,
     ) -> CertificateAuthority:
+        """A self-signed CA. `path_length` 1 lets a cross-certificate (`cross_sign`) stand
+        between this CA, as a trust anchor, and a leaf: verifiers such as Go's and OpenSSL's
+        apply the anchor's path length too."""
         key = _new_key()
         name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
         cert = (
-            _builder(name, name, key, _now() + lifetime, ca=True)
+            _builder(
+                name, name, key.public_key(), _now() + lifetime, ca=True, path_length=path_length
+            )
             .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), False)
             .sign(key, hashes.SHA256())
         )
@@ -106,10 +117,31 @@ class CertificateAuthority:
         user: str,
         groups: Iterable[str] = (),
         *,
+        uris: Iterable[str] = (),
         lifetime: dt.timedelta = DEFAULT_LEAF_LIFETIME,
     ) -> KeyPair:
-        """A client certificate in Kubernetes' convention: CN is the user, O the groups."""
-        return self._issue(user, tuple(groups), [], ExtendedKeyUsageOID.CLIENT_AUTH, lifetime)
+        """A client certificate in Kubernetes' convention: CN is the user, O the groups; `uris`
+        become URI subject alternative names (an identity such as a SPIFFE ID)."""
+        sans: list[x509.GeneralName] = [x509.UniformResourceIdentifier(u) for u in uris]
+        return self._issue(user, tuple(groups), sans, ExtendedKeyUsageOID.CLIENT_AUTH, lifetime)
+
+    def cross_sign(self, other: x509.Certificate) -> bytes:
+        """`other` CA's subject and public key, certified by this CA (PEM): a cross-certificate.
+
+        A verifier that trusts only this CA then accepts leaves signed by `other`, through the
+        chain leaf -> cross-certificate -> this CA. Path length 0: it certifies leaves only. It
+        ends when this CA does, since nothing it certifies can outlive its issuer.
+        """
+        not_after = min(other.not_valid_after_utc, self._cert.not_valid_after_utc)
+        cert = (
+            _builder(other.subject, self._cert.subject, other.public_key(), not_after, ca=True)
+            .add_extension(x509.SubjectKeyIdentifier.from_public_key(other.public_key()), False)
+            .add_extension(
+                x509.AuthorityKeyIdentifier.from_issuer_public_key(self._key.public_key()), False
+            )
+            .sign(self._key, hashes.SHA256())
+        )
+        return cert.public_bytes(serialization.Encoding.PEM)
 
     def _issue(
         self,
@@ -124,7 +156,7 @@ class CertificateAuthority:
         attrs.append(x509.NameAttribute(NameOID.COMMON_NAME, common_name))
         not_after = min(_now() + lifetime, self._cert.not_valid_after_utc)
         builder = (
-            _builder(x509.Name(attrs), self._cert.subject, key, not_after, ca=False)
+            _builder(x509.Name(attrs), self._cert.subject, key.public_key(), not_after, ca=False)
             .add_extension(x509.ExtendedKeyUsage([usage]), critical=False)
             .add_extension(
                 x509.AuthorityKeyIdentifier.from_issuer_public_key(self._key.public_key()), False
@@ -139,22 +171,25 @@ class CertificateAuthority:
 def _builder(
     subject: x509.Name,
     issuer: x509.Name,
-    key: ec.EllipticCurvePrivateKey,
+    public_key: CertificatePublicKeyTypes,
     not_after: dt.datetime,
     *,
     ca: bool,
+    path_length: int = 0,
 ) -> x509.CertificateBuilder:
     """What a CA and a leaf certificate share: names, key, validity, basic constraints and key
-    usage (a CA signs certificates and CRLs; a leaf only signs handshakes)."""
+    usage (a CA signs certificates and CRLs; a leaf only signs handshakes and tokens)."""
     return (
         x509.CertificateBuilder()
         .subject_name(subject)
         .issuer_name(issuer)
-        .public_key(key.public_key())
+        .public_key(public_key)
         .serial_number(x509.random_serial_number())
         .not_valid_before(_now() - _BACKDATE)
         .not_valid_after(not_after)
-        .add_extension(x509.BasicConstraints(ca=ca, path_length=0 if ca else None), critical=True)
+        .add_extension(
+            x509.BasicConstraints(ca=ca, path_length=path_length if ca else None), critical=True
+        )
         .add_extension(
             x509.KeyUsage(
                 digital_signature=True,

@@ -1,13 +1,17 @@
-"""`fma-certs`: the webhook's CA and serving certificate, without cert-manager.
+"""`fma-certs`: the webhook's and the controller's certificates, without cert-manager.
 
     fma-certs ensure --service fma-webhook --namespace fma-system --dir /certs
     fma-certs ensure --service fma-webhook --namespace fma-system --secret fma-webhook-tls
     fma-certs create --dns-name localhost --ip-address 127.0.0.1 --dir ./certs
+    fma-certs ensure-control --secret fma-control --namespace fma-system [--rotate-ca]
+    fma-certs ensure-control --dir ./control
     fma-certs show --dir /certs
 
 `ensure` is idempotent (keep what is valid, renew what is due; see `certs.bundle`), so it can run
 on every install and upgrade and from a CronJob. `create` always makes a new CA and leaf and
-refuses to replace existing files unless `--force`. Each command prints one JSON object.
+refuses to replace existing files unless `--force`. `ensure-control` does what `ensure` does for
+the controller's client certificate under the control CA (`certs.control`); `--rotate-ca`
+rotates that CA now, cross-signed. Each command prints one JSON object.
 """
 
 from __future__ import annotations
@@ -24,16 +28,10 @@ from pathlib import Path
 from typing import Any
 
 from cryptography import x509
+from cryptography.x509.oid import ExtendedKeyUsageOID
 
-from certs.authority import DEFAULT_CA_LIFETIME, DEFAULT_LEAF_LIFETIME
-from certs.bundle import (
-    DEFAULT_CA_RENEW_BEFORE,
-    DEFAULT_LEAF_RENEW_BEFORE,
-    Outcome,
-    RenewalPolicy,
-    StoredMaterial,
-    service_dns_names,
-)
+from certs.bundle import Outcome, RenewalPolicy, StoredMaterial, service_dns_names
+from certs.control import CONTROL_POLICY, ensure_control_directory
 from certs.files import ensure_directory, read_directory
 
 _DURATION = re.compile(r"^(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?$")
@@ -58,22 +56,28 @@ def _parser() -> argparse.ArgumentParser:
     for name, summary in (
         ("ensure", "keep valid certificates, renew what is due (idempotent)"),
         ("create", "make a new CA and serving certificate"),
+        ("ensure-control", "keep or renew the controller's control credential (idempotent)"),
         ("show", "print what is stored"),
     ):
         command = commands.add_parser(name, help=summary, description=summary)
         _add_target(command)
-        if name != "show":
+        if name in ("ensure", "create"):
             _add_names(command)
-            _add_policy(command)
+            _add_policy(command, RenewalPolicy())
         if name == "create":
             command.add_argument("--force", action="store_true", help="replace existing files")
+        if name == "ensure-control":
+            _add_policy(command, CONTROL_POLICY)
+            command.add_argument(
+                "--rotate-ca", action="store_true", help="rotate the control CA now (cross-signed)"
+            )
     return parser
 
 
 def _add_target(parser: argparse.ArgumentParser) -> None:
     target = parser.add_mutually_exclusive_group(required=True)
     target.add_argument("--dir", type=Path, help="directory for ca.crt, ca.key, tls.crt, tls.key")
-    target.add_argument("--secret", help="serving Secret (kubernetes.io/tls) to write")
+    target.add_argument("--secret", help="serving or credential Secret (kubernetes.io/tls)")
     parser.add_argument("--ca-secret", default="", help="CA Secret (default: <secret>-ca)")
     parser.add_argument("--namespace", default="", help="namespace of the Service and the Secrets")
     parser.add_argument("--kubeconfig", type=Path, help="default: in-cluster, then ~/.kube/config")
@@ -86,12 +90,12 @@ def _add_names(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--ip-address", action="append", default=[], help="extra IP address")
 
 
-def _add_policy(parser: argparse.ArgumentParser) -> None:
+def _add_policy(parser: argparse.ArgumentParser, defaults: RenewalPolicy) -> None:
     for flag, default in (
-        ("--leaf-lifetime", DEFAULT_LEAF_LIFETIME),
-        ("--ca-lifetime", DEFAULT_CA_LIFETIME),
-        ("--renew-before", DEFAULT_LEAF_RENEW_BEFORE),
-        ("--ca-renew-before", DEFAULT_CA_RENEW_BEFORE),
+        ("--leaf-lifetime", defaults.leaf_lifetime),
+        ("--ca-lifetime", defaults.ca_lifetime),
+        ("--renew-before", defaults.leaf_renew_before),
+        ("--ca-renew-before", defaults.ca_renew_before),
     ):
         parser.add_argument(
             flag, type=parse_duration, default=default, help=f"({_format(default)})"
@@ -130,14 +134,18 @@ def _secret_ref(args: argparse.Namespace) -> Any:
     return SecretRef(args.namespace, args.secret, args.ca_secret)
 
 
-def _run_ensure(args: argparse.Namespace, *, fresh: bool) -> dict[str, Any]:
-    dns, ips = _names(args)
-    policy = RenewalPolicy(
+def _policy(args: argparse.Namespace) -> RenewalPolicy:
+    return RenewalPolicy(
         leaf_lifetime=args.leaf_lifetime,
         ca_lifetime=args.ca_lifetime,
         leaf_renew_before=args.renew_before,
         ca_renew_before=args.ca_renew_before,
     )
+
+
+def _run_ensure(args: argparse.Namespace, *, fresh: bool) -> dict[str, Any]:
+    dns, ips = _names(args)
+    policy = _policy(args)
     if args.dir is not None:
         if fresh and not args.force and any(dataclasses.astuple(read_directory(args.dir))):
             raise ValueError(f"{args.dir} already holds certificates; use ensure, or --force")
@@ -160,6 +168,19 @@ def _run_ensure(args: argparse.Namespace, *, fresh: bool) -> dict[str, Any]:
     return _report(outcome)
 
 
+def _run_ensure_control(args: argparse.Namespace) -> dict[str, Any]:
+    policy = _policy(args)
+    if args.dir is not None:
+        outcome = ensure_control_directory(args.dir, policy=policy, rotate_ca=args.rotate_ca)
+    else:
+        from certs.control import ensure_control_secrets
+
+        ref = _secret_ref(args)
+        with _api_client(args.kubeconfig) as client:
+            outcome = ensure_control_secrets(client, ref, policy=policy, rotate_ca=args.rotate_ca)
+    return _report(outcome)
+
+
 def _report(outcome: Outcome) -> dict[str, Any]:
     material = outcome.certificates.material()
     return {
@@ -173,32 +194,57 @@ def _report(outcome: Outcome) -> dict[str, Any]:
 
 
 def _describe(material: StoredMaterial) -> dict[str, Any]:
-    """Subjects, names and expiry of what is (or would be) stored."""
+    """Subjects, names and expiry of what is (or would be) stored. The leaf is `serving` or
+    `client` by its usage; `chainCertificates` counts the intermediates after it."""
     facts: dict[str, Any] = {}
-    for label, pem in (("ca", material.ca_cert), ("serving", material.tls_cert)):
-        if not pem:
-            continue
-        try:
-            cert = x509.load_pem_x509_certificate(pem)
-        except ValueError:
-            facts[label] = {"error": "unreadable"}
-            continue
-        facts[label] = {
-            "subject": cert.subject.rfc4514_string(),
-            "notAfter": cert.not_valid_after_utc.isoformat(),
-            "dnsNames": _dns_names(cert),
-        }
+    if material.ca_cert:
+        facts["ca"] = _certificate_facts(material.ca_cert)[0]
+    if material.tls_cert:
+        leaf, is_client = _certificate_facts(material.tls_cert)
+        facts["client" if is_client else "serving"] = leaf
+        if (chain := _count(material.tls_cert) - 1) > 0:
+            facts["chainCertificates"] = chain
     if material.ca_bundle:
-        facts["bundleCertificates"] = material.ca_bundle.count(b"-----BEGIN CERTIFICATE-----")
+        facts["bundleCertificates"] = _count(material.ca_bundle)
     return facts
 
 
-def _dns_names(cert: x509.Certificate) -> list[str]:
+def _certificate_facts(pem: bytes) -> tuple[dict[str, Any], bool]:
+    """The first certificate's subject, expiry and names, and whether it is a client's."""
+    try:
+        cert = x509.load_pem_x509_certificate(pem)
+    except ValueError:
+        return {"error": "unreadable"}, False
+    dns_names, uris = _names_in(cert)
+    facts = {
+        "subject": cert.subject.rfc4514_string(),
+        "notAfter": cert.not_valid_after_utc.isoformat(),
+        "dnsNames": dns_names,
+        **({"uris": uris} if uris else {}),
+    }
+    return facts, _is_client(cert)
+
+
+def _count(pem: bytes) -> int:
+    return pem.count(b"-----BEGIN CERTIFICATE-----")
+
+
+def _names_in(cert: x509.Certificate) -> tuple[list[str], list[str]]:
+    """The DNS names and URIs among the subject alternative names."""
     try:
         sans = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
     except x509.ExtensionNotFound:
-        return []
-    return list(sans.get_values_for_type(x509.DNSName))
+        return [], []
+    dns = list(sans.get_values_for_type(x509.DNSName))
+    return dns, list(sans.get_values_for_type(x509.UniformResourceIdentifier))
+
+
+def _is_client(cert: x509.Certificate) -> bool:
+    try:
+        usages = cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
+    except x509.ExtensionNotFound:
+        return False
+    return ExtendedKeyUsageOID.CLIENT_AUTH in usages
 
 
 def _run_show(args: argparse.Namespace) -> dict[str, Any]:
@@ -219,6 +265,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "show":
             result = _run_show(args)
+        elif args.command == "ensure-control":
+            result = _run_ensure_control(args)
         else:
             result = _run_ensure(args, fresh=args.command == "create")
     except Exception as error:  # a CLI reports every failure the same way: one line, exit 1

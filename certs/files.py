@@ -1,7 +1,8 @@
 """Certificates in a directory: `ca.crt`, `ca.key`, `tls.crt`, `tls.key`.
 
 The names are those of a mounted `kubernetes.io/tls` Secret (plus `ca.key`, which the serving
-Secret never holds), so a webhook reads its files the same way in tests and in a cluster.
+Secret never holds), so a webhook or the controller reads its files the same way in tests and in
+a cluster; the control credential's contract (`contract.auth`) declares them.
 `ca.crt` is the trust bundle (current CA first); the CA certificate is its first entry.
 
 Each file is replaced atomically (write a temporary file, then rename), and keys are created
@@ -12,6 +13,7 @@ the new one does not load). `ensure` writes only the files whose content changed
 
 from __future__ import annotations
 
+import functools
 import os
 import tempfile
 from collections.abc import Sequence
@@ -21,12 +23,13 @@ from typing import Final
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
-from certs.bundle import Outcome, RenewalPolicy, StoredMaterial, ensure_certificates
+from certs.bundle import Decide, Outcome, RenewalPolicy, StoredMaterial, ensure_certificates
+from contract import auth
 
-CA_CERT: Final = "ca.crt"
+CA_CERT: Final = auth.CA_FILE
 CA_KEY: Final = "ca.key"
-TLS_CERT: Final = "tls.crt"
-TLS_KEY: Final = "tls.key"
+TLS_CERT: Final = auth.CERT_FILE
+TLS_KEY: Final = auth.KEY_FILE
 _PRIVATE: Final = frozenset({CA_KEY, TLS_KEY})
 
 
@@ -96,6 +99,14 @@ def _write_atomic(path: Path, content: bytes, *, private: bool) -> None:
         raise
 
 
+def update_directory(directory: Path, decide: Decide, *, fresh: bool = False) -> Outcome:
+    """Read the directory, decide, write what changed. `fresh` ignores what is there (a new CA
+    and leaf, nothing kept)."""
+    outcome = decide(None if fresh else read_directory(directory))
+    write_directory(directory, outcome)
+    return outcome
+
+
 def ensure_directory(
     directory: Path,
     *,
@@ -104,11 +115,9 @@ def ensure_directory(
     policy: RenewalPolicy | None = None,
     fresh: bool = False,
 ) -> Outcome:
-    """Read the directory, decide, write what changed. `fresh` ignores what is there (a new CA
-    and leaf, nothing kept)."""
-    current = None if fresh else read_directory(directory)
-    outcome = ensure_certificates(
-        current, dns_names=dns_names, ip_addresses=ip_addresses, policy=policy
+    """The webhook's certificates in `directory` (`update_directory` with
+    `ensure_certificates`)."""
+    decide = functools.partial(
+        ensure_certificates, dns_names=dns_names, ip_addresses=ip_addresses, policy=policy
     )
-    write_directory(directory, outcome)
-    return outcome
+    return update_directory(directory, decide, fresh=fresh)

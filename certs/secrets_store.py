@@ -1,21 +1,24 @@
 """Certificates in Kubernetes Secrets, written with optimistic concurrency.
 
-Two Secrets, so that the Pods which mount the serving certificate never see the CA key:
-- the serving Secret (type `kubernetes.io/tls`): `tls.crt`, `tls.key` and `ca.crt` (the trust
-  bundle), what the webhook mounts and what a chart reads `caBundle` from;
-- the CA Secret (type `kubernetes.io/tls`, default name `<serving>-ca`): the CA's `tls.crt` and
-  `tls.key`, read only by whoever runs `fma-certs ensure`.
+Two Secrets, so that the Pods which mount the leaf never see the CA key:
+- the leaf Secret (type `kubernetes.io/tls`): `tls.crt`, `tls.key` and `ca.crt` (the trust
+  bundle): the webhook's serving certificate, which the webhook mounts and a chart reads
+  `caBundle` from, or the controller's control credential (`certs.control`), which the
+  controller mounts;
+- the CA Secret (type `kubernetes.io/tls`, default name `<leaf>-ca`): the CA's `tls.crt` and
+  `tls.key`, read only by whoever runs `fma-certs ensure` or `fma-certs ensure-control`.
 
 Every write carries the `resourceVersion` that was read (a create carries none and fails if the
 Secret appeared meanwhile). Two runners started together (two Helm hooks, a Job and a CronJob)
 therefore never overwrite each other: the loser gets 409 Conflict, reads again, finds the
-winner's certificates valid and keeps them. The CA Secret is written before the serving Secret,
-so a serving certificate is never stored without its CA.
+winner's certificates valid and keeps them. The CA Secret is written before the leaf Secret,
+so a leaf is never stored without its CA.
 """
 
 from __future__ import annotations
 
 import base64
+import functools
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
@@ -23,7 +26,8 @@ from typing import Any, Final
 import kubernetes.client
 from kubernetes.client.rest import ApiException
 
-from certs.bundle import Outcome, RenewalPolicy, StoredMaterial, ensure_certificates
+from certs.bundle import Decide, Outcome, RenewalPolicy, StoredMaterial, ensure_certificates
+from certs.files import CA_CERT, TLS_CERT, TLS_KEY
 
 TLS_SECRET_TYPE: Final = "kubernetes.io/tls"
 MANAGED_BY: Final = {"app.kubernetes.io/managed-by": "fma-certs"}
@@ -34,7 +38,7 @@ _NOT_FOUND: Final = 404
 
 @dataclass(frozen=True)
 class SecretRef:
-    """Where the certificates live: the serving Secret and the CA Secret, in one namespace."""
+    """Where the certificates live: the leaf Secret and the CA Secret, in one namespace."""
 
     namespace: str
     name: str
@@ -51,7 +55,7 @@ class _Read:
 
     material: StoredMaterial
     ca_secret: Any
-    serving_secret: Any
+    leaf_secret: Any
 
 
 class ConcurrentUpdateError(RuntimeError):
@@ -73,8 +77,24 @@ def ensure_secrets(
     attempts: int = DEFAULT_ATTEMPTS,
     fresh: bool = False,
 ) -> Outcome:
-    """Read, decide (`ensure_certificates`), write what changed; retry on a conflict.
-    `fresh` ignores the stored certificates (a new CA and leaf, written over the old ones).
+    """The webhook's certificates in Secrets (`update_secrets` with `ensure_certificates`)."""
+    decide = functools.partial(
+        ensure_certificates, dns_names=dns_names, ip_addresses=ip_addresses, policy=policy
+    )
+    return update_secrets(api_client, ref, decide, attempts=attempts, fresh=fresh)
+
+
+def update_secrets(
+    api_client: kubernetes.client.ApiClient,
+    ref: SecretRef,
+    decide: Decide,
+    *,
+    attempts: int = DEFAULT_ATTEMPTS,
+    fresh: bool = False,
+) -> Outcome:
+    """Read, decide, write what changed; retry on a conflict (deciding again on what the
+    winner wrote). `fresh` ignores the stored certificates (a new CA and leaf, written over the
+    old ones).
 
     Raises ConcurrentUpdateError when every attempt lost a race, ValueError when a Secret of that
     name has another type, and `ApiException` for any other API error (e.g. missing RBAC).
@@ -82,12 +102,7 @@ def ensure_secrets(
     core = kubernetes.client.CoreV1Api(api_client)
     for _ in range(attempts):
         current = _read(core, ref)
-        outcome = ensure_certificates(
-            None if fresh else current.material,
-            dns_names=dns_names,
-            ip_addresses=ip_addresses,
-            policy=policy,
-        )
+        outcome = decide(None if fresh else current.material)
         try:
             _write(core, ref, outcome, current)
         except ApiException as error:
@@ -102,16 +117,16 @@ def ensure_secrets(
 
 def _read(core: kubernetes.client.CoreV1Api, ref: SecretRef) -> _Read:
     ca_secret = _get(core, ref.namespace, ref.ca_secret_name)
-    serving_secret = _get(core, ref.namespace, ref.name)
-    ca_data, data = _data(ca_secret), _data(serving_secret)
+    leaf_secret = _get(core, ref.namespace, ref.name)
+    ca_data, data = _data(ca_secret), _data(leaf_secret)
     material = StoredMaterial(
-        ca_cert=ca_data.get("tls.crt"),
-        ca_key=ca_data.get("tls.key"),
-        tls_cert=data.get("tls.crt"),
-        tls_key=data.get("tls.key"),
-        ca_bundle=data.get("ca.crt"),
+        ca_cert=ca_data.get(TLS_CERT),
+        ca_key=ca_data.get(TLS_KEY),
+        tls_cert=data.get(TLS_CERT),
+        tls_key=data.get(TLS_KEY),
+        ca_bundle=data.get(CA_CERT),
     )
-    return _Read(material, ca_secret, serving_secret)
+    return _Read(material, ca_secret, leaf_secret)
 
 
 def _get(core: kubernetes.client.CoreV1Api, namespace: str, name: str) -> Any:
@@ -135,15 +150,15 @@ def _write(
 ) -> None:
     material = outcome.certificates.material()
     if outcome.ca_rotated:
-        ca_data = {"tls.crt": material.ca_cert, "tls.key": material.ca_key}
+        ca_data = {TLS_CERT: material.ca_cert, TLS_KEY: material.ca_key}
         _put(core, ref.namespace, ref.ca_secret_name, ca_data, current.ca_secret)
     if outcome.leaf_issued or outcome.bundle_changed:
         data = {
-            "tls.crt": material.tls_cert,
-            "tls.key": material.tls_key,
-            "ca.crt": material.ca_bundle,
+            TLS_CERT: material.tls_cert,
+            TLS_KEY: material.tls_key,
+            CA_CERT: material.ca_bundle,
         }
-        _put(core, ref.namespace, ref.name, data, current.serving_secret)
+        _put(core, ref.namespace, ref.name, data, current.leaf_secret)
 
 
 def _put(

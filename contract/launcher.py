@@ -20,6 +20,13 @@ HEALTH_PATH: Final = "/health"
 INSTANCES_PATH: Final = "/v2/vllm/instances"
 WATCH_PATH: Final = INSTANCES_PATH + "/watch"
 
+MAX_BODY_BYTES: Final = 1 << 20
+"""The largest request body the launcher reads (1 MiB); a larger one is refused with 413.
+
+Only `VllmConfig` bodies are read, and the controller's are a few KiB (an ISC's options, its
+environment and annotations); the cap keeps a hostile or broken client from making the
+launcher buffer an unbounded body in memory."""
+
 
 def instance_path(instance_id: str) -> str:
     """`/v2/vllm/instances/<id>`: PUT creates, GET reads, DELETE stops and removes."""

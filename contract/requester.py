@@ -42,6 +42,13 @@ BECOME_UNREADY_PATH: Final = "/v1/become-unready"
 SET_LOG_PATH: Final = "/v1/set-log"
 PROXY_CONFIG_PATH: Final = "/v1/proxy/config"
 
+SPI_MAX_BODY_BYTES: Final = 4 << 20
+"""The largest request body the stub's probes and SPI servers read (4 MiB); larger: 413.
+
+The biggest bodies are `set-log` chunks: fma's controller sends at most 256 KiB at a time, and a
+launcher's log endpoint returns at most 1 MiB per read, so 4 MiB leaves room for any caller
+while a stub (tens of MB resident) cannot be made to buffer an unbounded body."""
+
 LOG_LENGTH_HEADER: Final = "X-Fma-Log-Length"
 """fma's addition to every `set-log` answer: how many log bytes the stub holds, so a restarted
 controller resumes there instead of re-sending the whole log (a reference stub omits it)."""

@@ -21,7 +21,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
+from contract import auth
 from contract.objects import CONTROLLER_NAME
+from controlauth import ControllerAuth, controller_auth_from_dir
 from controller.core import InstanceView, Settings
 from controller.observability import (
     ControllerMetrics,
@@ -66,6 +68,9 @@ class CliConfig:
     leader: LeaderElectionSettings | None
     server: ServerSettings
     log_level: str
+    control_auth: str = auth.MODE_ON
+    """`off` only for launchers and stubs that check nothing (contracts §14)."""
+    control_credentials_dir: Path = Path(auth.CREDENTIALS_DIR)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -95,6 +100,7 @@ def _parser() -> argparse.ArgumentParser:
     add("--metrics-host", default=server.host)
     add("--debug-port", type=int, default=None, help="accepted for compatibility; unused")
     _timeouts(parser)
+    _control_flags(parser)
     _populator_flags(parser)
     _leader_flags(parser)
     add("--log-level", default=LOG_LEVEL, choices=("debug", "info", "warning", "error"))
@@ -115,6 +121,30 @@ def _timeouts(parser: argparse.ArgumentParser) -> None:
         help="seconds an unbind may try to sleep a server before deleting it")  # fmt: skip
     add("--stuck-launcher-after", type=float, default=defaults.stuck_launcher_after)
     add("--retry-after", type=float, default=defaults.retry_after)
+
+
+def _control_flags(parser: argparse.ArgumentParser) -> None:
+    add = parser.add_argument
+    add("--control-auth", choices=(auth.MODE_ON, auth.MODE_OFF), default=auth.MODE_ON,
+        help="sign every mutating call to launchers and requesters (default on); off only for "
+        "installs with reference launchers or webhooks, which check nothing")  # fmt: skip
+    add("--control-credentials-dir", type=Path, default=Path(auth.CREDENTIALS_DIR),
+        help=f"the controller's client certificate ({auth.KEY_FILE}, {auth.CERT_FILE}) and the "
+        f"control CA bundle ({auth.CA_FILE}); re-read on change (default %(default)s)")  # fmt: skip
+
+
+def load_control(config: CliConfig) -> ControllerAuth | None:
+    """The credentials `config` names, or None with `--control-auth off`; exits naming the
+    flag and the fix when they are missing or unusable."""
+    if config.control_auth == auth.MODE_OFF:
+        return None
+    try:
+        return controller_auth_from_dir(config.control_credentials_dir)
+    except (OSError, ValueError) as exc:
+        raise SystemExit(
+            f"fma-controller: --control-credentials-dir: {exc}; mount the controller's control "
+            f"Secret there (the chart does), or pass --control-auth {auth.MODE_OFF}"
+        ) from exc
 
 
 def _populator_flags(parser: argparse.ArgumentParser) -> None:
@@ -161,6 +191,8 @@ def parse_args(argv: Sequence[str] | None) -> CliConfig:
         leader=leader,
         server=ServerSettings(host=args.metrics_host, port=args.metrics_port),
         log_level="debug" if args.verbosity >= 4 else args.log_level,
+        control_auth=args.control_auth,
+        control_credentials_dir=args.control_credentials_dir,
     )
 
 
@@ -169,6 +201,7 @@ class _Process:
 
     def __init__(self, config: CliConfig) -> None:
         self.config = config
+        control = load_control(config)
         self.client = KubeClient(http_client(config.connection))
         self.metrics = ControllerMetrics()
         self.recorder = EventRecorder(
@@ -176,7 +209,11 @@ class _Process:
             EventSettings(component=CONTROLLER_NAME, delay_s=EVENT_DELAY_S),
         )
         self.controller = DualPodsController(
-            self.client, config.reconciler, metrics=self.metrics, recorder=self.recorder
+            self.client,
+            config.reconciler,
+            metrics=self.metrics,
+            recorder=self.recorder,
+            control=control,
         )
         self.populator: Populator | None = None
         if config.populator is not None:
@@ -186,6 +223,7 @@ class _Process:
                 config.populator,
                 self.metrics,
                 instances=_StreamedInstances(self.controller),
+                control=control,
             )
             self.controller.watches.listener = _NotifyPopulator(
                 self.controller.watches.listener, self.populator

@@ -19,6 +19,7 @@ import json
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from http import HTTPStatus
 from typing import Any, Final, Literal
 
 import httpx
@@ -34,8 +35,29 @@ _PATCH_CONTENT_TYPES: Final[Mapping[PatchType, str]] = {
 DEFAULT_FIELD_MANAGER: Final = "dual-pods-controller"
 
 
+class _StatusIs:
+    """A flag of `ApiError`: whether its HTTP status is `code` (one rule for every such flag)."""
+
+    __slots__ = ("code",)
+
+    def __init__(self, code: HTTPStatus) -> None:
+        self.code = code
+
+    def __get__(self, error: ApiError, owner: type[ApiError]) -> bool:
+        return error.status == self.code
+
+
 class ApiError(Exception):
     """A non-2xx answer of the apiserver, with its `Status` object when it sent one."""
+
+    conflict = _StatusIs(HTTPStatus.CONFLICT)
+    """409: a stale resourceVersion, a failed uid precondition, or AlreadyExists."""
+    not_found = _StatusIs(HTTPStatus.NOT_FOUND)
+    """404: no such object (or namespace)."""
+    gone = _StatusIs(HTTPStatus.GONE)
+    """410: the resourceVersion (or continue token) asked for is no longer available."""
+    invalid = _StatusIs(HTTPStatus.UNPROCESSABLE_ENTITY)
+    """422: the object failed validation; retrying the same write will not help."""
 
     def __init__(self, status: int, reason: str, message: str, body: JsonObject | None) -> None:
         super().__init__(f"HTTP {status} {reason}: {message}")
@@ -43,25 +65,6 @@ class ApiError(Exception):
         self.reason = reason
         self.message = message
         self.body = body
-
-    @property
-    def conflict(self) -> bool:
-        """409: a stale resourceVersion, a failed uid precondition, or AlreadyExists."""
-        return self.status == 409
-
-    @property
-    def not_found(self) -> bool:
-        return self.status == 404
-
-    @property
-    def gone(self) -> bool:
-        """410: the resourceVersion (or continue token) asked for is no longer available."""
-        return self.status == 410
-
-    @property
-    def invalid(self) -> bool:
-        """422: the object failed validation; retrying the same write will not help."""
-        return self.status == 422
 
     @property
     def already_exists(self) -> bool:

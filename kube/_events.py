@@ -27,6 +27,7 @@ from typing import Final, Literal, Protocol
 from kube._backoff import Backoff
 from kube._client import ApiError, KubeClient
 from kube._resources import EVENTS, PODS, JsonObject, ResourceKind, metadata
+from kube._time import kube_time, utc_now
 
 _log = logging.getLogger(__name__)
 
@@ -92,10 +93,6 @@ class _Pending:
     """`loop.time()` before which it is not written (`EventSettings.delay_s`)."""
 
 
-def _timestamp(moment: dt.datetime) -> str:
-    return moment.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
 class EventRecorder:
     """Records Events about objects; run `run()` as a task for them to be written."""
 
@@ -104,7 +101,7 @@ class EventRecorder:
         sink: EventSink,
         settings: EventSettings | None = None,
         *,
-        wall_clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC),
+        wall_clock: Callable[[], dt.datetime] = utc_now,
     ) -> None:
         self.sink = sink
         self.settings = settings or EventSettings()
@@ -197,7 +194,7 @@ class EventRecorder:
         seen = self._seen.get(key)
         if seen is not None:
             name, count = seen
-            patch = {"count": count + 1, "lastTimestamp": _timestamp(pending.at)}
+            patch = {"count": count + 1, "lastTimestamp": kube_time(pending.at)}
             try:
                 await self.sink.patch(namespace, name, patch)
             except ApiError as exc:
@@ -212,7 +209,7 @@ class EventRecorder:
         self._remember(key, name, 1)
 
     def _new_event(self, name: str, namespace: str, pending: _Pending) -> JsonObject:
-        stamp = _timestamp(pending.at)
+        stamp = kube_time(pending.at)
         return {
             "apiVersion": "v1",
             "kind": "Event",

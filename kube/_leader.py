@@ -30,11 +30,12 @@ import random
 import socket
 import uuid
 from collections.abc import Callable, Coroutine
-from dataclasses import dataclass, field
+from dataclasses import KW_ONLY, dataclass, field
 from typing import Any, Protocol
 
 from kube._client import ApiError, KubeClient
 from kube._resources import LEASES, JsonObject
+from kube._time import kube_time, utc_now
 
 _log = logging.getLogger(__name__)
 
@@ -100,31 +101,20 @@ class KubeLeaseStore:
         return await self.client.replace(LEASES, lease)
 
 
-def micro_time(moment: dt.datetime) -> str:
-    """Kubernetes `MicroTime`: RFC 3339 in UTC with microseconds."""
-    return moment.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
+@dataclass(eq=False)
 class LeaderElector:
     """Acquires, renews and releases one Lease for one identity; see the module docstring."""
 
-    def __init__(
-        self,
-        leases: LeaseStore,
-        settings: LeaderElectionSettings,
-        *,
-        on_leading_changed: Callable[[bool], None] | None = None,
-        wall_clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC),
-    ) -> None:
-        self.leases = leases
-        self.settings = settings
-        self._on_leading_changed = on_leading_changed
-        self._wall_clock = wall_clock
-        self._leading = False
-        self._observed_spec: JsonObject | None = None
-        self._observed_at = 0.0
-        self._last_contact: float | None = None
-        self._last_renew: float | None = None
+    leases: LeaseStore
+    settings: LeaderElectionSettings
+    _: KW_ONLY
+    on_leading_changed: Callable[[bool], None] | None = None
+    wall_clock: Callable[[], dt.datetime] = utc_now
+    _leading: bool = field(default=False, init=False)
+    _observed_spec: JsonObject | None = field(default=None, init=False)
+    _observed_at: float = field(default=0.0, init=False)
+    _last_contact: float | None = field(default=None, init=False)
+    _last_renew: float | None = field(default=None, init=False)
 
     # ----- state -------------------------------------------------------------------------------
 
@@ -245,7 +235,7 @@ class LeaderElector:
         return True
 
     def _lease_object(self, current: JsonObject | None) -> JsonObject:
-        now = micro_time(self._wall_clock())
+        now = kube_time(self.wall_clock(), micro=True)
         old = (current or {}).get("spec") or {}
         ours = old.get("holderIdentity") == self.settings.identity
         transitions = int(old.get("leaseTransitions") or 0)
@@ -280,7 +270,7 @@ class LeaderElector:
                 spec = (lease or {}).get("spec") or {}
                 if lease is None or spec.get("holderIdentity") != self.settings.identity:
                     return
-                now = micro_time(self._wall_clock())
+                now = kube_time(self.wall_clock(), micro=True)
                 released = {
                     **spec,
                     "holderIdentity": "",
@@ -297,5 +287,5 @@ class LeaderElector:
         if leading == self._leading:
             return
         self._leading = leading
-        if self._on_leading_changed is not None:
-            self._on_leading_changed(leading)
+        if self.on_leading_changed is not None:
+            self.on_leading_changed(leading)

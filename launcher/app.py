@@ -8,7 +8,6 @@ written, 503 not able to start instances yet), and nothing else.
 from __future__ import annotations
 
 import logging
-import secrets
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Annotated, Any
@@ -18,7 +17,9 @@ from fastapi.responses import JSONResponse, Response, StreamingResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from contract.launcher import INSTANCES_PATH, VllmConfig
+from controlauth import AuthError, Verifier
 from launcher import ranges, watch
+from launcher.bodylimit import BodyLimit
 from launcher.events import Gone
 from launcher.gpus import GpuMap
 from launcher.manager import (
@@ -45,18 +46,30 @@ def _manager(request: Request) -> InstanceManager:
 Manager = Annotated[InstanceManager, Depends(_manager)]
 
 
-def _authorize(request: Request, authorization: Annotated[str | None, Header()] = None) -> None:
-    """Mutating endpoints need `Authorization: Bearer <token>` when a token is configured."""
-    token: str | None = request.app.state.settings.token
-    if token is None:
+async def _authorize(request: Request) -> None:
+    """Mutating endpoints need the controller's control token (`controlauth`) when it is on.
+
+    The token is bound to the request's method, raw path and body, so the body is read here
+    (Starlette keeps it for the handler)."""
+    verifier: Verifier | None = request.app.state.settings.control_auth
+    if verifier is None:
         return
-    scheme, _, given = (authorization or "").partition(" ")
-    if scheme.lower() != "bearer" or not secrets.compare_digest(given.strip(), token):
-        raise HTTPException(
-            status_code=401,
-            detail="this launcher requires 'Authorization: Bearer <token>' on mutating requests",
-            headers={"WWW-Authenticate": "Bearer"},
+    query = request.scope.get("query_string", b"")
+    target = request.scope.get("raw_path", request.url.path.encode()) + (
+        b"?" + query if query else b""
+    )
+    try:
+        verifier.check(
+            request.headers.get("authorization"),
+            request.method,
+            target.decode("latin-1"),
+            await request.body(),
         )
+    except AuthError as exc:
+        _log.warning("refused an unauthenticated %s %s: %s", request.method, request.url.path, exc)
+        raise HTTPException(
+            status_code=401, detail=str(exc), headers={"WWW-Authenticate": "Bearer"}
+        ) from None
 
 
 Authorized = Depends(_authorize)
@@ -239,4 +252,5 @@ def create_app(settings: Settings, gpus: GpuMap) -> FastAPI:
     app.state.metrics = metrics
     app.include_router(service)
     app.include_router(instances)
+    app.add_middleware(BodyLimit)
     return app

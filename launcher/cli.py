@@ -1,15 +1,17 @@
 """`fma-launcher`: the command line, structured logging, and the uvicorn server around the app.
 
 Flags follow the reference (`--mock-gpus`, `--mock-gpu-count`, `--host`, `--port`,
-`--log-level`); the rest are fma's (token, timeouts, probe interval, log directory, entry).
+`--log-level`); the rest are fma's (timeouts, probe interval, log directory, entry). The control
+CA bundle, the Pod's UID and the compatibility switch come from the environment (`FMA_CONTROL_*`,
+`FMA_POD_UID`; contract.auth), where the populator puts them in every launcher Pod.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import logging
-import os
 import sys
 from pathlib import Path
 from types import FrameType
@@ -18,7 +20,9 @@ from typing import Any
 import uvicorn
 
 import jsonlog
+from contract.auth import MODE_ENV, MODE_OFF
 from contract.launcher import LAUNCHER_PORT
+from controlauth import verifier_from_env
 from jsonlog import cli
 from launcher import gpus
 from launcher.app import create_app
@@ -37,7 +41,6 @@ def parse_args(argv: list[str] | None) -> Settings:
     add("--log-level", choices=LEVELS, default=defaults.log_level)
     add("--mock-gpus", action="store_true", help="no NVML: use gpu-map or GPU-0..GPU-<n-1>")
     add("--mock-gpu-count", type=int, default=defaults.mock_gpu_count)
-    add("--token-file", type=Path, default=None, help="bearer token for mutating requests")
     add("--start-timeout", type=float, default=defaults.start_timeout,
         help="seconds until /health must answer")  # fmt: skip
     add("--stop-grace", type=float, default=defaults.stop_grace,
@@ -51,16 +54,7 @@ def parse_args(argv: list[str] | None) -> Settings:
     add("--watch-buffer", type=int, default=defaults.watch_buffer,
         help="events kept for watch resumption")  # fmt: skip
     args = parser.parse_args(argv)
-    return cli.settings_from(Settings, args, token=_read_token(args.token_file))
-
-
-def _read_token(path: Path | None) -> str | None:
-    """`--token-file`, else `FMA_LAUNCHER_TOKEN_FILE`, else `FMA_LAUNCHER_TOKEN`, else none."""
-    source = path or (Path(p) if (p := os.environ.get("FMA_LAUNCHER_TOKEN_FILE")) else None)
-    token = source.read_text().strip() if source else os.environ.get("FMA_LAUNCHER_TOKEN")
-    if token is not None and not token.strip():
-        raise SystemExit(f"fma-launcher: the token from {source or 'FMA_LAUNCHER_TOKEN'} is empty")
-    return token.strip() if token else None
+    return cli.settings_from(Settings, args)
 
 
 class _Server(uvicorn.Server):
@@ -87,6 +81,11 @@ class _Server(uvicorn.Server):
 
 def main(argv: list[str] | None = None) -> int:
     settings = parse_args(argv)
+    try:
+        settings = dataclasses.replace(settings, control_auth=verifier_from_env())
+    except ValueError as exc:
+        print(f"fma-launcher: {exc}", file=sys.stderr)
+        return 2
     jsonlog.configure(settings.log_level, adopt=("uvicorn", "uvicorn.error", "uvicorn.access"))
     gpu_map = gpus.load(mock=settings.mock_gpus, mock_count=settings.mock_gpu_count)
     app = create_app(settings, gpu_map)
@@ -101,10 +100,10 @@ def main(argv: list[str] | None = None) -> int:
     )
     server = _Server(config, on_exit=app.state.manager.events.close)
     _log.info(
-        "fma-launcher on %s:%d (token %s)",
+        "fma-launcher on %s:%d (control token %s)",
         settings.host,
         settings.port,
-        "required" if settings.token else "not required",
+        "required" if settings.control_auth else f"not required: {MODE_ENV}={MODE_OFF}",
     )
     server.run()
     return 0

@@ -17,7 +17,16 @@ from typing import Final
 MAX_CHUNK: Final = 1 << 20
 """At most this many bytes (1 MiB) are returned for a request without an explicit end."""
 
-_RANGE: Final = re.compile(r"^bytes=(\d+)-(\d+)?$")
+_RANGE: Final = re.compile(r"^bytes=([0-9]+)-([0-9]+)?$")
+_MAX_DIGITS: Final = 18
+"""Longer positions are read as "beyond any log": `int` refuses more than 4,300 digits, and no
+file is 10**18 bytes."""
+
+
+def _position(digits: str) -> int:
+    """A byte position from its decimal digits, capped above any real file size."""
+    significant = digits.lstrip("0") or "0"
+    return int(significant) if len(significant) <= _MAX_DIGITS else 10**_MAX_DIGITS
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,9 +77,9 @@ def plan(range_header: str | None, total: int) -> Slice | Refusal:
             "'bytes=START-END' (one range; suffix ranges are not supported)",
             total=total,
         )
-    start = int(match.group(1))
+    start = _position(match.group(1))
     end_text = match.group(2)
-    if end_text is not None and int(end_text) < start:
+    if end_text is not None and _position(end_text) < start:
         return Refusal(
             status=400,
             detail=f"Invalid Range header {range_header!r}: end {end_text} is before start {start}",
@@ -82,7 +91,7 @@ def plan(range_header: str | None, total: int) -> Slice | Refusal:
             detail=f"Requested range start {start} is not below the log size {total}",
             total=total,
         )
-    end = total - 1 if end_text is None else min(int(end_text), total - 1)
+    end = total - 1 if end_text is None else min(_position(end_text), total - 1)
     if end_text is None:
         end = min(end, start + MAX_CHUNK - 1)
     return Slice(status=206, start=start, end=end, total=total)

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Final
 
 from contract.launcher import LAUNCHER_PORT
+from controlauth import Verifier
 
 DEFAULT_ENTRY: Final = "launcher.vllm_entry:serve"
 
@@ -20,8 +21,10 @@ class Settings:
     log_level: str = "info"
     mock_gpus: bool = False
     mock_gpu_count: int = 8
-    token: str | None = None
-    """Bearer token required on mutating endpoints; None leaves them open, as the reference."""
+    control_auth: Verifier | None = None
+    """Checks the controller's token on mutating endpoints; None leaves them open, as the
+    reference does (the CLI builds it from the environment and refuses to start without one
+    unless `FMA_CONTROL_AUTH=off`)."""
     start_timeout: float = 600.0
     """Seconds an instance may take to answer /health before it is failed and stopped."""
     stop_grace: float = 10.0

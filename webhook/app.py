@@ -32,6 +32,9 @@ from webhook.handlers import BadReviewError, Handlers, WebhookName
 from webhook.metrics import WebhookMetrics
 
 JSON: Final = "application/json"
+MAX_BODY_BYTES: Final = 8 << 20
+"""The largest AdmissionReview read (8 MiB); larger: 413. The apiserver takes request bodies up
+to 3 MiB, and a review of an update carries the object and the old object, plus the envelope."""
 ADMISSION_PATHS: Final[dict[str, WebhookName]] = {
     "/mutate-pods": "mutate-pods",
     "/validate-pods": "validate-pods",
@@ -49,7 +52,10 @@ def _admission_route(
     handle: Callable[[Handlers, bytes], Awaitable[bytes]],
 ) -> Callable[[Request], Awaitable[Response]]:
     async def endpoint(request: Request) -> Response:
-        body = await request.body()
+        body = await _read_body(request)
+        if body is None:
+            detail = f"request body too large: the limit is {MAX_BODY_BYTES} bytes"
+            return Response(json.dumps({"error": detail}), 413, media_type=JSON)
         try:
             answer = await handle(handlers_of(request), body)
         except BadReviewError as exc:
@@ -57,6 +63,21 @@ def _admission_route(
         return Response(answer, media_type=JSON)
 
     return endpoint
+
+
+async def _read_body(request: Request) -> bytes | None:
+    """The body, or None once it is known to exceed `MAX_BODY_BYTES` (from `Content-Length`, or
+    while counting a chunked one), so no more than the limit is ever held. Only the admission
+    routes read bodies; the others ignore theirs, which the server then discards."""
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and (len(declared) > 18 or int(declared) > MAX_BODY_BYTES):
+        return None
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > MAX_BODY_BYTES:
+            return None
+    return bytes(body)
 
 
 admission = APIRouter(tags=["admission"])

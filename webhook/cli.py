@@ -13,12 +13,14 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import yaml
 
 import jsonlog
+from contract import auth
+from controlauth import trust_from_file
 from jsonlog import cli
 from kube import ConnectionSettings
 from webhook.registration import (
@@ -83,6 +85,11 @@ def _serve_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         "--watch-timeout", dest="watch_timeout_s", type=int, default=defaults.watch_timeout_s
     )
     p.add_argument("--owner-wait", dest="owner_wait_s", type=float, default=defaults.owner_wait_s)
+    p.add_argument("--control-auth", choices=(auth.MODE_ON, auth.MODE_OFF),
+        default=defaults.control_auth, help="give stubs the control CA bundle, so only the "
+        "controller drives them (default on); off for a reference controller")  # fmt: skip
+    p.add_argument("--control-trust-file", type=Path, default=defaults.control_trust_file,
+        help="the control CA bundle, PEM (reloaded; default %(default)s)")  # fmt: skip
     p.add_argument("--log-level", default=defaults.log_level)
     p.add_argument("--access-log", action="store_true")
 
@@ -100,6 +107,7 @@ def serve(settings: WebhookSettings) -> None:
     metrics.watch_cache(lambda: cache.synced, lambda: {s.kind: len(s) for s in cache.stores()})
     handlers = Handlers(
         cache=cache,
+        control_trust=_control_trust(settings),
         mutation_settings=settings.mutation_settings(),
         validation_settings=settings.validation_settings(),
         metrics=metrics,
@@ -126,6 +134,23 @@ def serve(settings: WebhookSettings) -> None:
             access_log=settings.access_log,
         )
     )
+
+
+def _control_trust(settings: WebhookSettings) -> Callable[[], str] | None:
+    """The reloaded bundle, or None when `--control-auth off`; exits naming the flag when the
+    file is missing or holds no CA certificate."""
+    if settings.control_auth == auth.MODE_OFF:
+        return None
+    try:
+        bundle = trust_from_file(
+            settings.control_trust_file, interval_s=settings.cert_reload_interval_s
+        )
+    except (OSError, ValueError) as exc:
+        raise SystemExit(
+            f"fma-webhook: --control-trust-file: {exc}; mount the control CA bundle there (the "
+            f"chart does), or pass --control-auth {auth.MODE_OFF}"
+        ) from exc
+    return lambda: bundle().decode()
 
 
 def main(argv: Sequence[str] | None = None) -> int:

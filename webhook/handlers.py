@@ -14,6 +14,7 @@ and handles by the configured failure policy.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import time
 from collections.abc import Callable, Container, Mapping, Sequence
@@ -75,6 +76,9 @@ class Handlers:
     validation_settings: ValidationSettings
     metrics: WebhookMetrics
     owner_wait_s: float = 0.5
+    control_trust: Callable[[], str] | None = None
+    """The current control CA bundle (a reloaded file); each mutation gives the stub the bundle
+    of that moment. None: `mutation_settings.control_trust` as it is."""
 
     def decode(self, webhook: WebhookName, body: bytes) -> AdmissionRequest:
         try:
@@ -136,8 +140,13 @@ class Handlers:
             namespace_labels=self.cache.namespace_labels(namespace) or {},
             iscs=self.cache.iscs(namespace),
             owner_selector=selector,
-            settings=self.mutation_settings,
+            settings=self._mutation_settings(),
         )
+
+    def _mutation_settings(self) -> MutationSettings:
+        if self.control_trust is None:
+            return self.mutation_settings
+        return dataclasses.replace(self.mutation_settings, control_trust=self.control_trust())
 
     def _record_mutation(self, request: AdmissionRequest, result: MutationResult) -> None:
         if result.mode is not None and result.patch:
@@ -195,7 +204,8 @@ class OwnerRef:
 
 def controller_of(pod: Mapping[str, Any]) -> OwnerRef | None:
     """The Pod's controlling owner reference (`controller: true`), if any."""
-    refs = (pod.get("metadata") or {}).get("ownerReferences")
+    meta = pod.get("metadata")
+    refs = meta.get("ownerReferences") if isinstance(meta, dict) else None
     if not isinstance(refs, list):
         return None
     for ref in refs:
@@ -213,7 +223,7 @@ def _encode(review: AdmissionReview) -> bytes:
 def _short(exc: Exception) -> str:
     if isinstance(exc, ValidationError):
         first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"])
+        where = ".".join(str(p) for p in first["loc"]) or "body"  # no loc: the JSON itself
         return f"not an AdmissionReview v1: {where}: {first['msg']}"
     return str(exc)
 
@@ -234,8 +244,9 @@ def _request_fields(request: AdmissionRequest, event: str, **extra: Any) -> dict
 
 def _pod_fields(request: AdmissionRequest, event: str, **extra: Any) -> dict[str, Any]:
     pod = request.object or {}
-    meta = pod.get("metadata") or {}
-    name = request.name or meta.get("name") or meta.get("generateName", "") + "*"
+    meta = pod.get("metadata")
+    meta = meta if isinstance(meta, dict) else {}  # the apiserver's schema is not ours to trust
+    name = request.name or meta.get("name") or f"{meta.get('generateName', '')}*"
     return fields(
         event=event,
         uid=request.uid,

@@ -26,6 +26,9 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+PREFIX: Final = "fma_webhook_"
+"""The common start of every metric name here."""
+
 # Admission calls are expected to take well under 5 ms; the apiserver's timeout is seconds.
 LATENCY_BUCKETS: Final = (
     0.0005,
@@ -54,12 +57,12 @@ class _CacheCollector(Collector):
 
     def collect(self) -> Iterator[Metric]:
         synced = GaugeMetricFamily(
-            "fma_webhook_cache_synced", "1 once every watch cache has completed its first list"
+            f"{PREFIX}cache_synced", "1 once every watch cache has completed its first list"
         )
         synced.add_metric([], 1.0 if self._synced() else 0.0)
         yield synced
         objects = GaugeMetricFamily(
-            "fma_webhook_cache_objects", "Objects held by each watch cache", labels=["kind"]
+            f"{PREFIX}cache_objects", "Objects held by each watch cache", labels=["kind"]
         )
         for kind, size in sorted(self._sizes().items()):
             objects.add_metric([kind], float(size))
@@ -71,43 +74,34 @@ class WebhookMetrics:
 
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry or CollectorRegistry(auto_describe=True)
-        r = self.registry
-        self.requests = Counter(
-            "fma_webhook_requests",
-            "AdmissionReviews received",
-            ["webhook", "operation"],
-            registry=r,
+        self.requests = self._counter(
+            "requests", "AdmissionReviews received", "webhook", "operation"
         )
-        self.mutations = Counter(
-            "fma_webhook_mutations", "Pods rewritten into requester stubs", ["mode"], registry=r
-        )
-        self.skips = Counter(
-            "fma_webhook_skips", "Pods left unchanged, by reason category", ["reason"], registry=r
-        )
-        self.denials = Counter(
-            "fma_webhook_denials", "Requests refused", ["webhook", "resource"], registry=r
-        )
-        self.errors = Counter(
-            "fma_webhook_errors",
-            "Requests that failed to decode or to run",
-            ["webhook", "stage"],
-            registry=r,
+        self.mutations = self._counter("mutations", "Pods rewritten into requester stubs", "mode")
+        self.skips = self._counter("skips", "Pods left unchanged, by reason category", "reason")
+        self.denials = self._counter("denials", "Requests refused", "webhook", "resource")
+        self.errors = self._counter(
+            "errors", "Requests that failed to decode or to run", "webhook", "stage"
         )
         self.latency = Histogram(
-            "fma_webhook_request_duration_seconds",
+            f"{PREFIX}request_duration_seconds",
             "Time from receiving an AdmissionReview to having its answer encoded",
             ["webhook"],
             buckets=LATENCY_BUCKETS,
-            registry=r,
+            registry=self.registry,
         )
-        self.certificate_reloads = Counter(
-            "fma_webhook_certificate_reloads", "Serving certificate reloads", ["result"], registry=r
+        self.certificate_reloads = self._counter(
+            "certificate_reloads", "Serving certificate reloads", "result"
         )
         self.certificate_expiry = Gauge(
-            "fma_webhook_certificate_expiry_timestamp_seconds",
+            f"{PREFIX}certificate_expiry_timestamp_seconds",
             "notAfter of the serving certificate, as a Unix timestamp",
-            registry=r,
+            registry=self.registry,
         )
+
+    def _counter(self, name: str, doc: str, *labels: str) -> Counter:
+        """The counter `fma_webhook_<name>_total` on this app's registry."""
+        return Counter(PREFIX + name, doc, labels, registry=self.registry)
 
     def watch_cache(
         self, synced: Callable[[], bool], sizes: Callable[[], Mapping[str, int]]

@@ -11,12 +11,26 @@ Selector choices, and why:
   in a namespace labelled `fma.llm-d.ai/inject: enabled` unless the Pod says `"false"`; and Pods
   labelled `fma.llm-d.ai/inject: "true"` in any other namespace. Exactly one entry matches an
   opted-in Pod, so it is mutated once.
-- **Pod guard (Pods, CREATE+UPDATE), `failurePolicy: Fail`**, only in namespaces labelled
-  `fma.llm-d.ai/served: "true"` (where fma's controllers act; `served_namespace_label`). The
-  guard protects the controllers' bookkeeping, which exists only there; guarding every Pod write
-  in the cluster with `Fail` would make the whole cluster's Pod updates depend on this webhook.
+- **Pod guard (Pods, CREATE+UPDATE), `failurePolicy: Fail`**, in three entries that never both
+  match one Pod on CREATE (`POD_GUARD_NAME` and `POD_GUARD_LABELS`):
+  - `pods.fma.llm-d.ai`: every Pod of a namespace labelled `fma.llm-d.ai/served: "true"`, where
+    fma's controllers act. There the controllers read the binding from the annotations of any
+    Pod (a Pod with only a forged `dual-pods.llm-d.ai/requester` would count as a provider), so
+    every Pod write there is checked;
+  - `pods-bound.fma.llm-d.ai` and `pods-launchers.fma.llm-d.ai`: in every other namespace, the
+    Pods carrying the `dual` label (both Pods of a binding) or the `launcher-config-name` label
+    (launchers), by `objectSelector`. Both labels are ones only the controllers may write
+    (`keys.PROTECTED_LABELS`), so they cannot be removed to escape the guard, and a Pod cannot
+    be created with them by anyone else (the guard is called, and denies it). On UPDATE the
+    apiserver calls an entry when the old *or* the new object matches it, so removing the label
+    is checked too. Ordinary Pods there never reach the webhook, so `Fail` cannot make the
+    cluster's other Pod writes depend on it. What stays unchecked outside served namespaces are
+    annotation-only edits of Pods without those labels (an unbound requester's `status`, an
+    unbound direct provider): label the namespaces where controllers act.
   The `pods/status` subresource is not registered: kubelets write it constantly, and ordinary
-  users are not granted it.
+  users are not granted it. `matchConditions` (skip the controllers' own writes) exist only from
+  Kubernetes 1.28 (beta) and not at all on 1.20; the chart adds one to `pods.fma.llm-d.ai` where
+  the cluster has them, registration never does (the webhook exempts the controllers anyway).
 - **CR guard (ISC, LC, LPP; CREATE+UPDATE), `failurePolicy: Fail`**, everywhere: invalid objects
   must never be stored, and only fma's own resources pay for it.
 - **The webhook's own namespace is excluded** from both Pod webhooks, so the webhook's Pods can
@@ -37,7 +51,13 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
-from contract.keys import INJECT_LABEL, SERVED_NAMESPACE_LABEL, WEBHOOK_NAMESPACE_LABEL
+from contract.keys import (
+    DUAL,
+    INJECT_LABEL,
+    LC_NAME,
+    SERVED_NAMESPACE_LABEL,
+    WEBHOOK_NAMESPACE_LABEL,
+)
 from contract.objects import GROUP, VERSION
 from crds.models import (
     InferenceServerConfig,
@@ -68,6 +88,14 @@ DEFAULT_TIMEOUT_SECONDS: Final = 5
 MANAGED_BY: Final = {"app.kubernetes.io/managed-by": "fma"}
 FIELD_MANAGER: Final = "fma-webhook"
 _ATTEMPTS: Final = 5
+POD_GUARD_NAME: Final = "pods.fma.llm-d.ai"
+"""The Pod guard of served namespaces (every Pod there)."""
+POD_GUARD_LABELS: Final[tuple[tuple[str, str], ...]] = (
+    ("pods-bound.fma.llm-d.ai", DUAL),
+    ("pods-launchers.fma.llm-d.ai", LC_NAME),
+)
+"""The Pod guard everywhere else: (webhook name, label) in order; an entry takes the Pods that
+carry its label and none of the labels before it, so each labelled Pod has one entry on CREATE."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -183,7 +211,8 @@ def build_mutating_configuration(settings: RegistrationSettings) -> dict[str, An
 
 
 def build_validating_configuration(settings: RegistrationSettings) -> dict[str, Any]:
-    """The CR guard everywhere and the Pod guard in served namespaces, `Fail` on failure."""
+    """The CR guard everywhere and the Pod guard (served namespaces, and fma's labelled Pods
+    elsewhere), `Fail` on failure (see module doc)."""
     resources = [
         model.PLURAL for model in (InferenceServerConfig, LauncherConfig, LauncherPopulationPolicy)
     ]
@@ -200,9 +229,9 @@ def build_validating_configuration(settings: RegistrationSettings) -> dict[str, 
         },
         failurePolicy="Fail",
     )
-    pods = _webhook(
+    served = _webhook(
         settings,
-        "pods.fma.llm-d.ai",
+        POD_GUARD_NAME,
         VALIDATE_PODS_PATH,
         _pod_rule("CREATE", "UPDATE"),
         failurePolicy="Fail",
@@ -210,7 +239,25 @@ def build_validating_configuration(settings: RegistrationSettings) -> dict[str, 
             _expression(SERVED_NAMESPACE_LABEL, "In", LABEL_TRUE), _NOT_WEBHOOK_NAMESPACE
         ),
     )
-    return _configuration("ValidatingWebhookConfiguration", settings, [crs, pods])
+    elsewhere = _selector(
+        _expression(SERVED_NAMESPACE_LABEL, "NotIn", LABEL_TRUE), _NOT_WEBHOOK_NAMESPACE
+    )
+    labelled = [
+        _webhook(
+            settings,
+            name,
+            VALIDATE_PODS_PATH,
+            _pod_rule("CREATE", "UPDATE"),
+            failurePolicy="Fail",
+            namespaceSelector=elsewhere,
+            objectSelector=_selector(
+                _expression(label, "Exists"),
+                *(_expression(before, "DoesNotExist") for _, before in POD_GUARD_LABELS[:index]),
+            ),
+        )
+        for index, (name, label) in enumerate(POD_GUARD_LABELS)
+    ]
+    return _configuration("ValidatingWebhookConfiguration", settings, [crs, served, *labelled])
 
 
 def _configuration(

@@ -21,7 +21,7 @@ import os
 import ssl
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import KW_ONLY, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -62,23 +62,20 @@ def _state(path: Path) -> _FileState | None:
     return _FileState(st.st_ino, st.st_size, st.st_mtime_ns)
 
 
+@dataclass(eq=False)
 class CertificateReloader:
     """Reloads `context`'s certificate and key from their files whenever either changes."""
 
-    def __init__(
-        self,
-        context: ssl.SSLContext,
-        cert: Path,
-        key: Path,
-        *,
-        metrics: WebhookMetrics | None = None,
-    ) -> None:
-        self.context = context
-        self.cert = cert
-        self.key = key
-        self._metrics = metrics
-        self._seen = (_state(cert), _state(key))
-        self.reloads = 0
+    context: ssl.SSLContext
+    cert: Path
+    key: Path
+    _: KW_ONLY
+    metrics: WebhookMetrics | None = None
+    reloads: int = field(default=0, init=False)
+    _seen: tuple[_FileState | None, _FileState | None] = field(init=False)
+
+    def __post_init__(self) -> None:
+        self._seen = (_state(self.cert), _state(self.key))
         self._record_expiry()
 
     def check(self) -> bool:
@@ -112,8 +109,8 @@ class CertificateReloader:
             self.check()
 
     def _count(self, result: str) -> None:
-        if self._metrics is not None:
-            self._metrics.certificate_reloads.labels(result=result).inc()
+        if self.metrics is not None:
+            self.metrics.certificate_reloads.labels(result=result).inc()
 
     def _record_expiry(self) -> str | None:
         try:
@@ -121,8 +118,8 @@ class CertificateReloader:
         except (OSError, ValueError):
             return None
         not_after = cert.not_valid_after_utc
-        if self._metrics is not None:
-            self._metrics.certificate_expiry.set(not_after.timestamp())
+        if self.metrics is not None:
+            self.metrics.certificate_expiry.set(not_after.timestamp())
         return not_after.isoformat()
 
 

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Final
 
+from contract import auth
 from webhook.mutation import MutationSettings, default_requester_image
 from webhook.validation import ValidationSettings
 
@@ -61,6 +62,11 @@ class WebhookSettings:
     """How long an admission may wait for the watch to deliver a Pod's ReplicaSet/StatefulSet
     (it is created just before its Pods). Past it the webhook assumes the most cautious
     selector: all of the Pod's labels."""
+    control_auth: str = auth.MODE_ON
+    """`off` only for installs whose controller is the reference's, which signs nothing: the
+    stubs then accept any caller (contracts §14)."""
+    control_trust_file: Path = Path(auth.TRUST_FILE)
+    """The control CA bundle given to every stub; re-read like the serving certificate."""
     log_level: str = "info"
     access_log: bool = False
     """uvicorn's per-request access log; off because the handlers log each decision already."""

@@ -60,6 +60,7 @@ from controller.core._launcher_pod import (
     LauncherTemplate,
     LauncherTemplateError,
     build_launcher_template,
+    with_control_env,
 )
 from controller.core._memory import ServerMemory, Settings, record_failure, record_success
 from controller.core._podjson import PodEncodeError, encode_pod
@@ -175,4 +176,5 @@ __all__ = [
     "template_hash",
     "vllm_config",
     "vllm_config_json",
+    "with_control_env",
 ]

@@ -196,11 +196,19 @@ class QuerySleeping(Action):
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class RelayReadiness(Action):
-    """POST `/v1/become-ready` or `/v1/become-unready` to the requester's SPI."""
+class SpiWrite(Action):
+    """A mutating call to the requester's SPI: it carries a control token for the Pod's UID."""
 
     ip: str
     port: int
+    uid: str
+    """The requester Pod's UID, the audience of the call's control token (contracts §14)."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RelayReadiness(SpiWrite):
+    """POST `/v1/become-ready` or `/v1/become-unready` to the requester's SPI."""
+
     ready: bool
 
 
@@ -219,7 +227,7 @@ class RelayUnready(RelayReadiness):
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class ConfigureProxy(Action):
+class ConfigureProxy(SpiWrite):
     """`PUT /v1/proxy/config` on the requester's SPI: its serving ports forward to the server.
 
     Sent before every ready relay that the requester has not seen with this target (a new
@@ -227,8 +235,6 @@ class ConfigureProxy(Action):
     a requester whose ports lead nowhere. The same target twice is answered 200 (idempotent).
     """
 
-    ip: str
-    port: int
     address: str
     target_port: int
     restarts: int = 0

@@ -352,8 +352,8 @@ def _relay(
         return [a.Remember(what="relayed", ready=ready)]
     port = admin_port(req)
     if not ready:
-        return [a.RelayUnready(ip=req.ip, port=port)]
-    return [a.RelayReady(ip=req.ip, port=port), *_observation(snap, end=snap.now)]
+        return [a.RelayUnready(ip=req.ip, port=port, uid=req.uid)]
+    return [a.RelayReady(ip=req.ip, port=port, uid=req.uid), *_observation(snap, end=snap.now)]
 
 
 def _configure_then_relay(
@@ -364,13 +364,15 @@ def _configure_then_relay(
     configure = a.ConfigureProxy(
         ip=req.ip,
         port=port,
+        uid=req.uid,
         address=target[0],
         target_port=target[1],
         restarts=req.restarts,
     )
     if req.server_ready:  # already serving: a controller restart, keep what it has
         return [configure, a.Remember(what="relayed", ready=True)]
-    return [configure, a.RelayReady(ip=req.ip, port=port), *_observation(snap, end=snap.now)]
+    relay = a.RelayReady(ip=req.ip, port=port, uid=req.uid)
+    return [configure, relay, *_observation(snap, end=snap.now)]
 
 
 def _observation(snap: ServerSnapshot, *, end: float | None) -> list[a.Action]:

@@ -14,10 +14,11 @@ it does not change `launcher-config-hash` either way.
 from __future__ import annotations
 
 import copy
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
-from contract import keys, objects
+from contract import auth, keys, objects
 from contract.launcher import HEALTH_PATH, INSTANCES_PATH, LAUNCHER_PORT
 from contract.vllm import DEV_MODE_ENV
 from controller.core._deindividualize import deindividualize
@@ -152,14 +153,7 @@ def _complete_container(spec: dict[str, Any], *, with_reflector: bool) -> None:
     server = next((c for c in containers if c.get("name") == objects.INFERENCE_SERVER), None)
     if server is None:
         raise LauncherTemplateError(f'container "{objects.INFERENCE_SERVER}" not found')
-    env = server.setdefault("env", [])
-    for name, value in FORCED_ENV:
-        entry = next((e for e in env if e.get("name") == name), None)
-        if entry is None:
-            env.append({"name": name, "value": value})
-        else:
-            entry.clear()
-            entry.update({"name": name, "value": value})
+    _set_env(server, [{"name": name, "value": value} for name, value in FORCED_ENV])
     server["livenessProbe"] = copy.deepcopy(LIVENESS_PROBE)
     server["readinessProbe"] = copy.deepcopy(READINESS_PROBE)
     resources = server.get("resources") or {}
@@ -170,6 +164,31 @@ def _complete_container(spec: dict[str, Any], *, with_reflector: bool) -> None:
         spec["overhead"].pop(objects.GPU_RESOURCE, None)
     if with_reflector:
         _add_reflector(containers, server)
+
+
+def with_control_env(pod: Mapping[str, Any], trust_pem: str | None) -> dict[str, Any]:
+    """A copy of the launcher `pod` whose launcher admits only the controller (contracts §14).
+
+    Added when the Pod is created, not to the template: the bundle is the one of that moment (a
+    CA rotation must not make existing launchers look stale), and the hashes stay the
+    reference's. `trust_pem` None: the install's compatibility mode, an open launcher."""
+    completed = copy.deepcopy(dict(pod))
+    for container in completed.get("spec", {}).get("containers") or []:
+        if container.get("name") == objects.INFERENCE_SERVER:
+            _set_env(container, auth.verifier_env(trust_pem))
+    return completed
+
+
+def _set_env(container: dict[str, Any], entries: list[dict[str, Any]]) -> None:
+    """Sets each entry, replacing one of the same name: fma's value wins over the template's."""
+    env = container.setdefault("env", [])
+    for entry in entries:
+        current = next((e for e in env if e.get("name") == entry["name"]), None)
+        if current is None:
+            env.append(entry)
+        else:
+            current.clear()
+            current.update(entry)
 
 
 def _add_reflector(containers: list[dict[str, Any]], server: dict[str, Any]) -> None:

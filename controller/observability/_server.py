@@ -14,7 +14,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import KW_ONLY, dataclass, field
 from typing import Final
 from urllib.parse import parse_qs, urlsplit
 
@@ -41,22 +41,16 @@ class ServerSettings:
     port: int = 8002
 
 
+@dataclass(eq=False)
 class ObservabilityServer:
     """Serves the registry and the two check sets; `start` then `close`, or `serve`."""
 
-    def __init__(
-        self,
-        registry: CollectorRegistry,
-        *,
-        liveness: HealthChecks | None = None,
-        readiness: HealthChecks | None = None,
-        settings: ServerSettings | None = None,
-    ) -> None:
-        self.registry = registry
-        self.liveness = liveness or HealthChecks()
-        self.readiness = readiness or HealthChecks()
-        self.settings = settings or ServerSettings()
-        self._server: asyncio.Server | None = None
+    registry: CollectorRegistry
+    _: KW_ONLY
+    liveness: HealthChecks = field(default_factory=HealthChecks)
+    readiness: HealthChecks = field(default_factory=HealthChecks)
+    settings: ServerSettings = field(default_factory=ServerSettings)
+    _server: asyncio.Server | None = field(default=None, init=False)
 
     @property
     def port(self) -> int:

@@ -24,6 +24,7 @@ from typing import Final
 
 from prometheus_client import Histogram
 
+from controlauth import ControllerAuth
 from controller.core import (
     DeletePod,
     EmitEvent,
@@ -33,6 +34,7 @@ from controller.core import (
     UpdatePod,
     decide_population,
     pod_view,
+    with_control_env,
 )
 from controller.populator._counts import PodCounts
 from controller.populator._expectations import Expectations, WriteKind
@@ -76,6 +78,8 @@ class LauncherReconciler:
     create_seconds: Histogram
     settings: Settings
     wall_clock: Callable[[], float]
+    control: ControllerAuth | None = None
+    """Gives each created launcher the control bundle (None: launchers open, compat mode)."""
 
     async def __call__(self, key: LauncherKey) -> Result | None:
         pods = await self._gather(key)
@@ -174,7 +178,9 @@ class LauncherReconciler:
         started = loop.time()
         success = "false"
         try:
-            created = await self.client.create(PODS, template, namespace=namespace)
+            trust = self.control.trust_pem() if self.control else None
+            body = with_control_env(template, trust)
+            created = await self.client.create(PODS, body, namespace=namespace)
             success = "true"
         except ApiError as exc:
             if exc.invalid:

@@ -22,6 +22,7 @@ import logging
 import time
 from collections.abc import Callable, Mapping
 
+from controlauth import ControllerAuth
 from controller.observability import ControllerMetrics
 from controller.populator._counts import PodCounts
 from controller.populator._expectations import Expectations
@@ -83,6 +84,7 @@ class Populator:
         *,
         instances: InstanceSource | None = None,
         wall_clock: Callable[[], float] = time.time,
+        control: ControllerAuth | None = None,
     ) -> None:
         if events is not None and events.settings.component != COMPONENT:
             raise ValueError(f"the populator's events need component {COMPONENT!r}")
@@ -108,11 +110,15 @@ class Populator:
         for index, func in ((KEY_INDEX, key_index), (LC_INDEX, lc_index), (UID_INDEX, uid_index)):
             with contextlib.suppress(ValueError):  # already added (a second populator)
                 pods.add_indexer(index, func)
-        self._reconcilers(metrics, instances or NoInstances(), wall_clock)
+        self._reconcilers(metrics, instances or NoInstances(), wall_clock, control)
         self._registered = False
 
     def _reconcilers(
-        self, metrics: ControllerMetrics, instances: InstanceSource, wall: Callable[[], float]
+        self,
+        metrics: ControllerMetrics,
+        instances: InstanceSource,
+        wall: Callable[[], float],
+        control: ControllerAuth | None,
     ) -> None:
         self.reconcile_launchers = LauncherReconciler(
             client=self.client,
@@ -126,6 +132,7 @@ class Populator:
             create_seconds=metrics.launcher_create_seconds,
             settings=self.settings,
             wall_clock=wall,
+            control=control,
         )
         self.reconcile_status = StatusReconciler(
             client=self.client,

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 import httpx
 
 from contract import keys
+from controlauth import ControllerAuth
 from controller.core import (
     Action,
     ServerMemory,
@@ -109,7 +110,10 @@ class DualPodsController:
         metrics: ControllerMetrics,
         recorder: EventRecorder,
         peer_http: httpx.AsyncClient | None = None,
+        control: ControllerAuth | None = None,
     ) -> None:
+        """`control`: the credentials that sign calls to launchers and stubs (contracts §14);
+        None only with `--control-auth off`, for launchers and stubs that check nothing."""
         ns = settings.namespace
         self.settings = settings
         self.informers: dict[str, Informer] = focus_informers(
@@ -131,14 +135,23 @@ class DualPodsController:
         self._logs_http: httpx.AsyncClient | None = None
         if settings.relay_logs:
             self._logs_http = log_relay_client()
-            self.logs = LogRelay(self.state, self._logs_http, client, ns)
+            signer = control.signer if control else None
+            self.logs = LogRelay(self.state, self._logs_http, client, ns, signer=signer)
         self.watches.listener = _Listeners(self.router, self.logs)
         self.expectations = Expectations(
             timeout_s=settings.expectation_timeout_s, clock=time.monotonic
         )
         self.executor = Executor(
-            pods=PodWrites(client, ns),
-            peers=Peers(PeerCalls(self._calls_http, metrics, namespace=ns), settings.http),
+            pods=PodWrites(client, ns, control=control),
+            peers=Peers(
+                PeerCalls(
+                    self._calls_http,
+                    metrics,
+                    namespace=ns,
+                    signer=control.signer if control else None,
+                ),
+                settings.http,
+            ),
             state=self.state,
             book=self.book,
             expectations=self.expectations,

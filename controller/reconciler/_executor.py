@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 
 from controller.core import (
@@ -52,7 +52,7 @@ from controller.core import (
 from controller.observability import ControllerMetrics
 from controller.reconciler._expectations import Expectations
 from controller.reconciler._http import CallError, RefusedError
-from controller.reconciler._instances import InstanceBook
+from controller.reconciler._instances import InstanceBook, Override
 from controller.reconciler._keys import Key
 from controller.reconciler._notes import note_for
 from controller.reconciler._peers import Peers
@@ -105,33 +105,23 @@ class _Written:
         return str(metadata(obj).get("resourceVersion") or default) if obj else default
 
 
+@dataclass(kw_only=True, eq=False)
 class Executor:
-    """Runs actions against the apiserver and the peers; see the module docstring."""
+    """Runs actions against the apiserver and the peers; see the module docstring.
 
-    def __init__(
-        self,
-        *,
-        pods: PodWrites,
-        peers: Peers,
-        state: ClusterState,
-        book: InstanceBook,
-        expectations: Expectations,
-        recorder: EventRecorder,
-        metrics: ControllerMetrics,
-        enqueue_node: Callable[[str], None],
-        write_through: Callable[[JsonObject], bool] = lambda _obj: False,
-        clock: Callable[[], float] = time.time,
-    ) -> None:
-        self.pods = pods
-        self.peers = peers
-        self.state = state
-        self.book = book
-        self.expectations = expectations
-        self.recorder = recorder
-        self.metrics = metrics
-        self.enqueue_node = enqueue_node
-        self.write_through = write_through
-        self.clock = clock
+    A dataclass: it holds its collaborators and nothing else of its own.
+    """
+
+    pods: PodWrites
+    peers: Peers
+    state: ClusterState
+    book: InstanceBook
+    expectations: Expectations
+    recorder: EventRecorder
+    metrics: ControllerMetrics
+    enqueue_node: Callable[[str], None]
+    write_through: Callable[[JsonObject], bool] = lambda _obj: False
+    clock: Callable[[], float] = time.time
 
     @staticmethod
     def slow(actions: Sequence[Action]) -> bool:
@@ -225,28 +215,24 @@ class Executor:
         self.expectations.expect(ctx.item, expectation)
         return None, ""
 
-    async def _peer_call(self, action: Action, isc: str) -> object:  # noqa: PLR0911, PLR0912 - a dispatch
+    async def _peer_call(self, action: Action, isc: str) -> object:  # noqa: PLR0911 - a dispatch
         peers = self.peers
         match action:
             case CreateInstance():
                 return await peers.create_instance(action, isc)
             case DeleteInstance(launcher=launcher, instance_id=iid):
                 seen = self.state.instance_revision(launcher.uid, iid)
-                await peers.delete_instance(action, isc)
-                if seen is not None:
-                    self.book.hold(launcher.uid, iid, "gone", seen)
+                at = None if seen is None else (launcher.uid, iid, seen)
+                await self._then_hold(at, peers.delete_instance(action, isc), "gone")
                 return None
             case Wake(ip=ip, port=port):
                 at = self.state.instance_at(ip, port)
-                await peers.wake(action, isc)
-                if at is not None:
-                    self.book.hold(at[0], at[1], "awake", at[2])
+                await self._then_hold(at, peers.wake(action, isc), "awake")
                 return None
             case Sleep(ip=ip, port=port):
                 at = self.state.instance_at(ip, port)
-                await peers.sleep(action, isc)
+                await self._then_hold(at, peers.sleep(action, isc), "asleep")
                 if at is not None:
-                    self.book.hold(at[0], at[1], "asleep", at[2])
                     self.book.used(at[0], at[1], self.clock())
                 return None
             case QuerySleeping():
@@ -264,6 +250,16 @@ class Executor:
                 await peers.relay(action, isc)
                 return None
         raise ValueError(f"the executor cannot perform {type(action).__name__}")
+
+    async def _then_hold(
+        self, at: tuple[str, str, int] | None, call: Awaitable[object], state: Override
+    ) -> None:
+        """Await `call`, which moves the instance `at` (launcher UID, instance ID, the revision
+        seen before the call) to `state`; the book holds it there until the launcher's stream
+        shows a newer revision, so the next decision does not act on the old state again."""
+        await call
+        if at is not None:
+            self.book.hold(at[0], at[1], state, at[2])
 
     def _report(self, action: Action, ctx: PassContext, created: str, seconds: float) -> None:
         level = logging.DEBUG if isinstance(action, _QUIET) else logging.INFO

@@ -14,6 +14,8 @@ from typing import Any, Final
 
 import httpx
 
+from contract.auth import MUTATING_METHODS
+from controlauth import ControlToken, Signer
 from controller.observability import ControllerMetrics
 
 _BODY_CHARS: Final = 300
@@ -64,11 +66,24 @@ class PeerCalls:
     """One shared connection pool for every peer; see the module docstring."""
 
     def __init__(
-        self, http: httpx.AsyncClient, metrics: ControllerMetrics, *, namespace: str
+        self,
+        http: httpx.AsyncClient,
+        metrics: ControllerMetrics,
+        *,
+        namespace: str,
+        signer: Signer | None = None,
     ) -> None:
         self.http = http
         self.metrics = metrics
         self.namespace = namespace
+        self.signer = signer
+        """Signs every mutating call to fma's own peers; None: `--control-auth off`."""
+
+    def auth_for(self, method: str, audience: str | None) -> ControlToken | None:
+        """The control token of a call to the Pod `audience` (None: a call to vLLM itself)."""
+        if self.signer is None or audience is None or method not in MUTATING_METHODS:
+            return None
+        return ControlToken(self.signer, audience)
 
     async def call(
         self,
@@ -83,8 +98,12 @@ class PeerCalls:
         content: bytes | None = None,
         headers: Mapping[str, str] | None = None,
         accept: Collection[int] = (),
+        audience: str | None = None,
     ) -> httpx.Response:
-        """One request; raises `CallError` on a transport error or an unaccepted status."""
+        """One request; raises `CallError` on a transport error or an unaccepted status.
+
+        `audience` is the UID of the fma Pod (launcher, requester) the call drives: a mutating
+        call then carries its control token (contracts §14)."""
         started = time.monotonic()
         status = "0"
         try:
@@ -95,6 +114,7 @@ class PeerCalls:
                 content=content,
                 headers=headers,
                 timeout=httpx.Timeout(timeout_s, connect=connect_s),
+                auth=self.auth_for(method, audience) or httpx.USE_CLIENT_DEFAULT,
             )
             status = str(response.status_code)
         except httpx.HTTPError as exc:

@@ -12,19 +12,25 @@ from dataclasses import dataclass
 
 
 @dataclass(frozen=True, slots=True)
-class ServerKey:
-    """One inference server: the requester with this UID and its bound provider."""
+class PodKey:
+    """A Pod by UID (which Pod it is) and name (to find it again, even once it is gone).
+
+    The kinds of key stay distinct classes: a server and a launcher are different items, and
+    dataclass equality compares the class, so equal fields never merge them in the queue.
+    """
 
     uid: str
     name: str
 
 
 @dataclass(frozen=True, slots=True)
-class LauncherKey:
-    """An unbound launcher Pod: clean up its stopped instances, wake its node's requesters."""
+class ServerKey(PodKey):
+    """One inference server: the requester with this UID and its bound provider."""
 
-    uid: str
-    name: str
+
+@dataclass(frozen=True, slots=True)
+class LauncherKey(PodKey):
+    """An unbound launcher Pod: clean up its stopped instances, wake its node's requesters."""
 
 
 @dataclass(frozen=True, slots=True)

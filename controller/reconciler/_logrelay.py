@@ -32,6 +32,7 @@ import httpx
 from contract import keys, objects
 from contract import requester as rq
 from contract.launcher import LAUNCHER_PORT, log_path
+from controlauth import ControlToken, Signer
 from controller.core._snapshot import admin_port_of
 from controller.reconciler import _pods as p
 from controller.reconciler._peers import base_url
@@ -76,6 +77,8 @@ class Target:
     source: InstanceLog | PodLog
     ip: str
     port: int
+    uid: str
+    """The requester's UID: the audience of each `set-log` call's control token."""
 
 
 def relay_target(provider: Mapping[str, Any], requester: Mapping[str, Any] | None) -> Target | None:
@@ -93,8 +96,10 @@ def relay_target(provider: Mapping[str, Any], requester: Mapping[str, Any] | Non
         iid = p.annotations_of(provider).get(keys.INSTANCE_ID)
         if not iid:
             return None
-        return Target(InstanceLog(p.uid(provider), provider_ip, iid), req_ip, port)
-    return Target(PodLog(p.name(provider), p.uid(provider)), req_ip, port)
+        return Target(
+            InstanceLog(p.uid(provider), provider_ip, iid), req_ip, port, p.uid(requester)
+        )
+    return Target(PodLog(p.name(provider), p.uid(provider)), req_ip, port, p.uid(requester))
 
 
 def _deleting(pod: Mapping[str, Any]) -> bool:
@@ -109,10 +114,17 @@ class LogRelay:
     """One pump task per relayed requester (by UID), started and stopped by `sync`."""
 
     def __init__(
-        self, state: PodLookup, http: httpx.AsyncClient, kube: KubeClient, namespace: str
+        self,
+        state: PodLookup,
+        http: httpx.AsyncClient,
+        kube: KubeClient,
+        namespace: str,
+        *,
+        signer: Signer | None = None,
     ) -> None:
         self.state = state
         self.http = http
+        self.signer = signer
         self.kube = kube
         self.namespace = namespace
         self._pumps: dict[str, tuple[Target, asyncio.Task[None]]] = {}
@@ -243,7 +255,8 @@ class LogRelay:
     async def _post_log(self, target: Target, at: int, data: bytes) -> httpx.Response:
         url = f"{base_url(target.ip, target.port)}{rq.SET_LOG_PATH}?startPos={at}"
         headers = {"Content-Type": "text/plain"}
-        return await self.http.post(url, content=data, headers=headers)
+        auth = ControlToken(self.signer, target.uid) if self.signer else httpx.USE_CLIENT_DEFAULT
+        return await self.http.post(url, content=data, headers=headers, auth=auth)
 
 
 async def _rechunked(chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:

@@ -83,6 +83,7 @@ class Peers:
             self.settings.launcher_s,
             body=dict(action.config),
             accept=(409, 422),
+            audience=action.launcher.uid,
         )
         if response.status_code == 201:
             return response.json()
@@ -100,7 +101,13 @@ class Peers:
         """DELETE the instance (404 counts as done); returns the DELETED event's revision."""
         url = instance_url(action.ip, action.instance_id)
         response = await self._call(
-            "delete_instance", "DELETE", url, isc, self.settings.launcher_s, accept=(404,)
+            "delete_instance",
+            "DELETE",
+            url,
+            isc,
+            self.settings.launcher_s,
+            accept=(404,),
+            audience=action.launcher.uid,
         )
         if response.status_code == 404:
             return None
@@ -148,7 +155,15 @@ class Peers:
         """PUT the proxy target; a 409 (it forwards elsewhere) is a failure naming both."""
         url = base_url(action.ip, action.port) + rq.PROXY_CONFIG_PATH
         body = {"address": action.address, "port": action.target_port}
-        await self._call("set_proxy_config", "PUT", url, isc, self.settings.requester_s, body=body)
+        await self._call(
+            "set_proxy_config",
+            "PUT",
+            url,
+            isc,
+            self.settings.requester_s,
+            body=body,
+            audience=action.uid,
+        )
 
     async def log_tail(self, action: QueryLogTail, isc: str) -> str:
         """The last lines of an instance's log; "" when there is none (404, 416, empty).
@@ -190,6 +205,7 @@ class Peers:
             base_url(action.ip, action.port) + path,
             isc,
             self.settings.requester_s,
+            audience=action.uid,
         )
 
     async def _get(self, purpose: str, url: str, isc: str, limit_s: float) -> Any:
@@ -206,9 +222,10 @@ class Peers:
         body: Any = None,
         headers: Mapping[str, str] | None = None,
         accept: Collection[int] = (),
+        audience: str | None = None,
     ) -> httpx.Response:
         """One call on behalf of the ISC `isc`, within `limit_s` (`HttpSettings.connect_s` to
-        connect)."""
+        connect); `audience` as in `PeerCalls.call`."""
         return await self.calls.call(
             purpose,
             method,
@@ -219,6 +236,7 @@ class Peers:
             body=body,
             headers=headers,
             accept=accept,
+            audience=audience,
         )
 
 

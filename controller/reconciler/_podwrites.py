@@ -14,7 +14,15 @@ import copy
 from collections.abc import Mapping
 from typing import Any
 
-from controller.core import CreatePod, DeletePod, PodRef, UpdatePod
+from controlauth import ControllerAuth
+from controller.core import (
+    CreateLauncher,
+    CreatePod,
+    DeletePod,
+    PodRef,
+    UpdatePod,
+    with_control_env,
+)
 from controller.reconciler._expectations import Expectation
 from kube import PODS, ApiError, JsonObject, KubeClient, Preconditions, metadata
 
@@ -45,9 +53,13 @@ def merge_patch(action: UpdatePod, base: JsonObject | None, version: str) -> Jso
 class PodWrites:
     """Performs the Pod actions of one pass; remembers what each write returned."""
 
-    def __init__(self, client: KubeClient, namespace: str) -> None:
+    def __init__(
+        self, client: KubeClient, namespace: str, *, control: ControllerAuth | None = None
+    ) -> None:
         self.client = client
         self.namespace = namespace
+        self.control = control
+        """Gives each created launcher the control bundle (None: launchers open, compat mode)."""
 
     async def update(
         self, action: UpdatePod, base: JsonObject | None, version: str
@@ -79,6 +91,8 @@ class PodWrites:
 
     async def create(self, action: CreatePod) -> tuple[JsonObject, Expectation]:
         body = copy.deepcopy(dict(action.pod))
+        if isinstance(action, CreateLauncher):
+            body = with_control_env(body, self.control.trust_pem() if self.control else None)
         body.setdefault("apiVersion", "v1")
         body.setdefault("kind", "Pod")
         body.setdefault("metadata", {})["namespace"] = self.namespace

@@ -22,6 +22,7 @@ import logging
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator, Mapping
+from dataclasses import KW_ONLY, dataclass, field
 from typing import Protocol
 
 from contract import keys
@@ -61,25 +62,22 @@ Enqueue = Callable[[Key, str], None]
 """Adds a work item; the string is the node for the queue metrics ("" if unknown)."""
 
 
+@dataclass(eq=False)
 class EventRouter:
-    """Turns cache and stream events into work items; see the module docstring."""
+    """Turns cache and stream events into work items; see the module docstring.
 
-    def __init__(
-        self,
-        state: ClusterState,
-        enqueue: Enqueue,
-        *,
-        book: InstanceBook,
-        metrics: ControllerMetrics,
-        clock: Callable[[], float] = time.time,
-    ) -> None:
-        self.state = state
-        self.enqueue = enqueue
-        self.book = book
-        self.metrics = metrics
-        self.clock = clock
-        self.watches: Streams | None = None
-        self._isc_counts: Counter[str] = Counter()
+    A dataclass: besides its collaborators it holds only the streams (`register` sets them)
+    and the last exported ISC counts.
+    """
+
+    state: ClusterState
+    enqueue: Enqueue
+    _: KW_ONLY
+    book: InstanceBook
+    metrics: ControllerMetrics
+    clock: Callable[[], float] = time.time
+    watches: Streams | None = field(default=None, init=False)
+    _isc_counts: Counter[str] = field(default_factory=Counter, init=False)
 
     def register(self, informers: Mapping[str, Informer], watches: Streams) -> None:
         self.watches = watches

@@ -9,7 +9,6 @@ from launcher.requester.gpus import FixedGpus, GpuError, Gpus, discover_gpus
 from launcher.requester.server import (
     RequesterConfig,
     RequesterHandle,
-    TokenSource,
     serve_requester,
 )
 
@@ -19,7 +18,6 @@ __all__ = [
     "Gpus",
     "RequesterConfig",
     "RequesterHandle",
-    "TokenSource",
     "discover_gpus",
     "serve_requester",
 ]

@@ -36,8 +36,10 @@ environment:
   FMA_REQUESTER_GPU_SOURCE     auto (NVML, else NVIDIA_VISIBLE_DEVICES), nvml or env
   FMA_REQUESTER_FAKE_MEMORY_MIB, FMA_REQUESTER_FAKE_MEMORY_FILE
                                memory in use without a GPU, JSON {"<uuid>": MiB}
-  FMA_REQUESTER_TOKEN, FMA_REQUESTER_TOKEN_FILE
-                               bearer token required by the mutating SPI calls (default: none)
+  FMA_CONTROL_TRUST            control CA bundle (PEM): mutating SPI calls need the
+                               controller's token signed under it (required unless off)
+  FMA_POD_UID                  this Pod's UID (downward API metadata.uid): the token audience
+  FMA_CONTROL_AUTH             off: accept unauthenticated calls (a reference controller)
 Connections to the proxy and serving ports are relayed byte for byte to the server the
 controller sets with PUT /v1/proxy/config; until then they are closed at once.
 stdout carries only the relayed vLLM log; the stub's own log is JSON lines on stderr.

@@ -32,6 +32,7 @@ _log = logging.getLogger(__name__)
 MAX_HEAD_BYTES: Final = 64 * 1024
 DEFAULT_MAX_BODY_BYTES: Final = 64 * 1024 * 1024
 KEEP_ALIVE_SECONDS: Final = 75.0
+_HEX_DIGITS: Final = b"0123456789abcdefABCDEF"
 
 
 @dataclass(frozen=True)
@@ -100,18 +101,33 @@ class Router:
         return await handler(request)
 
 
+def too_large(max_body: int) -> BadRequestError:
+    """The 413 for a body over `max_body`; it names the limit, so a caller knows what fits."""
+    return BadRequestError(f"request body too large: the limit is {max_body} bytes", 413)
+
+
+async def _read_line(reader: asyncio.StreamReader, what: str) -> bytes:
+    """One CRLF-terminated line of a chunked body; a line longer than the stream's limit (the
+    head's, 64 KiB) is a malformed request, not a server error."""
+    try:
+        return await reader.readuntil(b"\r\n")
+    except asyncio.LimitOverrunError:
+        raise BadRequestError(f"{what} too long") from None
+
+
 async def _read_chunked(reader: asyncio.StreamReader, max_body: int) -> bytes:
     body = bytearray()
     while True:
-        size_line = (await reader.readuntil(b"\r\n"))[:-2]
-        try:
-            size = int(size_line.split(b";", 1)[0].strip(), 16)
-        except ValueError:
-            raise BadRequestError("bad chunk size") from None
-        if size < 0 or len(body) + size > max_body:
-            raise BadRequestError("request body too large", 413)
+        size_line = (await _read_line(reader, "chunk size line"))[:-2]
+        size_text = size_line.split(b";", 1)[0].strip()
+        # `int(x, 16)` would also take "0x10", "+5", "1_0" and spaces: refuse what HTTP does.
+        if not size_text or size_text.translate(None, _HEX_DIGITS):
+            raise BadRequestError(f"bad chunk size {bytes(size_line[:40])!r}")
+        if len(size_text.lstrip(b"0")) > 16 or len(body) + int(size_text, 16) > max_body:
+            raise too_large(max_body)
+        size = int(size_text, 16)
         if size == 0:
-            while (await reader.readuntil(b"\r\n")) != b"\r\n":  # trailers, ignored
+            while (await _read_line(reader, "chunk trailer")) != b"\r\n":  # ignored
                 pass
             return bytes(body)
         body += await reader.readexactly(size)
@@ -155,14 +171,17 @@ async def read_request(
     if "chunked" in headers.get("transfer-encoding", "").lower():
         body = await _read_chunked(reader, max_body)
     else:
-        try:
-            length = int(headers.get("content-length", "0"))
-        except ValueError:
-            raise BadRequestError("bad Content-Length") from None
-        if length < 0 or length > max_body:
-            raise BadRequestError("request body too large", 413)
-        body = await reader.readexactly(length)
-    split = urlsplit(target)
+        raw_length = headers.get("content-length", "0")
+        # Digits only: `int` would also take "+5", " 5" and "1_0", which HTTP does not.
+        if not (raw_length.isascii() and raw_length.isdigit()):
+            raise BadRequestError(f"bad Content-Length {raw_length[:40]!r}")
+        if len(raw_length.lstrip("0")) > 18 or int(raw_length) > max_body:
+            raise too_large(max_body)
+        body = await reader.readexactly(int(raw_length))
+    try:
+        split = urlsplit(target)
+    except ValueError as e:  # e.g. "http://[x/": an unclosed IPv6 literal
+        raise BadRequestError(f"malformed request target {target[:80]!r}: {e}") from None
     return Request(
         method=method,
         target=target,

@@ -85,6 +85,8 @@ def parse_target(body: bytes) -> ProxyTarget:
         value = json.loads(body)
     except (ValueError, UnicodeDecodeError) as e:
         raise ProxyConfigError(f"the body is not JSON: {e}") from None
+    except RecursionError:  # `json` recurses per nesting level; a config is one flat object
+        raise ProxyConfigError("the body is not a config: JSON nested too deeply") from None
     if not isinstance(value, dict):
         raise ProxyConfigError('the body must be a JSON object {"address": ..., "port": ...}')
     return ProxyTarget(_address(value.get("address")), _target_port(value.get("port")))

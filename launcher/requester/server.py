@@ -18,11 +18,11 @@ different target is a controller bug, answered 409 rather than silently reroutin
 `set-log` answers carry `X-Fma-Log-Length` (the bytes accepted so far), so a restarted controller
 learns where to resume by posting an empty chunk at `startPos=0`.
 
-Mutating SPI calls are open by default, as in the reference, so an unmodified controller works.
-With a token configured (reference-differences D1) they need `Authorization: Bearer <token>`; reads
-stay open because they reveal nothing a Pod's spec does not. A token file is re-read on every call,
-so a rotated Secret or projected token takes effect without a restart; a configured file that
-cannot be read refuses every mutating call (fail closed).
+Mutating SPI calls (`become-ready`, `become-unready`, `set-log`, `PUT /v1/proxy/config`) need the
+controller's control token (`controlauth`; docs/architecture.md, "Control authentication"):
+`from_env` refuses to build a configuration without the control CA bundle unless
+`FMA_CONTROL_AUTH=off`, the switch for a reference controller, which sends none. Reads stay
+open: they reveal nothing the Pod's spec does not.
 
 `serve_requester` is the in-process API: a benchmark starts hundreds of stubs, each on its own
 loopback IP, in one event loop.
@@ -30,14 +30,12 @@ loopback IP, in one event loop.
 
 from __future__ import annotations
 
-import hmac
 import json
 import logging
 import os
 import sys
 from collections.abc import Mapping
-from dataclasses import dataclass, field
-from pathlib import Path
+from dataclasses import dataclass
 from typing import Any
 
 from contract.requester import (
@@ -54,9 +52,11 @@ from contract.requester import (
     READY_PATH,
     SERVING_PORTS_ENV,
     SET_LOG_PATH,
+    SPI_MAX_BODY_BYTES,
     SPI_PORT,
     SPI_PORT_ENV,
 )
+from controlauth import AuthError, Verifier, verifier_from_env
 from jsonlog import fields
 from launcher.requester.gpus import GPU_SOURCES, GpuError, Gpus, GpuSource, discover_gpus
 from launcher.requester.logrelay import ByteSink, LogRelay
@@ -65,27 +65,8 @@ from launcher.requester.proxy import DIAL_TIMEOUT_SECONDS, Proxy, ProxyConfigErr
 
 _log = logging.getLogger("fma.requester")
 
-TOKEN_ENV = "FMA_REQUESTER_TOKEN"
-TOKEN_FILE_ENV = "FMA_REQUESTER_TOKEN_FILE"
 GPU_SOURCE_ENV = "FMA_REQUESTER_GPU_SOURCE"
 SERVER_HEADER = "fma-requester"
-
-
-@dataclass(frozen=True)
-class TokenSource:
-    """A bearer token given inline or as a file (a mounted Secret or projected token)."""
-
-    value: str | None = None
-    path: Path | None = None
-
-    def current(self) -> str | None:
-        """The token to demand; None means "auth is off". Raises OSError if the file fails."""
-        if self.path is not None:
-            token = self.path.read_text().strip()
-            if not token:
-                raise OSError(f"{self.path} is empty")
-            return token
-        return self.value or None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -103,7 +84,8 @@ class RequesterConfig:
     serving_ports: tuple[int, ...] = ()
     proxy_dial_timeout: float = DIAL_TIMEOUT_SECONDS
     gpus: Gpus
-    token: TokenSource = field(default_factory=TokenSource)
+    control_auth: Verifier | None = None
+    """Checks the controller's token on mutating SPI calls; None leaves them open."""
     log_sink: ByteSink | None = None
     threaded_log_writes: bool = True
 
@@ -112,14 +94,13 @@ class RequesterConfig:
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> RequesterConfig:
-        """POD_IP (else all interfaces), the ports, the GPU variables, the token; `overrides`
+        """POD_IP (else all interfaces), the ports, the GPU variables, the control CA; `overrides`
         (the command line's) replace fields before the ports are checked against each other."""
         env = os.environ if env is None else env
         source = env.get(GPU_SOURCE_ENV, "auto")
         if source not in GPU_SOURCES:
             raise ValueError(f"{GPU_SOURCE_ENV}={source!r}: want one of {', '.join(GPU_SOURCES)}")
         gpu_source: GpuSource = source
-        token_file = env.get(TOKEN_FILE_ENV)
         values: dict[str, Any] = {
             "host": env.get("POD_IP") or "0.0.0.0",
             "probes_port": _port(env, PROBES_PORT_ENV, PROBES_PORT),
@@ -127,7 +108,7 @@ class RequesterConfig:
             "proxy_port": _port(env, PROXY_PORT_ENV, PROXY_PORT),
             "serving_ports": _serving_ports(env),
             "gpus": discover_gpus(env, gpu_source),
-            "token": TokenSource(env.get(TOKEN_ENV), Path(token_file) if token_file else None),
+            "control_auth": verifier_from_env(env),
         }
         return cls(**{**values, **overrides})
 
@@ -192,20 +173,23 @@ class RequesterState:
         self.proxy = Proxy(dial_timeout=config.proxy_dial_timeout)
 
     def authorize(self, request: Request) -> Response | None:
-        """None if the call may proceed, else the 401 to send."""
+        """None if the call may proceed, else the 401 to send (nothing is changed then)."""
+        verifier = self.config.control_auth
+        if verifier is None:
+            return None
         try:
-            token = self.config.token.current()
-        except OSError as e:
-            _log.error("token file unreadable; refusing", extra=fields(error=str(e)))
-            return _unauthorized("the requester's token is not readable; see its log")
-        if token is None:
-            return None
-        scheme, _, given = request.headers.get("authorization", "").partition(" ")
-        if scheme.lower() == "bearer" and hmac.compare_digest(
-            given.strip().encode(), token.encode()
-        ):
-            return None
-        return _unauthorized("a valid bearer token is required")
+            verifier.check(
+                request.headers.get("authorization"), request.method, request.target, request.body
+            )
+        except AuthError as exc:
+            _log.warning(
+                "refused an unauthenticated call",
+                extra=fields(
+                    method=request.method, path=request.path, peer=request.peer, why=str(exc)
+                ),
+            )
+            return _unauthorized(str(exc))
+        return None
 
 
 def _unauthorized(message: str) -> Response:
@@ -355,8 +339,8 @@ async def serve_requester(config: RequesterConfig) -> RequesterHandle:
     state = RequesterState(config)
     handle = RequesterHandle(
         state,
-        HttpServer(_probes_router(state), "probes", SERVER_HEADER),
-        HttpServer(_spi_router(state), "spi", SERVER_HEADER),
+        HttpServer(_probes_router(state), "probes", SERVER_HEADER, SPI_MAX_BODY_BYTES),
+        HttpServer(_spi_router(state), "spi", SERVER_HEADER, SPI_MAX_BODY_BYTES),
     )
     try:
         await handle.probes.start(host=config.host, port=config.probes_port)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import subprocess
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -107,3 +109,14 @@ class ControllerProcess:
 
     def log_tail(self, lines: int = 40) -> str:
         return self.process.log_tail(lines) if self.process is not None else ""
+
+
+def issue_control_credential(directory: Path) -> Path:
+    """`fma-certs ensure-control --dir`, as the chart's hook runs it for its Secret."""
+    subprocess.run(
+        [sys.executable, "-m", "certs.cli", "ensure-control", f"--dir={directory}"],
+        check=True,
+        capture_output=True,
+        timeout=60,
+    )
+    return directory

@@ -35,7 +35,12 @@ from kubernetes.client.exceptions import ApiException
 
 from localcluster.controlplane import LocalCluster
 from localcluster.fma import manifests
-from localcluster.fma.controller_process import VENV_BIN, ControllerProcess, wait_for
+from localcluster.fma.controller_process import (
+    VENV_BIN,
+    ControllerProcess,
+    issue_control_credential,
+    wait_for,
+)
 from localcluster.kubelet import (
     BackoffConfig,
     HollowKubeletHandle,
@@ -84,7 +89,15 @@ class FmaEnvironment:
     api: kubernetes.client.ApiClient
     controller_kubeconfig: Path
     launcher_kubeconfig: Path
+    control_dir: Path
+    """The controllers' control credential (`fma-certs ensure-control --dir`): what the chart
+    mounts from its Secret at `--control-credentials-dir`."""
     controllers: list[ControllerProcess] = field(default_factory=list)
+
+    @property
+    def controller_username(self) -> str:
+        """The identity the controllers run as (their kubeconfig's user)."""
+        return controller_user(self.namespace)
 
     @property
     def core(self) -> kubernetes.client.CoreV1Api:
@@ -111,10 +124,14 @@ class FmaEnvironment:
     def start_controller(
         self, *args: str, name: str = "controller-0", wait: bool = True
     ) -> ControllerProcess:
-        """`fma-controller` with this environment's identity and namespace (and `args`)."""
+        """`fma-controller` with this environment's identity, namespace and control credential
+        (and `args`)."""
+        own = (
+            [] if "--control-auth" in args else ["--control-credentials-dir", str(self.control_dir)]
+        )
         process = ControllerProcess(
             name,
-            list(args),
+            [*own, *args],
             namespace=self.namespace,
             kubeconfig=self.controller_kubeconfig,
             log_dir=self.workdir / "controllers",
@@ -259,12 +276,14 @@ def fma_environment(
     api = cluster.api_client()
     core = kubernetes.client.CoreV1Api(api)
     core.create_namespace({"metadata": {"name": namespace, "labels": {"fma-test": "true"}}})
-    user = f"system:serviceaccount:{namespace}:e2e-fma-controllers"
+    user = controller_user(namespace)
     _create_rbac(api, namespace, user)
     controller_kubeconfig = cluster.kubeconfig_for(
         user, ("system:serviceaccounts", f"system:serviceaccounts:{namespace}")
     )
     launcher_kubeconfig = _launcher_identity(cluster, api, namespace)
+    control_dir = issue_control_credential(workdir / "control")
+    core.create_namespaced_config_map(namespace, manifests.control_trust_config_map(control_dir))
     config = KubeletConfig(
         pod_network=cluster.pod_network,
         nodes=[NodeConfig(name=name, gpus=gpus_per_node, labels=dict(node_labels or {}))
@@ -275,7 +294,7 @@ def fma_environment(
     with hollow_kubelet(cluster, config, workdir / "kubelet") as kubelet:
         env = FmaEnvironment(
             cluster, kubelet, namespace, names, workdir, api,
-            controller_kubeconfig, launcher_kubeconfig,
+            controller_kubeconfig, launcher_kubeconfig, control_dir,
         )  # fmt: skip
         core.create_namespaced_config_map(
             namespace, {"metadata": {"name": "gpu-map"}, "data": env.gpu_map()}
@@ -285,6 +304,10 @@ def fma_environment(
         finally:
             _teardown(env, core)
     api.close()
+
+
+def controller_user(namespace: str) -> str:
+    return f"system:serviceaccount:{namespace}:e2e-fma-controllers"
 
 
 def _teardown(env: FmaEnvironment, core: kubernetes.client.CoreV1Api) -> None:

@@ -13,7 +13,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Final
 
-from contract import keys, objects
+from contract import auth, keys, objects
 from contract.launcher import LAUNCHER_PORT
 from contract.requester import PROBES_PORT, READY_PATH
 
@@ -116,13 +116,34 @@ def launcher_population_policy(
     }
 
 
-def requester_container(*, gpus: int = 1) -> dict[str, Any]:
+CONTROL_TRUST_CONFIG_MAP: Final = "fma-control-trust"
+"""The test namespace's copy of the control CA bundle, for requesters written without the
+webhook (which would put the bundle into the Pod itself)."""
+
+
+def control_env(*, control: bool = True) -> list[dict[str, Any]]:
+    """A hand-written requester's control-auth environment: its UID and the namespace's bundle,
+    or (`control` False, for a controller run with `--control-auth off`) the off switch."""
+    if not control:
+        return auth.verifier_env(None)
+    uid, _ = auth.verifier_env("")
+    trust = {"configMapKeyRef": {"name": CONTROL_TRUST_CONFIG_MAP, "key": auth.CA_FILE}}
+    return [uid, {"name": auth.TRUST_ENV, "valueFrom": trust}]
+
+
+def control_trust_config_map(control_dir: Path) -> dict[str, Any]:
+    """The `CONTROL_TRUST_CONFIG_MAP` of a namespace, from a control credential directory."""
+    bundle = (control_dir / auth.CA_FILE).read_text()
+    return {"metadata": {"name": CONTROL_TRUST_CONFIG_MAP}, "data": {auth.CA_FILE: bundle}}
+
+
+def requester_container(*, gpus: int = 1, control: bool = True) -> dict[str, Any]:
     """Container `inference-server` running the requester stub (contracts §1.2, §6)."""
     return {
         "name": objects.INFERENCE_SERVER,
         "image": FMA_IMAGE,
         "command": ["fma-requester"],
-        "env": [_field("POD_IP", "status.podIP")],
+        "env": [_field("POD_IP", "status.podIP"), *control_env(control=control)],
         "resources": {"limits": {objects.GPU_RESOURCE: str(gpus)}},
         "readinessProbe": {
             "httpGet": {"path": READY_PATH, "port": PROBES_PORT},
@@ -133,9 +154,15 @@ def requester_container(*, gpus: int = 1) -> dict[str, Any]:
 
 
 def requester_template(
-    app: str, *, node: str, isc: str | None = None, server_patch: str | None = None
+    app: str,
+    *,
+    node: str,
+    isc: str | None = None,
+    server_patch: str | None = None,
+    control: bool = True,
 ) -> dict[str, Any]:
-    """The Pod template of requesters in launcher mode (`isc`) or direct mode (`server_patch`)."""
+    """The Pod template of requesters in launcher mode (`isc`) or direct mode (`server_patch`);
+    `control` as in `control_env`."""
     annotations = (
         {keys.ISC_ANNOTATION: isc} if isc is not None else {keys.SERVER_PATCH: server_patch or ""}
     )
@@ -144,7 +171,7 @@ def requester_template(
         "spec": {
             "nodeSelector": {keys.HOSTNAME: node},
             "terminationGracePeriodSeconds": 1,
-            "containers": [requester_container()],
+            "containers": [requester_container(control=control)],
         },
     }
 

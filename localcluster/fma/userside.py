@@ -36,7 +36,12 @@ def fma_with_webhook(
     """An fma environment whose namespace is served by a registered `fma-webhook`: what a
     user gets after installing fma and labelling their namespace."""
     with fma_environment(cluster, workdir, nodes=nodes, gpus_per_node=gpus_per_node) as env:
-        webhook = Webhook(cluster, workdir / "webhook")
+        webhook = Webhook(
+            cluster,
+            workdir / "webhook",
+            control_dir=env.control_dir,
+            extra_controllers=(env.controller_username,),
+        )
         try:
             webhook.start()
             env.core.patch_namespace(

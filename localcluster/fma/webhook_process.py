@@ -24,8 +24,10 @@ import kubernetes.client
 import yaml
 from kubernetes.client.rest import ApiException
 
+from contract import auth
 from localcluster.binaries import k8s_binary
 from localcluster.controlplane import LocalCluster
+from localcluster.fma.controller_process import issue_control_credential
 from localcluster.processes import ManagedProcess, free_port, wait_until
 
 CONTROLLERS_ACCOUNT = "fma-fma-controllers"
@@ -71,9 +73,22 @@ def token_kubeconfig(cluster: LocalCluster, path: Path, token: str) -> Path:
 class Webhook:
     """One webhook process and its registration, for the lifetime of a test module."""
 
-    def __init__(self, cluster: LocalCluster, workdir: Path) -> None:
+    def __init__(
+        self,
+        cluster: LocalCluster,
+        workdir: Path,
+        *,
+        control_dir: Path | None = None,
+        extra_controllers: tuple[str, ...] = (),
+    ) -> None:
+        """`control_dir`: the controllers' control credential (default: one of its own, made
+        on start); the webhook reads only its CA bundle, as the chart mounts only that key.
+        `extra_controllers`: more usernames allowed to write controller-owned Pod fields (the
+        chart's `webhook.extraControllerUsernames`)."""
+        self.extra_controllers = extra_controllers
         self.cluster = cluster
         self.workdir = workdir
+        self.control_dir = control_dir or workdir / "control"
         self.api = cluster.api_client()
         self.suffix = secrets.token_hex(3)
         self.namespace = f"fma-system-{self.suffix}"
@@ -151,7 +166,9 @@ class Webhook:
             f"--namespace={self.namespace}",
             "--requester-image=ghcr.io/llm-d/fma:e2e",
             f"--controller-username={self.controller_username}",
+            *(f"--controller-username={user}" for user in self.extra_controllers),
             "--cert-reload-interval=0.5",
+            f"--control-trust-file={issue_control_credential(self.control_dir) / auth.CA_FILE}",
         ]
 
     def _register(self) -> None:

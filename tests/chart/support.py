@@ -32,6 +32,10 @@ JsonObject = dict[str, Any]
 VALUE_SETS: Final[Mapping[str, JsonObject]] = {
     "defaults": {},
     "self-managed": {"certificates": {"mode": "self-managed"}},
+    "control-auth-off": {
+        "certificates": {"mode": "self-managed"},
+        "controlAuth": {"enabled": False},
+    },
     "custom-image": {
         "image": {"repository": "registry.example.com/ml/fma", "tag": "1.2.3"},
         "imagePullSecrets": [{"name": "regcred"}],

@@ -84,6 +84,7 @@ CERT_MANAGER_SCHEMA: Final[dict[str, Any]] = {
                     "issuerRef": _ISSUER_REF,
                     "commonName": _STRING,
                     "dnsNames": {"type": "array", "items": _STRING, "minItems": 1},
+                    "uris": {"type": "array", "items": _STRING, "minItems": 1},
                     "isCA": {"type": "boolean"},
                     "duration": {"type": "string", "pattern": "^([0-9]+(ms|s|m|h))+$"},
                     "renewBefore": {"type": "string", "pattern": "^([0-9]+(ms|s|m|h))+$"},
@@ -230,8 +231,8 @@ def test_newer_features_only_where_the_version_has_them(
     versions = _kinds_and_versions(rendered)
     assert versions["PodDisruptionBudget"] == policy
     assert versions["CronJob"] == cron
-    # three Pod webhooks; the CR guard has no namespace selector
-    assert len(_name_expressions(rendered)) == (3 if by_name else 0)
+    # five Pod webhooks (two mutating, three guarding); the CR guard has no namespace selector
+    assert len(_name_expressions(rendered)) == (5 if by_name else 0)
     assert ("matchConditions" in _pod_guard(rendered)) is match_conditions
     assert ("fma.llm-d.ai/webhook-namespace=true" in rendered.notes) is not by_name
 
@@ -293,7 +294,10 @@ def test_namespaced_objects_stay_in_their_namespaces(value_set: str) -> None:
     served = VALUE_SETS[value_set].get("servedNamespace", "default")
     for obj in rendered.objects:
         namespace = obj["metadata"].get("namespace")
-        if obj["kind"] in ("Role", "RoleBinding") and obj["metadata"]["name"] == "fma-controller":
+        in_served = obj["kind"] == "NetworkPolicy" or (  # NetworkPolicies select Pods there
+            obj["kind"] in ("Role", "RoleBinding") and obj["metadata"]["name"] == "fma-controller"
+        )
+        if in_served:
             assert namespace == served
         elif obj["kind"].startswith("Cluster") or obj["kind"].endswith("Configuration"):
             assert namespace is None

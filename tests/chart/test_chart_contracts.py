@@ -246,7 +246,12 @@ def test_certificate_rbac_is_limited_to_its_own_objects() -> None:
             {
                 "apiGroups": [""],
                 "resources": ["secrets"],
-                "resourceNames": ["fma-webhook-tls", "fma-webhook-tls-ca"],
+                "resourceNames": [
+                    "fma-webhook-tls",
+                    "fma-webhook-tls-ca",
+                    "fma-control",
+                    "fma-control-ca",
+                ],
                 "verbs": ["get", "update", "patch"],
             },
             {

@@ -138,8 +138,10 @@ def test_every_tunable_the_chart_passes_is_in_the_table() -> None:
     rendered = render()
     documented = {row[0] for row in _table("`fma-controller` flag")}
     documented |= {row[0].split()[1] for row in _table("`fma-webhook` flag")}
+    # Set by the Deployment itself (names, mount paths), not tunables.
     per_deployment = {"--namespace", "--tls-cert", "--tls-key", "--requester-image",
-                      "--controller-username"}  # fmt: skip
+                      "--controller-username", "--control-credentials-dir",
+                      "--control-trust-file"}  # fmt: skip
     for name, container_name in (("fma-controller", "controller"), ("fma-webhook", "webhook")):
         container = support.container(rendered.get("Deployment", name), container_name)
         passed = {re.sub(r"^--no-", "--", a.split("=")[0]) for a in support.argv(container)}

@@ -5,10 +5,13 @@ The local cluster has no kubelet for images and no cert-manager, so:
   the hook objects are sent to the apiserver as a server-side dry run, which runs the same
   validation and admission without creating Jobs that no kubelet would run;
 - the certificate step runs here, in-process, exactly as the renewal CronJob's containers would:
-  their rendered command lines (`fma-certs ensure ...`, then files/sync_ca_bundle.py), with the
-  CronJob's ServiceAccount identity, so the chart's RBAC is what is tested;
+  their rendered command lines (`fma-certs ensure ...` and `fma-certs ensure-control ...`, then
+  files/sync_ca_bundle.py), with the CronJob's ServiceAccount identity, so the chart's RBAC is
+  what is tested;
 - the webhook runs as a local process with the Deployment's rendered arguments and the webhook
-  ServiceAccount's identity, and must become ready behind the certificate the step issued.
+  ServiceAccount's identity, and must become ready behind the certificate the step issued;
+- so does the controller, with the control credential the step issued in the files its
+  Deployment mounts.
 Uninstalling then leaves nothing carrying the release's label, and the Secrets `fma-certs` wrote
 are garbage-collected with the Service that owns them.
 """
@@ -17,6 +20,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import datetime as dt
 import io
 import json
 import secrets
@@ -24,7 +28,8 @@ import socket
 import ssl
 import subprocess
 import sys
-from collections.abc import Iterator
+import urllib.request
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
@@ -32,13 +37,16 @@ from typing import Any, Final
 import kubernetes.client
 import pytest
 import yaml
+from cryptography import x509
 from kubernetes.client.rest import ApiException
 
 import certs.cli
+from contract import auth
+from controlauth.chain import TrustAnchors, verify_chain
 from localcluster.controlplane import LocalCluster
 from localcluster.processes import ManagedProcess, free_port, wait_until
 from tests.chart import support
-from tests.waiting import eventually
+from tests.waiting import eventually, wait_value
 
 pytestmark = pytest.mark.cluster
 
@@ -65,6 +73,11 @@ class Installation:
         """A kubeconfig acting as ServiceAccount `name` of the release namespace."""
         groups = ("system:serviceaccounts", f"system:serviceaccounts:{self.namespace}")
         return self.cluster.kubeconfig_for(f"system:serviceaccount:{self.namespace}:{name}", groups)
+
+    def secret_data(self, name: str) -> dict[str, bytes]:
+        """The decoded data of Secret `name` of the release namespace."""
+        data = self.get("secret", name, self.namespace)["data"]
+        return {key: base64.b64decode(value) for key, value in data.items()}
 
     def get(self, kind: str, name: str, namespace: str | None = None) -> dict[str, Any]:
         where = ["-n", namespace] if namespace else []
@@ -104,16 +117,20 @@ def _installed(cluster: LocalCluster) -> Iterator[Installation]:
 
 
 def _run_certificate_step(installation: Installation) -> dict[str, Any]:
-    """The renewal CronJob's two containers, run here as its ServiceAccount."""
+    """The renewal CronJob's containers, run here as its ServiceAccount: the `fma-certs` init
+    containers (the webhook's certificate, the controller's control credential), then the sync."""
     cronjob = installation.rendered.get("CronJob", f"{installation.fullname}-certs-renew")
     spec = support.pod_spec(cronjob)
     assert spec is not None
     kubeconfig = f"--kubeconfig={installation.account(spec['serviceAccountName'])}"
-    ensure = support.container(cronjob, "ensure")
-    assert ensure["command"] == ["fma-certs"]
-    printed = io.StringIO()
-    with contextlib.redirect_stdout(printed):
-        assert certs.cli.main([*ensure["args"], kubeconfig]) == 0
+    assert [c["name"] for c in spec["initContainers"]] == ["ensure", "ensure-control"]
+    changed = []
+    for ensure in spec["initContainers"]:
+        assert ensure["command"] == ["fma-certs"]
+        printed = io.StringIO()
+        with contextlib.redirect_stdout(printed):
+            assert certs.cli.main([*ensure["args"], kubeconfig]) == 0, ensure["name"]
+        changed.append(json.loads(printed.getvalue())["changed"])
     sync = support.container(cronjob, "sync-ca-bundle")
     assert sync["command"][0] == "python"
     result = subprocess.run(
@@ -125,7 +142,7 @@ def _run_certificate_step(installation: Installation) -> dict[str, Any]:
     )
     assert result.returncode == 0, result.stderr
     report: dict[str, Any] = json.loads(result.stdout)
-    report["certificatesChanged"] = json.loads(printed.getvalue())["changed"]
+    report["certificatesChanged"] = changed
     return report
 
 
@@ -133,7 +150,7 @@ def _run_certificate_step(installation: Installation) -> dict[str, Any]:
 def installed(cluster: LocalCluster) -> Iterator[Installation]:
     with _installed(cluster) as installation:
         first = _run_certificate_step(installation)
-        assert first["certificatesChanged"] and all(first["changed"].values()), first
+        assert all(first["certificatesChanged"]) and all(first["changed"].values()), first
         yield installation
 
 
@@ -176,6 +193,16 @@ def test_the_hook_objects_are_accepted(installed: Installation) -> None:
     assert len(out.split()) == len(hooks)
 
 
+def _rendered_configuration(installed: Installation, kind: str) -> dict[str, Any]:
+    """The chart's webhook configuration of `kind` (as `kubectl` spells it, in lower case)."""
+    [configuration] = [
+        o
+        for o in installed.rendered.resources
+        if o["kind"].lower() == kind and o["metadata"]["name"] == f"{installed.fullname}-webhook"
+    ]
+    return configuration
+
+
 def test_the_certificate_step_fills_every_ca_bundle_and_hands_the_secrets_over(
     installed: Installation,
 ) -> None:
@@ -185,14 +212,41 @@ def test_the_certificate_step_fills_every_ca_bundle_and_hands_the_secrets_over(
     assert b"BEGIN CERTIFICATE" in base64.b64decode(bundle)
     for kind in CONFIGURATION_KINDS:
         webhooks = installed.get(kind, name)["webhooks"]
-        assert len(webhooks) == 2
+        assert len(webhooks) == len(_rendered_configuration(installed, kind)["webhooks"])
         assert all(w["clientConfig"]["caBundle"] == bundle for w in webhooks)
     service_uid = installed.get("service", name, namespace)["metadata"]["uid"]
-    for secret in (f"{name}-tls", f"{name}-tls-ca"):
+    control = f"{installed.fullname}-control"
+    for secret in (f"{name}-tls", f"{name}-tls-ca", control, f"{control}-ca"):
         owners = installed.get("secret", secret, namespace)["metadata"]["ownerReferences"]
         assert [(o["kind"], o["uid"]) for o in owners] == [("Service", service_uid)]
     again = _run_certificate_step(installed)
-    assert not again["certificatesChanged"] and not any(again["changed"].values()), again
+    assert not any(again["certificatesChanged"]) and not any(again["changed"].values()), again
+
+
+def test_the_certificate_step_issues_the_control_credential_the_controller_mounts(
+    installed: Installation,
+) -> None:
+    name = f"{installed.fullname}-control"
+    secret = installed.get("secret", name, installed.namespace)
+    assert secret["type"] == "kubernetes.io/tls"
+    data = installed.secret_data(name)
+    assert sorted(data) == sorted((auth.CA_FILE, auth.CERT_FILE, auth.KEY_FILE))
+    chain = x509.load_pem_x509_certificates(data[auth.CERT_FILE])
+    anchors = TrustAnchors.from_pem(data[auth.CA_FILE], source=name)
+    verify_chain(chain, anchors, chain[0].not_valid_before_utc + dt.timedelta(minutes=10))
+    # The CA key lives in a Secret of its own, which no Pod mounts.
+    assert sorted(installed.secret_data(f"{name}-ca")) == ["tls.crt", "tls.key"]
+    deployments = {d["metadata"]["name"]: d for d in installed.rendered.of_kind("Deployment")}
+    mounted = {
+        (deployment, volume["secret"]["secretName"], str(volume["secret"].get("items", "")))
+        for deployment, obj in deployments.items()
+        for volume in (support.pod_spec(obj) or {})["volumes"]
+        if volume["name"].startswith("control")
+    }
+    assert mounted == {
+        (f"{installed.fullname}-controller", name, ""),
+        (f"{installed.fullname}-webhook", name, str([{"key": "ca.crt", "path": "ca.crt"}])),
+    }
 
 
 def test_an_upgrade_keeps_the_patched_ca_bundle(installed: Installation) -> None:
@@ -211,7 +265,7 @@ def test_an_upgrade_keeps_the_patched_ca_bundle(installed: Installation) -> None
     assert (info["status"], info["revision"]) == ("deployed", 2)
     for kind in CONFIGURATION_KINDS:
         after = installed.get(kind, name)["webhooks"]
-        assert [w["timeoutSeconds"] for w in after] == [7, 7]
+        assert [w["timeoutSeconds"] for w in after] == [7] * len(before[kind])
         assert [w["clientConfig"] for w in after] == [w["clientConfig"] for w in before[kind]]
         assert all(w["clientConfig"]["caBundle"] for w in after)
 
@@ -243,6 +297,8 @@ def test_an_upgrade_keeps_the_patched_ca_bundle(installed: Installation) -> None
         ("webhook", "list", "secrets", "release", False),
         ("certs", "create", "secrets", "release", True),
         ("certs", "update", "secrets/{fullname}-webhook-tls", "release", True),
+        ("certs", "update", "secrets/{fullname}-control", "release", True),
+        ("certs", "update", "secrets/{fullname}-control-ca", "release", True),
         ("certs", "get", "secrets/other", "release", False),
         ("certs", "list", "secrets", "release", False),
         ("certs", "patch", "validatingwebhookconfigurations/{fullname}-webhook", "", True),
@@ -288,27 +344,9 @@ def test_the_webhook_serves_with_the_charts_arguments_rbac_and_certificate(
     installed: Installation, tmp_path: Path
 ) -> None:
     name = f"{installed.fullname}-webhook"
-    deployment = installed.rendered.get("Deployment", name)
-    container = support.container(deployment, "webhook")
-    serving = installed.get("secret", f"{name}-tls", installed.namespace)["data"]
-    mount = next(m["mountPath"] for m in container["volumeMounts"] if m["name"] == "tls")
-    for key in ("tls.crt", "tls.key"):
-        (tmp_path / key).write_bytes(base64.b64decode(serving[key]))
-    port = free_port()
-    args = [
-        a.replace(mount, str(tmp_path)) if a.startswith("--tls-") else a
-        for a in container["args"]
-        if not a.startswith("--port=")
-    ]
-    spec = support.pod_spec(deployment)
-    assert spec is not None
-    argv = [
-        str(Path(sys.executable).parent / container["command"][0]),
-        *args,
-        f"--port={port}",
-        "--host=127.0.0.1",
-        f"--kubeconfig={installed.account(spec['serviceAccountName'])}",
-    ]
+    argv, port = _run_here(
+        installed, name, tmp_path, listen=("--port", "--host"), identity=installed.account
+    )
     process = ManagedProcess("fma-webhook", argv, log_path=tmp_path / "webhook.log")
     bundle = installed.get("validatingwebhookconfiguration", name)["webhooks"][0]
     ca_pem = base64.b64decode(bundle["clientConfig"]["caBundle"])
@@ -325,6 +363,112 @@ def test_the_webhook_serves_with_the_charts_arguments_rbac_and_certificate(
             "fma-webhook /readyz behind the chart's certificate", ready, timeout=60, process=process
         )
         assert _status(port, ca_pem, server_name, "/healthz") == 200
+    finally:
+        process.stop(grace_seconds=10)
+
+
+def _run_here(
+    installed: Installation,
+    deployment_name: str,
+    tmp_path: Path,
+    *,
+    listen: tuple[str, str],
+    identity: Callable[[str], Path],
+) -> tuple[list[str], int]:
+    """The command line of the Deployment's (only) container, run here: its rendered arguments,
+    with each mounted Secret's path replaced by a folder under `tmp_path` holding what the
+    kubelet would put there (the Secret's keys, or its `items`), listening on a free port of
+    127.0.0.1 (`listen`: the port and host flags), as the Pod's ServiceAccount (`identity`
+    makes a kubeconfig for it). Returns the command line and the port."""
+    deployment = installed.rendered.get("Deployment", deployment_name)
+    spec = support.pod_spec(deployment)
+    assert spec is not None
+    [container] = spec["containers"]
+    volumes = {v["name"]: v["secret"] for v in spec["volumes"] if "secret" in v}
+    args = list(container["args"])
+    for mount in container["volumeMounts"]:
+        secret = volumes.get(mount["name"])
+        if secret is None:
+            continue
+        folder = tmp_path / mount["name"]
+        folder.mkdir()
+        data = installed.secret_data(secret["secretName"])
+        items = secret.get("items") or [{"key": k, "path": k} for k in data]
+        for item in items:
+            (folder / item["path"]).write_bytes(data[item["key"]])
+        args = [a.replace(f"={mount['mountPath']}", f"={folder}") for a in args]
+    port_flag, host_flag = listen
+    port = free_port()
+    argv = [
+        str(Path(sys.executable).parent / container["command"][0]),
+        *[a for a in args if not a.startswith(f"{port_flag}=")],
+        f"{port_flag}={port}",
+        f"{host_flag}=127.0.0.1",
+        f"--kubeconfig={identity(spec['serviceAccountName'])}",
+    ]
+    return argv, port
+
+
+def _token_kubeconfig(installed: Installation, account: str, tmp_path: Path) -> Path:
+    """A kubeconfig acting as ServiceAccount `account` with its own token, as in a Pod.
+    (`Installation.account` cannot serve here: a certificate's CN holds at most 64 characters,
+    and `system:serviceaccount:<namespace>:<release>-fma-controllers` is longer.)"""
+
+    def token_secret() -> str | None:
+        sa = installed.get("serviceaccount", account, installed.namespace)
+        return next((s["name"] for s in sa.get("secrets") or []), None)
+
+    token = installed.secret_data(wait_value(f"a token of {account}", token_secret))["token"]
+    server = yaml.safe_load(installed.cluster.kubeconfig.read_text())["clusters"][0]["cluster"]
+    config = {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [{"name": "local", "cluster": server}],
+        "users": [{"name": account, "user": {"token": token.decode()}}],
+        "contexts": [{"name": "local", "context": {"cluster": "local", "user": account}}],
+        "current-context": "local",
+    }
+    path = tmp_path / f"{account}.kubeconfig"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def test_the_controller_runs_with_the_charts_arguments_and_control_credential(
+    installed: Installation, tmp_path: Path
+) -> None:
+    """The controller reads its control credential at start and refuses to run without it, so a
+    ready controller is one that loaded the credential the certificate step issued."""
+    argv, port = _run_here(
+        installed,
+        f"{installed.fullname}-controller",
+        tmp_path,
+        listen=("--metrics-port", "--metrics-host"),
+        identity=lambda account: _token_kubeconfig(installed, account, tmp_path),
+    )
+    assert f"--control-credentials-dir={tmp_path / 'control'}" in argv
+    refused = subprocess.run(
+        [a.replace(str(tmp_path / "control"), str(tmp_path / "missing")) for a in argv],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert refused.returncode != 0 and "--control-credentials-dir" in refused.stderr
+    process = ManagedProcess("fma-controller", argv, log_path=tmp_path / "controller.log")
+    process.start()
+    try:
+
+        def ready() -> bool:
+            with (
+                contextlib.suppress(OSError),
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=5) as answer,
+            ):
+                return bool(answer.status == 200)
+            return False
+
+        wait_until(
+            "fma-controller /readyz with the chart's credential", ready, timeout=60, process=process
+        )
     finally:
         process.stop(grace_seconds=10)
 

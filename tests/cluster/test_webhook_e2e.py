@@ -30,6 +30,8 @@ MUTATED = "fma.llm-d.ai/mutated"
 ISC_ANNOTATION = "dual-pods.llm-d.ai/inference-server-config"
 SERVER_PATCH = "dual-pods.llm-d.ai/server-patch"
 REQUESTER = "dual-pods.llm-d.ai/requester"
+DUAL = "dual-pods.llm-d.ai/dual"
+LC_NAME = "dual-pods.llm-d.ai/launcher-config-name"
 FMA = "fma.llm-d.ai/v1alpha1"
 
 
@@ -67,8 +69,10 @@ def vllm_pod(name: str, *extra_args: str) -> dict[str, Any]:
     }
 
 
-def plain_pod(name: str, annotations: dict[str, str] | None = None) -> dict[str, Any]:
-    meta: dict[str, Any] = {"name": name, "annotations": annotations or {}}
+def plain_pod(
+    name: str, annotations: dict[str, str] | None = None, labels: dict[str, str] | None = None
+) -> dict[str, Any]:
+    meta: dict[str, Any] = {"name": name, "annotations": annotations or {}, "labels": labels or {}}
     container = {"name": "app", "image": "busybox:1.36", "command": ["sleep", "3600"]}
     return {
         "apiVersion": "v1",
@@ -228,10 +232,8 @@ def test_invalid_custom_resources_are_rejected_naming_the_field(
     assert field in refused.value.stderr
 
 
-@pytest.fixture
-def guarded(cluster: LocalCluster, namespace: str, webhook: Webhook) -> tuple[Path, Path]:
-    """A namespace fma serves; kubeconfigs for alice (edit rights) and the controllers."""
-    label(cluster, namespace, f"{SERVED}=true")
+def grant_edit(cluster: LocalCluster, namespace: str, webhook: Webhook) -> tuple[Path, Path]:
+    """Kubeconfigs for alice (edit rights in `namespace`) and the controllers (the same)."""
     cluster.kubectl(
         "create", "rolebinding", "alice-edit", "-n", namespace, "--clusterrole=edit", "--user=alice"
     )
@@ -245,6 +247,13 @@ def guarded(cluster: LocalCluster, namespace: str, webhook: Webhook) -> tuple[Pa
         f"--serviceaccount={webhook.namespace}:fma-fma-controllers",
     )
     return cluster.kubeconfig_for("alice"), webhook.controller_kubeconfig()
+
+
+@pytest.fixture
+def guarded(cluster: LocalCluster, namespace: str, webhook: Webhook) -> tuple[Path, Path]:
+    """A namespace fma serves; kubeconfigs for alice (edit rights) and the controllers."""
+    label(cluster, namespace, f"{SERVED}=true")
+    return grant_edit(cluster, namespace, webhook)
 
 
 def test_forging_controller_annotations_is_denied_to_users_allowed_to_controllers(
@@ -268,6 +277,45 @@ def test_forging_controller_annotations_is_denied_to_users_allowed_to_controller
         controllers, "annotate", "pod", "ordinary", "-n", namespace, f"{REQUESTER}=uid ordinary"
     )
     assert update.returncode == 0, update.stderr
+
+
+def test_fma_pods_are_guarded_outside_served_namespaces_and_ordinary_pods_skip_the_webhook(
+    webhook: Webhook, cluster: LocalCluster, namespace: str
+) -> None:
+    """Issue 13: no `served` label here, yet a bound requester and a launcher keep their
+    controller-owned keys; ordinary Pods never reach the webhook (it is down: still written)."""
+    alice, controllers = grant_edit(cluster, namespace, webhook)
+    bound = plain_pod("bound", {ISC_ANNOTATION: "tiny"}, {DUAL: "launcher-x"})
+    created(controllers, namespace, bound)  # the controllers bind it
+    for change in (
+        ("annotate", "--overwrite", "pod", "bound", f"{ISC_ANNOTATION}=other"),
+        ("label", "pod", "bound", f"{DUAL}-"),
+        ("annotate", "pod", "bound", f"{REQUESTER}=uid other"),
+    ):
+        denied = kubectl_as(alice, *change, "-n", namespace)
+        assert denied.returncode != 0, change
+        assert "denied the request" in denied.stderr
+    # Posing as a launcher or a bound Pod from birth is denied too.
+    message = refused(alice, namespace, plain_pod("fake-launcher", labels={LC_NAME: "lc"}))
+    assert "denied the request" in message
+    assert LC_NAME in message
+    # Unrelated edits of the bound Pod pass the guard; the controllers may change their keys.
+    allowed = kubectl_as(alice, "label", "pod", "bound", "-n", namespace, "team=ml")
+    assert allowed.returncode == 0, allowed.stderr
+    allowed = kubectl_as(
+        controllers, "label", "--overwrite", "pod", "bound", "-n", namespace, f"{DUAL}=launcher-y"
+    )
+    assert allowed.returncode == 0, allowed.stderr
+    created(alice, namespace, plain_pod("ordinary"))
+    with webhook.stopped():
+        # Ordinary Pods: created and updated without the webhook...
+        created(alice, namespace, plain_pod("ordinary-2"))
+        update = kubectl_as(alice, "label", "pod", "ordinary", "-n", namespace, "team=ml")
+        assert update.returncode == 0, update.stderr
+        # ...while fma's labelled Pods fail closed.
+        update = kubectl_as(alice, "label", "pod", "bound", "-n", namespace, "tier=gold")
+        assert update.returncode != 0
+        assert "failed calling webhook" in update.stderr
 
 
 def test_with_the_webhook_down_pods_are_created_and_cr_writes_refused(

@@ -14,21 +14,27 @@ from typing import Any
 import httpx
 import psutil
 
+from contract.auth import MODE_ENV, MODE_OFF
+from controlauth import ControlToken
 from localcluster.processes import ManagedProcess, free_port, wait_until
+from tests.controlkit import ControlKit
 
 FAKE_ENTRY = "localcluster.testing.fake_instance:serve"
+LAUNCHER_UID = "launcher-pod-uid"
+"""The UID the launcher believes its Pod has (`FMA_POD_UID`): its control tokens' audience."""
 
 
 class Launcher:
     """A launcher process under test, with a small HTTP client for its API."""
 
-    def __init__(self, process: ManagedProcess, port: int, log_dir: Path, token: str | None):
+    def __init__(
+        self, process: ManagedProcess, port: int, log_dir: Path, auth: httpx.Auth | None
+    ) -> None:
         self.process = process
         self.port = port
         self.log_dir = log_dir
         self.url = f"http://127.0.0.1:{port}"
-        headers = {"Authorization": f"Bearer {token}"} if token else {}
-        self.http = httpx.Client(base_url=self.url, timeout=60, headers=headers)
+        self.http = httpx.Client(base_url=self.url, timeout=60, auth=auth)
 
     @property
     def pid(self) -> int:
@@ -116,27 +122,29 @@ def running_launcher(
     tmp_path: Path,
     *args: str,
     entry: str | None = FAKE_ENTRY,
-    token: str | None = None,
+    control: ControlKit | None = None,
     env: dict[str, str] | None = None,
     ready_timeout: float = 120,
 ) -> Iterator[Launcher]:
-    """Starts `python -m launcher` on a free port; stops it (and checks for orphans) after."""
+    """Starts `python -m launcher` on a free port; stops it (and checks for orphans) after.
+
+    With `control` the launcher checks control tokens and the test's client signs its calls as
+    the controller does; without, it runs with authentication off."""
     port = free_port()
     log_dir = tmp_path / f"launcher-{port}"
     log_dir.mkdir()
     argv = _argv(port, log_dir, args, entry)
-    if token is not None:
-        (log_dir / "token").write_text(token + "\n")
-        argv += ["--token-file", str(log_dir / "token")]
+    auth_env = control.env(LAUNCHER_UID) if control else {MODE_ENV: MODE_OFF}
     process = ManagedProcess(
         f"launcher-{port}",
         argv,
         log_path=log_dir / "launcher.log",
-        env={**os.environ, **(env or {})},
+        env={**os.environ, **auth_env, **(env or {})},
         cwd=Path(__file__).resolve().parents[2],
     )
     process.start()
-    launcher = Launcher(process, port, log_dir, token)
+    signed = ControlToken(control.auth.signer, LAUNCHER_UID) if control else None
+    launcher = Launcher(process, port, log_dir, signed)
     try:
         wait_until(
             "launcher /readyz",

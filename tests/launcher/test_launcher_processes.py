@@ -3,7 +3,7 @@
 What is checked here does not depend on vLLM: ids and status codes, the child's environment and
 log, phases and their events, failures with exit codes and reasons, the start timeout, stopping
 without orphans (each launcher here is stopped with SIGTERM and its process tree checked; one is
-SIGKILLed), bearer tokens, and watch resumption with 410.
+SIGKILLed), control authentication, and watch resumption with 410.
 """
 
 from __future__ import annotations
@@ -19,7 +19,9 @@ import httpx
 import psutil
 import pytest
 
+from controlauth import ControlToken
 from localcluster.processes import free_port, wait_until
+from tests.controlkit import control_kit
 from tests.launcher.support import Launcher, process_tree_gone, running_launcher
 
 
@@ -173,13 +175,23 @@ def test_delete_all_and_watch_410(tmp_path: Path) -> None:
         assert kept[-1]["type"] == "DELETED"
 
 
-def test_token_protects_mutations(tmp_path: Path) -> None:
-    with running_launcher(tmp_path, token="t0ken") as guarded:
-        bare = httpx.put(
-            guarded.url + "/v2/vllm/instances/x", json={"options": f"--port {free_port()}"}
-        )
-        assert bare.status_code == 401
-        assert guarded.put("x", f"--port {free_port()}").status_code == 201
+def test_only_the_controller_creates_and_deletes_instances(tmp_path: Path) -> None:
+    """A caller without the controller's token (a tenant's Pod) is refused and changes nothing;
+    the controller's signed calls work; a token for another launcher is refused."""
+    kit = control_kit(tmp_path / "control")
+    with running_launcher(tmp_path, control=kit) as guarded:
+        instances = guarded.url + "/v2/vllm/instances"
+        body = {"options": f"--port {free_port()}"}
+        assert httpx.put(instances + "/x", json=body).status_code == 401
+        other = ControlToken(kit.auth.signer, "another-launcher")
+        assert httpx.put(instances + "/x", json=body, auth=other).status_code == 401
+        assert httpx.get(instances).json()["total_instances"] == 0  # reads open, nothing made
+        assert guarded.put("x", body["options"]).status_code == 201
+        for method in ("DELETE", "POST"):
+            refused = httpx.request(method, instances, json=body if method == "POST" else None)
+            assert refused.status_code == 401, method
+        assert guarded.get("x")["phase"] in ("starting", "ready")  # still there
+        assert guarded.http.delete(instances + "/x").status_code == 200
 
 
 def test_instances_die_with_a_killed_launcher(tmp_path: Path) -> None:

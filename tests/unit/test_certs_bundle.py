@@ -60,8 +60,8 @@ def test_first_run_creates_everything() -> None:
     assert outcome.changed
     assert outcome.reasons == ("no CA stored: creating one",)
     certificates = outcome.certificates
-    assert sans(certificates.serving.cert_pem) == (NAMES, ["127.0.0.1"])
-    leaf = certificates.serving.certificate
+    assert sans(certificates.leaf.cert_pem) == (NAMES, ["127.0.0.1"])
+    leaf = certificates.leaf.certificate
     leaf.verify_directly_issued_by(certificates.ca.certificate)
     assert certificates.ca_bundle == certificates.ca.cert_pem
 
@@ -84,7 +84,7 @@ def test_changed_names_reissue_only_the_leaf() -> None:
     outcome = again(stored, dns_names=[*NAMES, "extra.example"])
     assert (outcome.ca_rotated, outcome.leaf_issued, outcome.bundle_changed) == (False, True, False)
     assert outcome.certificates.ca.cert_pem == stored.ca_cert
-    assert "extra.example" in sans(outcome.certificates.serving.cert_pem)[0]
+    assert "extra.example" in sans(outcome.certificates.leaf.cert_pem)[0]
     assert not again(stored, ip_addresses=["127.0.0.1"]).changed
     assert again(stored, ip_addresses=[]).leaf_issued
 
@@ -138,7 +138,7 @@ def test_leaf_from_another_ca_is_reissued() -> None:
 
 def test_mismatched_leaf_key_is_reissued() -> None:
     stored = first().certificates.material()
-    other_key = first().certificates.serving.key_pem
+    other_key = first().certificates.leaf.key_pem
     outcome = again(dataclasses.replace(stored, tls_key=other_key))
     assert outcome.reasons == ("serving certificate: its key does not match: reissuing",)
 
@@ -199,6 +199,6 @@ def test_short_lifetimes_are_honoured() -> None:
         ca_renew_before=dt.timedelta(days=2),
     )
     outcome = ensure_certificates(None, dns_names=["localhost"], policy=policy)
-    leaf = outcome.certificates.serving.certificate
+    leaf = outcome.certificates.leaf.certificate
     assert leaf.not_valid_after_utc - now() < dt.timedelta(days=3, minutes=1)
-    assert ipaddress.ip_address("127.0.0.1") not in sans(outcome.certificates.serving.cert_pem)[1]
+    assert ipaddress.ip_address("127.0.0.1") not in sans(outcome.certificates.leaf.cert_pem)[1]

@@ -34,7 +34,7 @@ def _performed(memory: ServerMemory, actions: list[Action], *, now: float) -> Se
 def test_relay_before_the_container_shows_running_defers_the_observation() -> None:
     memory = ServerMemory(gpu_uuids=GPUS, instance_known=True)
     actions = serving(memory, server_running=False, server_started_at=None)
-    assert RelayReady(ip="10.0.0.1", port=8081) in actions
+    assert RelayReady(ip="10.0.0.1", port=8081, uid="req-uid") in actions
     assert not any(isinstance(a, ObserveActuation) for a in actions)
     after = _performed(memory, actions, now=NOW + 0.5)
     assert after.relayed_at == NOW + 0.5
@@ -59,5 +59,7 @@ def test_recovered_readiness_is_never_observed() -> None:
 
 def test_an_unready_relay_clears_the_relay_time() -> None:
     memory = ServerMemory(relayed_ready=True, relayed_at=NOW)
-    after = record_success(memory, RelayUnready(ip="10.0.0.1", port=8081), now=NOW + 1)
+    after = record_success(
+        memory, RelayUnready(ip="10.0.0.1", port=8081, uid="req-uid"), now=NOW + 1
+    )
     assert after.relayed_ready is False and after.relayed_at is None

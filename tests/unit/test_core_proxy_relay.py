@@ -47,7 +47,7 @@ def test_the_proxy_is_configured_before_readiness_is_relayed() -> None:
     assert names.index("ConfigureProxy") < names.index("RelayReady")
     (configure,) = [a for a in actions if isinstance(a, ConfigureProxy)]
     assert configure == ConfigureProxy(
-        ip="10.0.0.1", port=8081, address="10.0.1.1", target_port=8005, restarts=0
+        ip="10.0.0.1", port=8081, uid="req-uid", address="10.0.1.1", target_port=8005, restarts=0
     )
 
 
@@ -80,7 +80,9 @@ def test_the_admin_port_annotation_moves_the_spi() -> None:
 
 def test_a_refused_configuration_is_retried_and_readiness_waits() -> None:
     configured = performed(KNOWN, serving(KNOWN))
-    configure = ConfigureProxy(ip="10.0.0.1", port=8081, address="10.0.1.1", target_port=8005)
+    configure = ConfigureProxy(
+        ip="10.0.0.1", port=8081, uid="req-uid", address="10.0.1.1", target_port=8005
+    )
     failed = record_failure(configured, configure, now=NOW, error="HTTP 409")
     assert failed.proxied is None
     unready = dataclasses.replace(failed, relayed_ready=None, actuation_observed=False)

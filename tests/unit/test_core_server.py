@@ -356,7 +356,7 @@ def test_ready_instance_applies_routing_and_relays_ready() -> None:
     actions = bound(instance(phase="ready"), memory=memory)
     update = next(a for a in actions if isinstance(a, UpdateProvider))
     assert update.patch.labels == {"dual-pods.llm-d.ai/sleeping": "false", "route": "yes"}
-    assert RelayReady(ip="10.0.0.1", port=8081) in actions
+    assert RelayReady(ip="10.0.0.1", port=8081, uid="req-uid") in actions
     observe = next(a for a in actions if isinstance(a, ObserveActuation))
     assert (observe.path, observe.instances_deleted, observe.seconds) == ("warm", 1, 30.0)
 
@@ -681,7 +681,7 @@ def test_relay_unready_when_server_goes_away() -> None:
         requester=requester(finalizers=(FIN,), server_ready=True),
         memory=memory,
     )
-    assert RelayUnready(ip="10.0.0.1", port=8081) in decide_server(snap)
+    assert RelayUnready(ip="10.0.0.1", port=8081, uid="req-uid") in decide_server(snap)
 
 
 def test_memory_records() -> None:

@@ -211,6 +211,7 @@ async def test_requester_app_serves_on_the_pod_ip_and_stops_on_sigterm(tmp_path:
         "SPI_PORT": str(spi),
         "NVIDIA_VISIBLE_DEVICES": GPU,
         "FMA_REQUESTER_GPU_SOURCE": "env",
+        "FMA_CONTROL_AUTH": "off",
     }
     instance = AppInstance(
         load_app("requester"), argv=["fma-requester"], env=env, cwd=str(tmp_path), log=writer

@@ -16,15 +16,16 @@ from fastapi import FastAPI
 from fastapi.routing import APIRoute
 
 from contract.launcher import VllmConfig
+from controlauth import ControlToken
 from launcher.app import create_app
 from launcher.gpus import GpuMap
 from launcher.manager import InstanceManager
 from launcher.settings import Settings
 from launcher.state import Instance
+from tests.controlkit import control_kit
 
 pytestmark = pytest.mark.anyio
 
-TOKEN = "s3cret"
 GPUS = GpuMap(indices={"GPU-0": 0, "GPU-1": 1}, source="mock")
 
 
@@ -141,8 +142,9 @@ async def test_create_rejections(app: FastAPI, tmp_path: Path, client: httpx.Asy
     assert isinstance(body.json()["detail"], list)  # FastAPI's validation shape
 
 
-async def test_mutations_need_the_token_when_one_is_set(tmp_path: Path) -> None:
-    app = _app(tmp_path, token=TOKEN)
+async def test_mutations_need_the_controllers_token(tmp_path: Path) -> None:
+    kit = control_kit(tmp_path / "control")
+    app = _app(tmp_path, control_auth=kit.verifier("launcher-uid"))
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://launcher") as client:
         url = "/v2/vllm/instances"
@@ -150,9 +152,15 @@ async def test_mutations_need_the_token_when_one_is_set(tmp_path: Path) -> None:
             response = await client.request(method, path, json={"options": ""})
             assert response.status_code == 401, (method, path)
             assert response.headers["WWW-Authenticate"] == "Bearer"
-        wrong = await client.delete(url, headers={"Authorization": "Bearer nope"})
+            assert "Authorization" in response.json()["detail"]
+        wrong = await client.delete(url, auth=ControlToken(kit.auth.signer, "other-launcher"))
         assert wrong.status_code == 401
-        right = await client.delete(url, headers={"Authorization": f"Bearer {TOKEN}"})
+        assert "audience" in wrong.json()["detail"].lower()
+        query = await client.delete(
+            url + "?x=1", headers={"Authorization": kit.header("DELETE", url, "launcher-uid")}
+        )
+        assert query.status_code == 401  # the query is part of what is signed
+        right = await client.delete(url, auth=ControlToken(kit.auth.signer, "launcher-uid"))
         assert right.json() == {
             "status": "all_stopped",
             "stopped_instances": [],

@@ -1,39 +1,46 @@
-"""Command-line flags and where the bearer token comes from."""
+"""Command-line flags, and the control authentication the launcher insists on."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
-import pytest
-
+from contract import auth
 from launcher.cli import parse_args
 from launcher.settings import DEFAULT_ENTRY, Settings
+from tests.controlkit import control_kit
 
 
-def test_defaults_match_the_reference_where_it_has_them(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv("FMA_LAUNCHER_TOKEN", raising=False)
-    monkeypatch.delenv("FMA_LAUNCHER_TOKEN_FILE", raising=False)
+def test_defaults_match_the_reference_where_it_has_them() -> None:
     settings = parse_args([])
     assert (settings.host, settings.port, settings.log_level) == ("0.0.0.0", 8001, "info")
     assert (settings.mock_gpus, settings.mock_gpu_count) == (False, 8)
     assert (settings.start_timeout, settings.stop_grace) == (600.0, 10.0)
-    assert settings.token is None
     assert settings.instance_entry == DEFAULT_ENTRY
     assert settings == Settings(), "every flag defaults to its Settings default"
 
 
-def test_token_from_file_then_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    token_file = tmp_path / "token"
-    token_file.write_text("abc\n")
-    monkeypatch.setenv("FMA_LAUNCHER_TOKEN", "from-env")
-    assert parse_args(["--token-file", str(token_file)]).token == "abc"
-    assert parse_args([]).token == "from-env"
-    monkeypatch.setenv("FMA_LAUNCHER_TOKEN_FILE", str(token_file))
-    assert parse_args([]).token == "abc"
+def _launcher(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """`fma-launcher --port 0`, stopped at once if it starts (a bad port keeps it from serving)."""
+    return subprocess.run(
+        [sys.executable, "-m", "launcher.cli", "--mock-gpus", "--port", "-1"],
+        env={"PATH": "/usr/bin:/bin", **env},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
 
 
-def test_an_empty_token_is_refused(tmp_path: Path) -> None:
-    empty = tmp_path / "empty"
-    empty.write_text("\n")
-    with pytest.raises(SystemExit, match="empty"):
-        parse_args(["--token-file", str(empty)])
+def test_the_launcher_will_not_serve_an_open_api_unless_told(tmp_path: Path) -> None:
+    """Secure by default: without the control bundle the launcher exits 2 naming the fix."""
+    refused = _launcher({})
+    assert refused.returncode == 2
+    assert auth.TRUST_ENV in refused.stderr and f"{auth.MODE_ENV}=off" in refused.stderr
+    kit = control_kit(tmp_path / "control")
+    no_uid = _launcher({auth.TRUST_ENV: kit.auth.trust_pem()})
+    assert no_uid.returncode == 2 and auth.POD_UID_ENV in no_uid.stderr
+    for env in (kit.env("launcher-uid"), {auth.MODE_ENV: auth.MODE_OFF}):
+        started = _launcher(env)  # past the check: it fails only on the impossible port
+        assert auth.TRUST_ENV not in started.stderr, started.stderr

@@ -17,6 +17,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 PACKAGES = (
     "contract",
+    "controlauth",
     "jsonlog",
     "crds",
     "certs",
@@ -26,12 +27,13 @@ PACKAGES = (
     "controller",
     "localcluster",
 )
-_BOTTOM = {"contract", "jsonlog", "crds", "certs"}
+_BOTTOM = {"contract", "controlauth", "jsonlog", "crds", "certs"}
 ALLOWED: dict[str, set[str]] = {
     "contract": set(),
+    "controlauth": {"contract"},  # the token format is wire (contract.auth)
     "jsonlog": set(),
     "crds": {"contract"},  # the CRDs' group and version are wire names (contract.objects)
-    "certs": set(),
+    "certs": {"contract"},  # the control credential's file names and identity
     "kube": _BOTTOM,
     "launcher": _BOTTOM,
     "webhook": _BOTTOM | {"kube"},

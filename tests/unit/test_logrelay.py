@@ -79,7 +79,7 @@ def test_launcher_mode_relays_the_bound_instance_to_the_requester_spi() -> None:
     target = relay_target(
         launcher(ip="127.0.0.9"), requester(ann={"dual-pods.llm-d.ai/admin-port": "9999"})
     )
-    assert target == Target(InstanceLog(LAUNCHER_UID, "127.0.0.9", IID), "127.0.0.1", 9999)
+    assert target == Target(InstanceLog(LAUNCHER_UID, "127.0.0.9", IID), "127.0.0.1", 9999, REQ_UID)
 
 
 def test_direct_mode_relays_the_provider_pod_log() -> None:

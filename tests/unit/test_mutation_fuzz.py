@@ -215,7 +215,7 @@ def check_ports(mutated: dict[str, Any]) -> None:
     wanted = {command.port, *(p["containerPort"] for p in tcp)}
     containers = mutated["spec"]["containers"]
     (stub,) = [c for c in containers if c.get("name") == "inference-server"]
-    env = {item["name"]: item["value"] for item in stub["env"]}
+    env = {item["name"]: item["value"] for item in stub["env"] if "value" in item}
     assert {int(port) for port in env["FMA_SERVING_PORTS"].split(",")} == wanted
     assert wanted <= {p["containerPort"] for p in stub["ports"] if p.get("protocol") in tcp_names}
     own = [int(env[name]) for name in ("PROBES_PORT", "SPI_PORT", "PROXY_PORT")]

@@ -28,7 +28,11 @@ GOLDEN = Path(__file__).resolve().parents[1] / "golden" / "mutation"
 CASES = sorted(path.name for path in GOLDEN.iterdir() if path.is_dir())
 UPDATE = os.environ.get("UPDATE_GOLDEN") == "1"
 REGENERATE = "UPDATE_GOLDEN=1 .venv/bin/pytest tests/unit/test_mutation_golden.py"
-SETTINGS = MutationSettings(requester_image="ghcr.io/llm-d/fma:golden", webhook_namespace="fma")
+SETTINGS = MutationSettings(
+    requester_image="ghcr.io/llm-d/fma:golden",
+    webhook_namespace="fma",
+    control_trust="<the control CA bundle, PEM>",  # authentication on, as installed by default
+)
 
 
 def load_context(path: Path) -> MutationContext:

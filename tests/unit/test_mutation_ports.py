@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 
+from contract import auth
 from controller.core import build_direct_provider
 from crds.models import InferenceServerConfig
 from tests.unit.mutation_support import apply, context, mutate, pod, vllm_container
@@ -37,7 +38,7 @@ def stub_of(mutated: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def env_of(stub: Mapping[str, Any]) -> dict[str, str]:
-    return {item["name"]: item["value"] for item in stub["env"]}
+    return {item["name"]: item["value"] for item in stub["env"] if "value" in item}
 
 
 def serving(stub: Mapping[str, Any]) -> list[int]:
@@ -99,6 +100,7 @@ def test_the_vllm_container_ports_are_kept_as_written() -> None:
         {"name": "SPI_PORT", "value": "8081"},
         {"name": "PROXY_PORT", "value": "8082"},
         {"name": "FMA_SERVING_PORTS", "value": "8000,9090"},
+        *auth.verifier_env(None),  # the test's settings: authentication off
     ]
     assert_consistent(mutated)
 

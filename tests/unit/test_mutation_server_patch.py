@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from contract import auth
 from tests.unit.mutation_support import (
     apply,
     context,
@@ -19,7 +20,13 @@ from tests.unit.mutation_support import (
 )
 
 DEV_MODE = {"name": "VLLM_SERVER_DEV_MODE", "value": "1"}
-STUB_ENV_NAMES = {"PROBES_PORT", "SPI_PORT", "PROXY_PORT", "FMA_SERVING_PORTS"}
+STUB_ENV_NAMES = {
+    "PROBES_PORT",
+    "SPI_PORT",
+    "PROXY_PORT",
+    "FMA_SERVING_PORTS",
+    *(e["name"] for e in auth.verifier_env(None)),
+}
 REPLACE = {"$patch": "replace"}
 
 

@@ -29,7 +29,17 @@ import pytest
 
 ROOT: Final = Path(__file__).resolve().parents[2]
 RUNTIME: Final = frozenset(
-    {"contract", "jsonlog", "kube", "crds", "certs", "launcher", "webhook", "controller"}
+    {
+        "contract",
+        "controlauth",
+        "jsonlog",
+        "kube",
+        "crds",
+        "certs",
+        "launcher",
+        "webhook",
+        "controller",
+    }
 )
 """The packages of the `fma` wheel."""
 DEV_ONLY: Final = frozenset({"localcluster", "tests", "bench"})

@@ -296,7 +296,7 @@ def test_events_and_the_actuation_metric() -> None:
         ctx = PassContext(item=CTX.item, decided_at=NOW - 1, isc_name="isc1", target=requester)
         async with executor(cluster) as w:
             actions = [
-                RelayReady(ip="10.0.0.1", port=8081),
+                RelayReady(ip="10.0.0.1", port=8081, uid="req-uid"),
                 ObserveActuation(
                     path="hot", instances_deleted=0, seconds=1, isc_name="isc1", started_at=NOW - 3
                 ),

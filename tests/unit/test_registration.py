@@ -141,8 +141,69 @@ def test_validating_configuration() -> None:
                     ]
                 },
             },
+            *(labelled_guard(name, expressions) for name, expressions in LABELLED_GUARDS),
         ],
     }
+
+
+LABELLED_GUARDS = (
+    ("pods-bound.fma.llm-d.ai", [{"key": "dual-pods.llm-d.ai/dual", "operator": "Exists"}]),
+    (
+        "pods-launchers.fma.llm-d.ai",
+        [
+            {"key": "dual-pods.llm-d.ai/launcher-config-name", "operator": "Exists"},
+            {"key": "dual-pods.llm-d.ai/dual", "operator": "DoesNotExist"},
+        ],
+    ),
+)
+
+
+def labelled_guard(name: str, expressions: list[dict[str, str]]) -> dict[str, Any]:
+    return {
+        "name": name,
+        "clientConfig": service("/validate-pods"),
+        "rules": [pod_rule("CREATE", "UPDATE")],
+        **COMMON,
+        "failurePolicy": "Fail",
+        "namespaceSelector": {
+            "matchExpressions": [
+                {"key": "fma.llm-d.ai/served", "operator": "NotIn", "values": ["true"]},
+                NOT_OWN_NAMESPACE,
+            ]
+        },
+        "objectSelector": {"matchExpressions": expressions},
+    }
+
+
+DUAL = {"dual-pods.llm-d.ai/dual": "x"}
+LAUNCHER = {"dual-pods.llm-d.ai/launcher-config-name": "lc"}
+
+
+@pytest.mark.parametrize(
+    ("namespace", "pod", "guarded_by"),
+    [
+        ({"fma.llm-d.ai/served": "true"}, {}, ["pods.fma.llm-d.ai"]),
+        ({"fma.llm-d.ai/served": "true"}, DUAL, ["pods.fma.llm-d.ai"]),
+        ({}, {}, []),
+        ({}, {"app": "web"}, []),
+        ({}, DUAL, ["pods-bound.fma.llm-d.ai"]),
+        ({}, LAUNCHER, ["pods-launchers.fma.llm-d.ai"]),
+        ({}, LAUNCHER | DUAL, ["pods-bound.fma.llm-d.ai"]),
+        ({"fma.llm-d.ai/webhook-namespace": "true"}, DUAL, []),
+    ],
+)
+def test_each_guarded_pod_is_checked_once_and_ordinary_pods_never(
+    namespace: dict[str, str], pod: dict[str, str], guarded_by: list[str]
+) -> None:
+    _, validating = build_webhook_configurations(SERVICE)
+    matched = [
+        hook["name"]
+        for hook in validating["webhooks"]
+        if hook["rules"][0]["resources"] == ["pods"]
+        and selector_matches(hook["namespaceSelector"], namespace)
+        and selector_matches(hook.get("objectSelector", {}), pod)
+    ]
+    assert matched == guarded_by
 
 
 def selector_matches(selector: dict[str, Any], labels: dict[str, str]) -> bool:
@@ -154,6 +215,10 @@ def selector_matches(selector: dict[str, Any], labels: dict[str, str]) -> bool:
         if expression["operator"] == "In" and (not present or value not in expression["values"]):
             return False
         if expression["operator"] == "NotIn" and present and value in expression["values"]:
+            return False
+        if expression["operator"] == "Exists" and not present:
+            return False
+        if expression["operator"] == "DoesNotExist" and present:
             return False
     return True
 
@@ -200,6 +265,8 @@ def test_local_url_mode() -> None:
         "https://127.0.0.1:9443/mutate-pods",
         "https://127.0.0.1:9443/mutate-pods",
         "https://127.0.0.1:9443/validate-fma",
+        "https://127.0.0.1:9443/validate-pods",
+        "https://127.0.0.1:9443/validate-pods",
         "https://127.0.0.1:9443/validate-pods",
     ]
     assert all("service" not in h["clientConfig"] for h in mutating["webhooks"])

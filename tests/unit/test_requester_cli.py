@@ -30,6 +30,7 @@ def requester(env: dict[str, str]) -> Iterator[tuple[subprocess.Popen[bytes], st
         "SPI_PORT": str(spi),
         "PROXY_PORT": str(free_port(POD_IP)),
         "FMA_REQUESTER_GPU_SOURCE": "env",
+        "FMA_CONTROL_AUTH": "off",  # control authentication: test_requester_proxy_spi
         **env,
     }
     proc = subprocess.Popen(
@@ -111,7 +112,12 @@ def test_a_taken_port_exits_1() -> None:
         port = taken.getsockname()[1]
         done = subprocess.run(
             [sys.executable, "-m", "launcher.requester.cli"],
-            env={"PATH": "/usr/bin:/bin", "POD_IP": POD_IP, "PROBES_PORT": str(port)},
+            env={
+                "PATH": "/usr/bin:/bin",
+                "POD_IP": POD_IP,
+                "PROBES_PORT": str(port),
+                "FMA_CONTROL_AUTH": "off",
+            },
             capture_output=True,
             timeout=30,
             check=False,

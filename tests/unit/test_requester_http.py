@@ -22,8 +22,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from launcher.requester import FixedGpus, RequesterConfig, RequesterHandle, TokenSource
+from controlauth import Verifier
+from launcher.requester import FixedGpus, RequesterConfig, RequesterHandle
 from launcher.requester.server import serve_requester
+from tests.controlkit import control_kit
 
 T = TypeVar("T")
 A = "GPU-11111111-2222-3333-4444-555555555555"
@@ -62,11 +64,14 @@ def loop() -> Iterator[LoopThread]:
     running.close()
 
 
+UID = "requester-uid"
+
+
 @pytest.fixture
 def start(loop: LoopThread) -> Iterator[Callable[..., Stub]]:
     handles: list[RequesterHandle] = []
 
-    def starter(gpus: FixedGpus | None = None, token: TokenSource | None = None) -> Stub:
+    def starter(gpus: FixedGpus | None = None, control_auth: Verifier | None = None) -> Stub:
         sink = io.BytesIO()
         config = RequesterConfig(
             host="127.0.0.1",
@@ -74,7 +79,7 @@ def start(loop: LoopThread) -> Iterator[Callable[..., Stub]]:
             spi_port=0,
             proxy_port=0,
             gpus=gpus if gpus is not None else FixedGpus((A, B)),
-            token=token or TokenSource(),
+            control_auth=control_auth,
             log_sink=sink,
         )
         handle = loop.run(serve_requester(config))
@@ -190,37 +195,35 @@ def test_malformed_requests_get_400_and_the_server_lives_on(stub: Stub) -> None:
         assert http.get(f"{stub.spi}/healthz").status_code == 200
 
 
-def test_auth_when_a_token_is_configured(start: Callable[..., Stub], tmp_path: Path) -> None:
-    token_file = tmp_path / "token"
-    token_file.write_text("s3cret\n")
-    stub = start(token=TokenSource(path=token_file))
-    good = {"Authorization": "Bearer s3cret"}
+def test_mutating_calls_need_the_controllers_token(
+    start: Callable[..., Stub], tmp_path: Path
+) -> None:
+    kit = control_kit(tmp_path / "control")
+    stub = start(control_auth=kit.verifier(UID))
     with httpx.Client() as http:
-        for path in ("become-ready", "become-unready", "set-log?startPos=0"):
-            r = http.post(f"{stub.spi}/v1/{path}", content=b"x")
+        for path in ("/v1/become-ready", "/v1/become-unready", "/v1/set-log?startPos=0"):
+            r = http.post(f"{stub.spi}{path}", content=b"x")
             assert (r.status_code, r.headers["www-authenticate"]) == (401, "Bearer"), path
-            bad = {"Authorization": "Bearer wrong"}
-            assert http.post(f"{stub.spi}/v1/{path}", headers=bad).status_code == 401
+            assert "Authorization" in r.text
+            for wrong in (
+                kit.header("POST", path, "another-pod", b"x"),  # for another Pod
+                kit.header("POST", "/v1/become-ready?x", UID, b"x"),  # for another request
+                kit.header("PUT", path, UID, b"x"),  # another method
+                kit.header("POST", path, UID, b"y"),  # another body
+                "Bearer " + "e30." * 2 + "c2ln",  # no signature of ours
+            ):
+                refused = http.post(
+                    f"{stub.spi}{path}", content=b"x", headers={"Authorization": wrong}
+                )
+                assert refused.status_code == 401, (path, refused.text)
         assert http.get(f"{stub.spi}/v1/dual-pods/accelerators").status_code == 200  # reads open
+        assert http.get(f"{stub.probes}/ready").status_code == 503  # nothing changed
+        good = {"Authorization": kit.header("POST", "/v1/become-ready", UID)}
         assert http.post(f"{stub.spi}/v1/become-ready", headers=good).status_code == 200
         assert http.get(f"{stub.probes}/ready").status_code == 200
-        token_file.write_text("rotated")
-        assert http.post(f"{stub.spi}/v1/become-unready", headers=good).status_code == 401
-        rotated = {"Authorization": "Bearer rotated"}
-        assert http.post(f"{stub.spi}/v1/become-unready", headers=rotated).status_code == 200
-        token_file.unlink()  # fail closed
-        assert http.post(f"{stub.spi}/v1/become-ready", headers=rotated).status_code == 401
+        again = http.post(f"{stub.spi}/v1/become-ready", headers=good)
+        assert again.status_code == 401 and "used before" in again.text  # no replay
     assert stub.sink.getvalue() == b""
-
-
-def test_inline_token(start: Callable[..., Stub]) -> None:
-    stub = start(token=TokenSource(value="abc"))
-    with httpx.Client() as http:
-        assert http.post(f"{stub.spi}/v1/become-ready").status_code == 401
-        auth = {"Authorization": "bearer abc"}
-        assert http.post(f"{stub.spi}/v1/become-ready", headers=auth).status_code == 200
-        odd = {b"Authorization": "Bearer ab\u00e7".encode()}
-        assert http.post(f"{stub.spi}/v1/become-ready", headers=odd).status_code == 401
 
 
 @settings(

@@ -12,16 +12,20 @@ import sys
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager, suppress
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
+from contract import auth
 from contract.requester import LOG_LENGTH_HEADER, PROXY_CONFIG_PATH, SERVING_PORTS_ENV
-from launcher.requester import FixedGpus, RequesterConfig, RequesterHandle, TokenSource
+from controlauth import ControlToken
+from launcher.requester import FixedGpus, RequesterConfig, RequesterHandle
 from launcher.requester.cli import parse_config
 from launcher.requester.server import serve_requester
 from localcluster.processes import free_port
+from tests.controlkit import control_kit
 
 pytestmark = pytest.mark.anyio
 
@@ -139,15 +143,21 @@ async def test_host_names_and_ipv6_are_targets(address: str) -> None:
         assert (r.status_code, r.json()["address"]) == (200, address)
 
 
-async def test_put_needs_the_token_when_one_is_configured() -> None:
-    async with stub(token=TokenSource(value="s3cret")) as (handle, spi):
+async def test_only_the_controller_can_point_the_proxy(tmp_path: Path) -> None:
+    """A tenant's PUT (no token, or the controller's token for another requester) changes
+    nothing; the controller's own call, signed by `ControlToken`, sets the target."""
+    kit = control_kit(tmp_path / "control")
+    async with stub(control_auth=kit.verifier("req-a")) as (handle, spi):
         body = {"address": LOCAL, "port": 9}
         r = await spi.put(PROXY_CONFIG_PATH, json=body)
         assert (r.status_code, r.headers["www-authenticate"]) == (401, "Bearer")
+        foreign = ControlToken(kit.auth.signer, "req-b")
+        assert (await spi.put(PROXY_CONFIG_PATH, json=body, auth=foreign)).status_code == 401
         assert handle.proxy.target is None
         assert (await spi.get(PROXY_CONFIG_PATH)).status_code == 404  # reads stay open
-        auth = {"Authorization": "Bearer s3cret"}
-        assert (await spi.put(PROXY_CONFIG_PATH, json=body, headers=auth)).status_code == 200
+        own = ControlToken(kit.auth.signer, "req-a")
+        assert (await spi.put(PROXY_CONFIG_PATH, json=body, auth=own)).status_code == 200
+        assert handle.proxy.target is not None
 
 
 # --- The listeners ------------------------------------------------------------------------------
@@ -207,7 +217,27 @@ async def test_every_set_log_answer_carries_the_accepted_length() -> None:
 
 
 def _env(**extra: str) -> dict[str, str]:
-    return {"FMA_REQUESTER_GPU_SOURCE": "env", "NVIDIA_VISIBLE_DEVICES": GPU, **extra}
+    """A stub's environment; authentication off unless `extra` gives the control bundle."""
+    base = {"FMA_REQUESTER_GPU_SOURCE": "env", "NVIDIA_VISIBLE_DEVICES": GPU}
+    if auth.TRUST_ENV not in extra:
+        base[auth.MODE_ENV] = auth.MODE_OFF
+    return {**base, **extra}
+
+
+def test_the_stub_will_not_serve_an_open_spi_unless_told(tmp_path: Path) -> None:
+    """Secure by default: no bundle, no start; the error names both ways out."""
+    bare = {"FMA_REQUESTER_GPU_SOURCE": "env", "NVIDIA_VISIBLE_DEVICES": GPU}
+    with pytest.raises(ValueError) as caught:
+        parse_config([], bare)
+    assert auth.TRUST_ENV in str(caught.value) and f"{auth.MODE_ENV}=off" in str(caught.value)
+    kit = control_kit(tmp_path / "control")
+    with pytest.raises(ValueError, match=auth.POD_UID_ENV):
+        parse_config([], {**bare, auth.TRUST_ENV: kit.auth.trust_pem()})
+    with pytest.raises(ValueError, match=auth.TRUST_ENV):
+        parse_config([], {**bare, auth.TRUST_ENV: "not a bundle", auth.POD_UID_ENV: "u"})
+    verifier = parse_config([], _env(**kit.env("u"))).requester.control_auth
+    assert verifier is not None and verifier.audience == "u"
+    assert parse_config([], _env()).requester.control_auth is None
 
 
 def test_serving_ports_come_from_the_environment() -> None:
@@ -263,10 +293,13 @@ def test_the_process_exits_2_on_a_serving_port_collision() -> None:
     assert "SPI_PORT" in error
 
 
-def test_the_process_proxies_its_serving_ports() -> None:
-    """The CLI end to end; the target is the stub's own SPI, so no other server is needed."""
+def test_the_process_proxies_its_serving_ports(tmp_path: Path) -> None:
+    """The CLI end to end, authentication on; the target is the stub's own SPI, so no other
+    server is needed."""
+    kit = control_kit(tmp_path / "control")
     probes, spi, proxy, serving = (free_port(LOCAL) for _ in range(4))
     env = _env(
+        **kit.env("stub-uid"),
         PATH="/usr/bin:/bin",
         POD_IP=LOCAL,
         PROBES_PORT=str(probes),
@@ -290,7 +323,10 @@ def test_the_process_proxies_its_serving_ports() -> None:
                 assert process.poll() is None, process.communicate()
                 assert time.monotonic() < deadline, "the stub never served"
                 time.sleep(0.05)
-            http.put(PROXY_CONFIG_PATH, json={"address": LOCAL, "port": spi}).raise_for_status()
+            target = {"address": LOCAL, "port": spi}
+            assert http.put(PROXY_CONFIG_PATH, json=target).status_code == 401
+            own = ControlToken(kit.auth.signer, "stub-uid")
+            http.put(PROXY_CONFIG_PATH, json=target, auth=own).raise_for_status()
             for port in (serving, proxy):
                 assert http.get(f"http://{LOCAL}:{port}/healthz").text == "ok\n"
         process.send_signal(signal.SIGTERM)
@@ -302,4 +338,5 @@ def test_the_process_proxies_its_serving_ports() -> None:
     assert process.returncode == 0
     records = [json.loads(line) for line in err.decode().splitlines()]
     assert (records[0]["proxy_port"], records[0]["serving_ports"]) == (proxy, [serving])
-    assert {"msg": "proxy target set", "port": spi}.items() <= records[1].items()
+    assert records[1]["msg"] == "refused an unauthenticated call"  # the tenant's try, logged
+    assert {"msg": "proxy target set", "port": spi}.items() <= records[2].items()

@@ -92,6 +92,9 @@ class MutationSettings:
     """Short, so the requester's readiness follows the server's within about a second."""
     webhook_namespace: str = "fma-system"
     """The webhook's own namespace, never mutated (its Pods must start without the webhook)."""
+    control_trust: str | None = None
+    """The control CA bundle (PEM) the stub checks the controller's calls against (contracts
+    §14); None: the install's compatibility mode, in which the stub accepts any caller."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -14,7 +14,7 @@ import re
 from collections.abc import Mapping
 from typing import Any, Final
 
-from contract import objects
+from contract import auth, objects
 from contract.requester import READY_PATH
 from webhook.mutation._model import MutationSettings, Skip, quote
 from webhook.mutation._pod_access import get_map
@@ -78,7 +78,7 @@ def build_requester_container(
         container["imagePullPolicy"] = settings.requester_image_pull_policy
     container |= {
         "command": list(settings.requester_command),
-        "env": ports.env(),
+        "env": [*ports.env(), *auth.verifier_env(settings.control_trust)],
         "ports": ports.container_ports(),
         "readinessProbe": {
             "httpGet": {"path": READY_PATH, "port": ports.probes.port},

@@ -8,6 +8,10 @@ The reference enforces §11 with CEL on UPDATE only, exempting any ServiceAccoun
   `inference-server-config` and the `dual` label;
 - the exemption is a list of exact usernames, not a pattern over every namespace.
 Absent and empty values compare equal, as in the reference.
+
+Which Pods reach this guard is the registration's choice (webhook/registration.py): every Pod of
+a served namespace, and elsewhere the Pods carrying `dual` or `launcher-config-name`; the rules
+here do not depend on the namespace.
 """
 
 from __future__ import annotations

@@ -4,7 +4,7 @@ The chart runs this in self-managed certificate mode, right after `fma-certs ens
 (in the Helm hook Jobs and in the renewal CronJob), as `python -c <this file> ARGS`:
 
     --namespace NS --secret TLS --ca-secret CA --configuration NAME
-    [--owner-service SVC] [--allow-missing] [--kubeconfig FILE]
+    [--owner-service SVC [--adopt-secret NAME]...] [--allow-missing] [--kubeconfig FILE]
 
 1. It reads `ca.crt` of the serving Secret TLS: the trust bundle `fma-certs` keeps (the current
    CA, plus a rotated-out CA until that one expires, so the running webhook stays trusted while it
@@ -13,9 +13,11 @@ The chart runs this in self-managed certificate mode, right after `fma-certs ens
    ValidatingWebhookConfiguration NAME. The JSON patch tests each webhook's name at its index
    first, so a concurrent edit of the list fails the patch instead of patching the wrong entry.
    An unchanged bundle is not written.
-3. With `--owner-service`, it adds an ownerReference to that Service on the Secrets TLS and CA.
-   `fma-certs` writes them, not Helm, so without it `helm uninstall` would leave them behind; with
-   it, the garbage collector deletes them together with the Service.
+3. With `--owner-service`, it adds an ownerReference to that Service on the Secrets TLS and CA,
+   and on each `--adopt-secret` (the controller's control credential and its CA, which
+   `fma-certs ensure-control` writes). `fma-certs` writes them, not Helm, so without it
+   `helm uninstall` would leave them behind; with it, the garbage collector deletes them together
+   with the Service.
 
 `--allow-missing` skips configurations and a Service that do not exist yet: the pre-install hook
 runs before Helm creates them, and the post-install hook finishes the job. It needs only the
@@ -88,6 +90,9 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--ca-secret", default="", help="CA Secret (default: <secret>-ca)")
     parser.add_argument("--configuration", required=True, help="name of both configurations")
     parser.add_argument("--owner-service", default="", help="Service that owns the Secrets")
+    parser.add_argument(
+        "--adopt-secret", action="append", default=[], help="another Secret the Service owns"
+    )
     parser.add_argument("--allow-missing", action="store_true", help="skip absent objects")
     parser.add_argument("--kubeconfig", default=None, help="default: in-cluster")
     return parser
@@ -148,7 +153,7 @@ def sync(args: argparse.Namespace, api_client: Any) -> dict[str, Any]:
             args.namespace,
             allow_missing=args.allow_missing,
         )
-        for name in (args.secret, args.ca_secret or f"{args.secret}-ca"):
+        for name in (args.secret, args.ca_secret or f"{args.secret}-ca", *args.adopt_secret):
             changed[f"Secret/{name}"] = _adopt(core, args.namespace, name, service)
     return changed
 

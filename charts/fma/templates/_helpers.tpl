@@ -88,6 +88,18 @@ The controllers' ServiceAccount. Its name is part of the wire contract (contract
 {{- printf "%s-ca" (include "fma.tlsSecretName" .) }}
 {{- end }}
 
+{{/* The controller's control credential Secret (tls.key, tls.crt, ca.crt), whoever issues it:
+mounted whole by the controller, only its ca.crt by the webhook. */}}
+{{- define "fma.controlSecretName" -}}
+{{- printf "%s-control" (include "fma.fullname" .) }}
+{{- end }}
+
+{{/* The control CA's Secret: fma-certs' default (<credential Secret>-ca) in self-managed mode,
+the CA Certificate's Secret in cert-manager mode. Never mounted by a Pod. */}}
+{{- define "fma.controlCaSecretName" -}}
+{{- printf "%s-ca" (include "fma.controlSecretName" .) }}
+{{- end }}
+
 {{- define "fma.certsName" -}}
 {{- printf "%s-certs" (include "fma.fullname" .) }}
 {{- end }}

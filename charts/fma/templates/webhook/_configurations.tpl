@@ -52,3 +52,18 @@ start while no webhook runs) and, from 1.21, out of the system namespaces by nam
 {{- define "fma.injectCaFrom" -}}
 {{- printf "%s/%s" .Release.Namespace (include "fma.certificateName" .) }}
 {{- end }}
+
+{{/*
+The Pod guard outside served namespaces, as (name, label) in order (registration.py's
+`POD_GUARD_LABELS`): an entry takes the Pods that carry its label and none of the labels before
+it. Both labels are ones only the controllers may write (contracts §11), so a Pod can neither be
+created with one by anyone else nor drop one to escape the guard; on UPDATE the apiserver calls
+an entry when the old or the new Pod matches. Ordinary Pods never match, so the guard's
+`failurePolicy: Fail` never stands between them and the apiserver.
+*/}}
+{{- define "fma.podGuardLabels" -}}
+- name: pods-bound.fma.llm-d.ai
+  label: dual-pods.llm-d.ai/dual
+- name: pods-launchers.fma.llm-d.ai
+  label: dual-pods.llm-d.ai/launcher-config-name
+{{- end }}
