@@ -75,15 +75,8 @@ class Peers:
         `RefusedError`, quoting the launcher's answer, for the requester's status.
         """
         url = instance_url(action.ip, action.instance_id)
-        response = await self._call(
-            "create_instance",
-            "PUT",
-            url,
-            isc,
-            self.settings.launcher_s,
-            body=dict(action.config),
-            accept=(409, 422),
-            audience=action.launcher.uid,
+        response = await self._instance_call(
+            "create_instance", "PUT", action, isc, body=dict(action.config), accept=(409, 422)
         )
         if response.status_code == 201:
             return response.json()
@@ -100,19 +93,35 @@ class Peers:
     async def delete_instance(self, action: DeleteInstance, isc: str) -> int | None:
         """DELETE the instance (404 counts as done); returns the DELETED event's revision."""
         url = instance_url(action.ip, action.instance_id)
-        response = await self._call(
-            "delete_instance",
-            "DELETE",
-            url,
-            isc,
-            self.settings.launcher_s,
-            accept=(404,),
-            audience=action.launcher.uid,
+        response = await self._instance_call(
+            "delete_instance", "DELETE", action, isc, accept=(404,)
         )
         if response.status_code == 404:
             return None
         revision = json_body(response, url).get("revision")
         return revision if isinstance(revision, int) else None
+
+    async def _instance_call(
+        self,
+        purpose: str,
+        method: str,
+        action: CreateInstance | DeleteInstance,
+        isc: str,
+        *,
+        body: Any = None,
+        accept: Collection[int],
+    ) -> httpx.Response:
+        """A call to the launcher about `action`'s instance, signed for the launcher's Pod."""
+        return await self._call(
+            purpose,
+            method,
+            instance_url(action.ip, action.instance_id),
+            isc,
+            self.settings.launcher_s,
+            body=body,
+            accept=accept,
+            audience=action.launcher.uid,
+        )
 
     async def wake(self, action: Wake, isc: str) -> None:
         await self._post(

@@ -111,10 +111,12 @@ class ControllerProcess:
         return self.process.log_tail(lines) if self.process is not None else ""
 
 
-def issue_control_credential(directory: Path) -> Path:
-    """`fma-certs ensure-control --dir`, as the chart's hook runs it for its Secret."""
+def issue_control_credential(directory: Path, *, rotate_ca: bool = False) -> Path:
+    """`fma-certs ensure-control --dir` (`--rotate-ca`), as the chart's hooks run it for their
+    Secret; idempotent unless rotating."""
+    rotate = ["--rotate-ca"] if rotate_ca else []
     subprocess.run(
-        [sys.executable, "-m", "certs.cli", "ensure-control", f"--dir={directory}"],
+        [sys.executable, "-m", "certs.cli", "ensure-control", f"--dir={directory}", *rotate],
         check=True,
         capture_output=True,
         timeout=60,

@@ -4,8 +4,8 @@ A tenant's Pod in another namespace, on the same node, tries every mutating call
 API and the requester's SPI against a bound, serving pair: without a token, with the
 controller's token for another Pod, and with a token it signed under a CA of its own that claims
 the controller's identity. Each is refused and nothing changes; the controller's own actuation
-(cold here, then hot and warm) goes on. With `--control-auth off` (the compatibility switch) the
-wire is the reference's: open endpoints, no token needed, and fma's controller still actuates.
+(cold here, then hot and warm) goes on.
+`test_control_auth_off.py` shows the compatibility switch.
 """
 
 from __future__ import annotations
@@ -23,8 +23,9 @@ from contract.launcher import LAUNCHER_PORT
 from contract.requester import PROBES_PORT, PROXY_CONFIG_PATH, SPI_PORT
 from controlauth import controller_auth_from_dir
 from localcluster.controlplane import LocalCluster
+from localcluster.fma.controller_process import issue_control_credential
 from localcluster.fma.environment import FmaEnvironment, controller_args, fma_environment
-from localcluster.fma.manifests import FMA_IMAGE, requester_template
+from localcluster.fma.manifests import CONTROL_TRUST_CONFIG_MAP, FMA_IMAGE, requester_template
 from tests.e2e import inspect as i
 
 LC: Final = "auth-lc"
@@ -91,7 +92,7 @@ def env(
     workdir = tmp_path_factory.mktemp("e2e-auth")
     with fma_environment(cluster, workdir, nodes=1, gpus_per_node=2) as environment:
         environment.apply_launcher_config(LC, max_instances=2)
-        for name, port in (("model-a", 8005), ("model-b", 8006)):
+        for name, port in (("model-a", 8005), ("model-b", 8006), ("model-c", 8007)):
             environment.apply_isc(name, lc=LC, port=port)
         environment.start_controller(*controller_args())
         yield environment
@@ -189,38 +190,39 @@ def test_a_tenant_pod_can_neither_drive_a_launcher_nor_redirect_a_requester(
         assert i.metric(metrics, "fma_actuation_seconds_count", {"path": path}) >= 1, path
 
 
+def test_a_ca_rotation_while_requesters_are_bound(env: FmaEnvironment) -> None:
+    """The control CA and the controller's leaf are replaced (`fma-certs ensure-control
+    --rotate-ca`) while a requester is being bound in the launcher created under the old CA and
+    another wakes in a new requester Pod: the controller picks the files up without a restart,
+    and both the old launcher (leaf -> cross-certificate -> old CA) and Pods made after the
+    rotation (leaf -> new CA) accept its calls."""
+    controller = env.controllers[0]
+    assert controller.process is not None
+    pid = controller.process.pid
+    env.scale("other", 0)
+    env.wait("other's requester gone", lambda: not i.requesters(env, "other"))
+    old_bundle = (env.control_dir / auth.CA_FILE).read_text()
+    # A third model in the old launcher (it holds two sleepers: one is deleted, one created),
+    # and chat's wake in a fresh requester Pod, both under way while the files change.
+    env.create_deployment("third", requester_template("third", node=env.nodes[0], isc="model-c"))
+    issue_control_credential(env.control_dir, rotate_ca=True)
+    new_bundle = (env.control_dir / auth.CA_FILE).read_text()
+    assert new_bundle != old_bundle and new_bundle.count("BEGIN CERTIFICATE") == 2
+    env.core.patch_namespaced_config_map(
+        CONTROL_TRUST_CONFIG_MAP, env.namespace, {"data": {auth.CA_FILE: new_bundle}}
+    )
+    i.ready_requester(env, "third", timeout=60)
+    env.scale("third", 0)
+    env.wait("third's requester gone", lambda: not i.requesters(env, "third"))
+    env.scale("chat", 1)
+    i.ready_requester(env, "chat", timeout=60)
+    assert controller.process.running() and controller.process.pid == pid  # no restart
+    assert "reloaded" in controller.log()
+    assert i.violations(env) == []
+
+
 def _token_for_another_pod(env: FmaEnvironment) -> str:
     """A genuine token of the controller, for a call to another Pod: as if sniffed on the way
     to a launcher the tenant does not target."""
     signer = controller_auth_from_dir(env.control_dir).signer
     return signer.authorization("PUT", "/v2/vllm/instances/evil", b"", "some-other-pod")
-
-
-@pytest.fixture(scope="module")
-def open_env(
-    cluster: LocalCluster, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[FmaEnvironment]:
-    with fma_environment(cluster, tmp_path_factory.mktemp("e2e-open"), nodes=1) as environment:
-        environment.apply_launcher_config(LC, max_instances=1)
-        environment.apply_isc("model-a", lc=LC, port=8005)
-        environment.start_controller(*controller_args("--control-auth", "off"))
-        yield environment
-
-
-def test_with_the_switch_off_the_wire_is_the_references(open_env: FmaEnvironment) -> None:
-    """`--control-auth off`: launchers are created open (`FMA_CONTROL_AUTH=off`), requesters
-    written for it run open, the controller actuates without tokens, and anyone may call."""
-    env = open_env
-    template = requester_template("chat", node=env.nodes[0], isc="model-a", control=False)
-    env.create_deployment("chat", template)
-    requester = i.ready_requester(env, "chat", timeout=40)
-    (launcher,) = [p for p in i.launchers(env, env.nodes[0]) if i.live(p)]
-    (server,) = [c for c in launcher["spec"]["containers"] if c["name"] == "inference-server"]
-    launcher_env = {e["name"]: e for e in server["env"]}
-    assert launcher_env[auth.MODE_ENV]["value"] == auth.MODE_OFF
-    assert auth.TRUST_ENV not in launcher_env
-    spi = f"http://{_ip(requester)}:{SPI_PORT}"
-    with httpx.Client(timeout=10) as http:  # as the reference: no token, and it works
-        assert http.post(spi + "/v1/become-ready").status_code == 200
-        instances = http.get(f"http://{_ip(launcher)}:{LAUNCHER_PORT}/v2/vllm/instances")
-        assert instances.status_code == 200
