@@ -66,7 +66,7 @@ JSON_SCALARS: Final = (
 )
 JSON_VALUES: Final = st.recursive(
     JSON_SCALARS,
-    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, 0, 4),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
     max_leaves=12,
 )
 
@@ -677,8 +677,8 @@ def _property(
 ) -> Property:
     def run(targets: Targets, examples: int) -> None:
         @fuzz_settings(examples)
-        @given(*strategies)
-        def fuzz(*values: Any) -> None:
+        @given(st.tuples(*strategies))
+        def fuzz(values: tuple[Any, ...]) -> None:
             check(targets, *values)
 
         fuzz()
