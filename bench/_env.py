@@ -32,6 +32,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from bench._observe import PodWatcher, RssSampler
 from localcluster.controlplane import LocalCluster
 from localcluster.fma import manifests
+from localcluster.fma.controller_process import issue_control_credential
 from localcluster.kubelet import (
     ImageConfig,
     KubeletConfig,
@@ -133,6 +134,8 @@ class BenchEnv:
             # One replica: no Lease. On a loaded 2-core machine a lease renewal can miss its
             # 10 s deadline during the cold round, and the controller would exit by design.
             "--no-leader-elect",
+            # Authentication on, as installed: every call to a launcher or stub is signed.
+            "--control-credentials-dir", str(self.workdir / "control"),
             *self.setup.controller_args,
         ]  # fmt: skip
         log = self.workdir / "controller.log"
@@ -226,10 +229,12 @@ def _kubelet_configs(cluster: LocalCluster, setup: BenchSetup) -> list[KubeletCo
     ]
 
 
-def _namespace(core: kubernetes.client.CoreV1Api, nodes: list[str]) -> None:
+def _namespace(core: kubernetes.client.CoreV1Api, nodes: list[str], control_dir: Path) -> None:
     core.create_namespace({"metadata": {"name": NAMESPACE}})
     gpu_map = {node: json.dumps({gpu_uuid(node, i): i for i in range(64)}) for node in nodes}
     core.create_namespaced_config_map(NAMESPACE, {"metadata": {"name": "gpu-map"}, "data": gpu_map})
+    trust = manifests.control_trust_config_map(control_dir)  # for the requesters' stubs
+    core.create_namespaced_config_map(NAMESPACE, trust)
     deadline = time.monotonic() + 30
     while not any(
         sa.metadata.name == "default" and sa.secrets
@@ -257,7 +262,7 @@ def bench_environment(workdir: Path, setup: BenchSetup) -> Iterator[BenchEnv]:
                     )
                 )  # fmt: skip
             nodes = [f"bench-{i:03d}" for i in range(setup.nodes)]
-            _namespace(core, nodes)
+            _namespace(core, nodes, issue_control_credential(workdir / "control"))
             watcher = PodWatcher(cluster.api_client(), NAMESPACE)
             watcher.start()
             env = BenchEnv(cluster, setup, nodes, workdir, api, watcher, kubelets=kubelets)

@@ -338,6 +338,7 @@ def start_stub(work: Path, upstream: int, name: str) -> tuple[ManagedProcess, in
         "FMA_SERVING_PORTS": str(serving),
         "FMA_REQUESTER_GPU_SOURCE": "env",
         "NVIDIA_VISIBLE_DEVICES": "GPU-00000000-0000-0000-0000-00000000bench",
+        "FMA_CONTROL_AUTH": "off",  # the data path only; bench/control_auth.py measures tokens
     }
     argv = [sys.executable, "-m", "launcher.requester.cli"]
     log = work / f"stub-{name}.log"

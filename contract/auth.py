@@ -72,3 +72,9 @@ def verifier_env(trust_pem: str | None) -> list[dict[str, Any]]:
     if trust_pem is None:
         return [uid, {"name": MODE_ENV, "value": MODE_OFF}]
     return [uid, {"name": TRUST_ENV, "value": trust_pem}]
+
+
+TRUST_CONFIG_MAP: Final = "fma-control-trust"
+"""The ConfigMap (key `ca.crt`) in which the controller publishes the current bundle in its
+namespace, as Kubernetes publishes `kube-root-ca.crt`: requesters written by hand read
+`FMA_CONTROL_TRUST` from it (`configMapKeyRef`)."""

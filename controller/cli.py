@@ -27,18 +27,17 @@ from controlauth import ControllerAuth, controller_auth_from_dir
 from controller.core import InstanceView, Settings
 from controller.observability import (
     ControllerMetrics,
-    HealthChecks,
-    InformerCollector,
-    ObservabilityServer,
     ServerSettings,
     all_synced,
     configure_logging,
+    informer_server,
 )
 from controller.populator import Populator
 from controller.populator import Settings as PopulatorSettings
 from controller.populator import add_flags as populator_flags
 from controller.populator import settings_from as populator_settings
 from controller.reconciler import DualPodsController, ReconcilerSettings
+from controller.trustmap import publish_trust
 from jsonlog import cli
 from kube import (
     ConnectionSettings,
@@ -202,6 +201,7 @@ class _Process:
     def __init__(self, config: CliConfig) -> None:
         self.config = config
         control = load_control(config)
+        self.control = control
         self.client = KubeClient(http_client(config.connection))
         self.metrics = ControllerMetrics()
         self.recorder = EventRecorder(
@@ -236,17 +236,16 @@ class _Process:
                 lease,
                 on_leading_changed=self._leading_changed,
             )
-        self.metrics.registry.register(InformerCollector(lambda: self.controller.informers))
-        liveness, readiness = HealthChecks(), HealthChecks()
+        self.server = informer_server(
+            self.metrics, lambda: self.controller.informers, config.server
+        )
+        liveness, readiness = self.server.liveness, self.server.readiness
         liveness.add("loop", lambda: (True, "serving"))
         readiness.add("controller", self._ready)
         if self.populator is not None:
             readiness.add("populator", self._populator_ready)
         if self.elector is not None:
             liveness.add("leader-election", self._lease_ok)
-        self.server = ObservabilityServer(
-            self.metrics.registry, liveness=liveness, readiness=readiness, settings=config.server
-        )
 
     def _leading_changed(self, leading: bool) -> None:
         name = self.config.leader.lease_name if self.config.leader else ""
@@ -282,6 +281,10 @@ class _Process:
             group.create_task(self.controller.run(), name="dual-pods-controller")
             if self.populator is not None:
                 group.create_task(self.populator.run(), name="launcher-populator")
+            if self.control is not None:
+                trust = self.control.trust_pem
+                namespace = self.config.reconciler.namespace
+                group.create_task(publish_trust(self.client, namespace, trust), name="trust")
 
     async def close(self) -> None:
         await self.server.close()

@@ -18,7 +18,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from contract.launcher import INSTANCES_PATH, VllmConfig
 from controlauth import AuthError, Verifier
-from launcher import ranges, watch
+from launcher import ranges, validation_errors, watch
 from launcher.bodylimit import BodyLimit
 from launcher.events import Gone
 from launcher.gpus import GpuMap
@@ -253,4 +253,5 @@ def create_app(settings: Settings, gpus: GpuMap) -> FastAPI:
     app.include_router(service)
     app.include_router(instances)
     app.add_middleware(BodyLimit)
+    validation_errors.install(app)
     return app

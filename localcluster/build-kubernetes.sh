@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
-# Builds kube-apiserver, kube-controller-manager, kube-scheduler, kube-proxy and kubectl v1.20.2 from Debian
-# bookworm's `kubernetes` source package and caches them outside the repository.
+# Builds kube-apiserver, kube-controller-manager, kube-scheduler, kube-proxy, kubectl and kubelet v1.20.2
+# from Debian bookworm's `kubernetes` source package and caches them outside the repository.
 #
 # Why from source: no registry we can reach ships these binaries, and there is no Docker engine for
 # kind. Debian's source package carries the whole tree with vendor/, so the build needs no network
 # beyond Debian's mirror. docs/local-cluster.md explains the facts this relies on.
 #
-# Idempotent: when every binary is already in the cache it exits at once. The cache location is
+# Idempotent: when every binary is already in the cache it exits at once; otherwise it builds only
+# the missing ones (a cache made before kubelet was added gains kubelet alone). The cache location is
 # $FMA_CACHE_DIR (default ~/.cache/fma); binaries land in $FMA_CACHE_DIR/k8s-1.20.2/bin.
 set -euo pipefail
 
@@ -14,7 +15,8 @@ K8S_VERSION=1.20.2
 CACHE_DIR="${FMA_CACHE_DIR:-$HOME/.cache/fma}"
 OUT_DIR="$CACHE_DIR/k8s-$K8S_VERSION"
 BIN_DIR="$OUT_DIR/bin"
-COMMANDS=(kube-apiserver kube-controller-manager kube-scheduler kube-proxy kubectl)
+# kubelet is only for the real node (localcluster/realnode); the rest is the control plane.
+COMMANDS=(kube-apiserver kube-controller-manager kube-scheduler kube-proxy kubectl kubelet)
 
 have_all() {
   local c
@@ -100,9 +102,13 @@ if ! grep -q 'modern-go/reflect2 v1.0.1 => github.com/modern-go/reflect2 v1.0.2'
     "$SRC/vendor/modules.txt"
 fi
 
-log "building ${COMMANDS[*]} (several minutes on 2 cores)"
+MISSING=()
+for c in "${COMMANDS[@]}"; do
+  [[ -x "$BIN_DIR/$c" ]] || MISSING+=("$c")
+done
+log "building ${MISSING[*]} (several minutes on 2 cores)"
 WHAT=""
-for c in "${COMMANDS[@]}"; do WHAT+="cmd/$c "; done
+for c in "${MISSING[@]}"; do WHAT+="cmd/$c "; done
 (
   cd "$SRC"
   mkdir -p "$WORK/home"
@@ -114,7 +120,7 @@ for c in "${COMMANDS[@]}"; do WHAT+="cmd/$c "; done
 )
 
 mkdir -p "$BIN_DIR"
-for c in "${COMMANDS[@]}"; do
+for c in "${MISSING[@]}"; do
   install -m 0755 "$SRC/_output/bin/$c" "$BIN_DIR/$c.tmp"
   mv -f "$BIN_DIR/$c.tmp" "$BIN_DIR/$c"
 done

@@ -13,7 +13,11 @@ from controller.observability._metrics import (
     QueuePrometheusMetrics,
     new_registry,
 )
-from controller.observability._server import ObservabilityServer, ServerSettings
+from controller.observability._server import (
+    ObservabilityServer,
+    ServerSettings,
+    informer_server,
+)
 from jsonlog import JsonFormatter, fields
 from jsonlog import configure as configure_logging
 
@@ -35,5 +39,6 @@ __all__ = [
     "all_synced",
     "configure_logging",
     "fields",
+    "informer_server",
     "new_registry",
 ]

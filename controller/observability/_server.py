@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import KW_ONLY, dataclass, field
 from typing import Final
 from urllib.parse import parse_qs, urlsplit
@@ -21,6 +21,7 @@ from urllib.parse import parse_qs, urlsplit
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
 from controller.observability._health import HealthChecks
+from controller.observability._metrics import ControllerMetrics, InformerCollector, InformerState
 
 _log = logging.getLogger(__name__)
 
@@ -126,3 +127,14 @@ class ObservabilityServer:
 def _checks(checks: HealthChecks, verbose: bool) -> tuple[int, str, bytes]:
     healthy, body = checks.report(verbose=verbose)
     return 200 if healthy else 503, "text/plain; charset=utf-8", body.encode()
+
+
+def informer_server(
+    metrics: ControllerMetrics,
+    informers: Callable[[], Mapping[str, InformerState]],
+    settings: ServerSettings,
+) -> ObservabilityServer:
+    """The server of a process that runs informers: `metrics`, the informers' state at scrape
+    time, and empty check sets for the caller's liveness and readiness checks."""
+    metrics.registry.register(InformerCollector(informers))
+    return ObservabilityServer(metrics.registry, settings=settings)

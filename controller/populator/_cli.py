@@ -26,10 +26,9 @@ from controller.launcherapi import launcher_http_client
 from controller.observability import (
     ControllerMetrics,
     HealthChecks,
-    InformerCollector,
-    ObservabilityServer,
     ServerSettings,
     all_synced,
+    informer_server,
 )
 from controller.populator._flags import add_flags, settings_from
 from controller.populator._instances import WatchedInstances
@@ -97,12 +96,12 @@ async def serve(options: Options) -> None:
     kinds = (PODS, NODES, LAUNCHER_CONFIGS, LAUNCHER_POPULATION_POLICIES)
     informers = focus_informers(client, options.settings.namespace, kinds=kinds)
     metrics = ControllerMetrics()
-    metrics.registry.register(InformerCollector(lambda: informers))
     streams = WatchedInstances(launcher_http_client()) if options.launcher_streams else None
     populator = Populator(client, informers, options.settings, metrics, instances=streams)
     if streams is not None:
         streams.attach(informers[PODS.plural], populator.launcher_changed)
-    liveness, readiness = HealthChecks(), HealthChecks()
+    server = informer_server(metrics, lambda: informers, options.metrics)
+    liveness, readiness = server.liveness, server.readiness
     readiness.add("informers", all_synced(lambda: {k: i.has_synced for k, i in informers.items()}))
     work = _work(
         options,
@@ -111,9 +110,6 @@ async def serve(options: Options) -> None:
         metrics=metrics,
         liveness=liveness,
         readiness=readiness,
-    )
-    server = ObservabilityServer(
-        metrics.registry, liveness=liveness, readiness=readiness, settings=options.metrics
     )
     await server.start()
     try:

@@ -135,23 +135,18 @@ class DualPodsController:
         self._logs_http: httpx.AsyncClient | None = None
         if settings.relay_logs:
             self._logs_http = log_relay_client()
-            signer = control.signer if control else None
-            self.logs = LogRelay(self.state, self._logs_http, client, ns, signer=signer)
+            self.logs = LogRelay(
+                self.state, self._logs_http, client, ns, signer=control.signer if control else None
+            )
         self.watches.listener = _Listeners(self.router, self.logs)
         self.expectations = Expectations(
             timeout_s=settings.expectation_timeout_s, clock=time.monotonic
         )
+        signer = control.signer if control else None
+        calls = PeerCalls(self._calls_http, metrics, namespace=ns, signer=signer)
         self.executor = Executor(
             pods=PodWrites(client, ns, control=control),
-            peers=Peers(
-                PeerCalls(
-                    self._calls_http,
-                    metrics,
-                    namespace=ns,
-                    signer=control.signer if control else None,
-                ),
-                settings.http,
-            ),
+            peers=Peers(calls, settings.http),
             state=self.state,
             book=self.book,
             expectations=self.expectations,

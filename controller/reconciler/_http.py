@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Collection, Mapping
-from dataclasses import dataclass
+from dataclasses import KW_ONLY, dataclass
 from typing import Any, Final
 
 import httpx
@@ -62,22 +62,16 @@ def peer_call_client(*, max_connections: int = 1000) -> httpx.AsyncClient:
     return httpx.AsyncClient(limits=limits, trust_env=False)
 
 
+@dataclass(eq=False)
 class PeerCalls:
     """One shared connection pool for every peer; see the module docstring."""
 
-    def __init__(
-        self,
-        http: httpx.AsyncClient,
-        metrics: ControllerMetrics,
-        *,
-        namespace: str,
-        signer: Signer | None = None,
-    ) -> None:
-        self.http = http
-        self.metrics = metrics
-        self.namespace = namespace
-        self.signer = signer
-        """Signs every mutating call to fma's own peers; None: `--control-auth off`."""
+    http: httpx.AsyncClient
+    metrics: ControllerMetrics
+    _: KW_ONLY
+    namespace: str
+    signer: Signer | None = None
+    """Signs every mutating call to fma's own peers; None: `--control-auth off`."""
 
     def auth_for(self, method: str, audience: str | None) -> ControlToken | None:
         """The control token of a call to the Pod `audience` (None: a call to vLLM itself)."""

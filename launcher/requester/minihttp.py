@@ -33,6 +33,8 @@ MAX_HEAD_BYTES: Final = 64 * 1024
 DEFAULT_MAX_BODY_BYTES: Final = 64 * 1024 * 1024
 KEEP_ALIVE_SECONDS: Final = 75.0
 _HEX_DIGITS: Final = b"0123456789abcdefABCDEF"
+LINGER_SECONDS: Final = 2.0
+LINGER_BYTES: Final = 64 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -238,6 +240,23 @@ def encode_response(response: Response, *, server: str, keep_alive: bool) -> byt
     return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + response.body
 
 
+async def _linger(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    """After an error answer, end our side and discard what the client still sends, briefly.
+
+    Closing a socket with unread input makes the kernel send a reset, which can destroy the
+    answer before the client reads it: a client streaming a body over the limit would see
+    "connection reset" instead of the 413 that names the limit. So half-close, read and drop
+    up to `LINGER_BYTES` or `LINGER_SECONDS`, then close (a "lingering close", as nginx does)."""
+    if not writer.can_write_eof():
+        return
+    writer.write_eof()
+    dropped = 0
+    with contextlib.suppress(TimeoutError, ConnectionError):
+        async with asyncio.timeout(LINGER_SECONDS):
+            while dropped < LINGER_BYTES and (data := await reader.read(1 << 16)):
+                dropped += len(data)
+
+
 def _wants_keep_alive(request: Request) -> bool:
     connection = request.headers.get("connection", "").lower()
     if request.version == "HTTP/1.0":
@@ -318,6 +337,7 @@ class HttpServer:
                     )
                 )
                 await writer.drain()
+                await _linger(reader, writer)
                 return
             if request is None:
                 return

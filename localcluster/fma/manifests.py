@@ -116,9 +116,9 @@ def launcher_population_policy(
     }
 
 
-CONTROL_TRUST_CONFIG_MAP: Final = "fma-control-trust"
-"""The test namespace's copy of the control CA bundle, for requesters written without the
-webhook (which would put the bundle into the Pod itself)."""
+CONTROL_TRUST_CONFIG_MAP: Final = auth.TRUST_CONFIG_MAP
+"""Where requesters written without the webhook read the control CA bundle; the controller keeps
+it, the environment creates it up front so that stubs start before the controller does."""
 
 
 def control_env(*, control: bool = True) -> list[dict[str, Any]]:

@@ -70,6 +70,8 @@ def requester_pod(name: str, node: str) -> dict[str, Any]:
                     "name": "inference-server",
                     "image": IMAGE,
                     "command": ["fma-requester"],
+                    # No controller here: the stub's control API may stay open.
+                    "env": [{"name": "FMA_CONTROL_AUTH", "value": "off"}],
                     "resources": {"limits": {"nvidia.com/gpu": "1"}},
                     "readinessProbe": {
                         "httpGet": {"path": "/ready", "port": 8080},

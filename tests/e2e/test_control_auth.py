@@ -208,10 +208,13 @@ def test_a_ca_rotation_while_requesters_are_bound(env: FmaEnvironment) -> None:
     issue_control_credential(env.control_dir, rotate_ca=True)
     new_bundle = (env.control_dir / auth.CA_FILE).read_text()
     assert new_bundle != old_bundle and new_bundle.count("BEGIN CERTIFICATE") == 2
-    env.core.patch_namespaced_config_map(
-        CONTROL_TRUST_CONFIG_MAP, env.namespace, {"data": {auth.CA_FILE: new_bundle}}
-    )
     i.ready_requester(env, "third", timeout=60)
+
+    def published() -> bool:  # the controller keeps the hand-written requesters' ConfigMap
+        found = env.core.read_namespaced_config_map(CONTROL_TRUST_CONFIG_MAP, env.namespace)
+        return bool(found.data[auth.CA_FILE] == new_bundle)
+
+    env.wait("the new bundle in the trust ConfigMap", published, timeout=30)
     env.scale("third", 0)
     env.wait("third's requester gone", lambda: not i.requesters(env, "third"))
     env.scale("chat", 1)

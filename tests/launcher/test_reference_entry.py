@@ -18,6 +18,7 @@ import httpx
 import psutil
 
 from localcluster.processes import ManagedProcess, free_port, wait_until
+from tests.controlkit import control_kit
 from tests.launcher.support import FAKE_ENTRY, process_tree_gone
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -43,7 +44,10 @@ def test_the_reference_command_line_runs_fmas_launcher(tmp_path: Path) -> None:
         # fork server starts at all in this working directory is part of what is tested.
         "--instance-entry", FAKE_ENTRY,
     ]  # fmt: skip
-    env = {**os.environ, "PYTHONPATH": str(app)}  # as the launcher Pod's environment has it
+    # As the launcher Pod's environment has it: fma's controller adds the control CA bundle and
+    # the Pod's UID to every launcher Pod it creates, reference-style LauncherConfigs included.
+    kit = control_kit(tmp_path / "control")
+    env = {**os.environ, "PYTHONPATH": str(app), **kit.env("launcher-uid")}
     process = ManagedProcess("reference-entry", argv, log_path=tmp_path / "log", env=env, cwd=app)
     process.start()
     url = f"http://127.0.0.1:{port}"
@@ -57,6 +61,7 @@ def test_the_reference_command_line_runs_fmas_launcher(tmp_path: Path) -> None:
                    timeout=60, process=process)  # fmt: skip
         listed = httpx.get(url + "/v2/vllm/instances").json()
         assert listed["instances"] == []
+        assert httpx.delete(url + "/v2/vllm/instances").status_code == 401  # not the controller
         assert process.pid is not None
         tree = [p.pid for p in psutil.Process(process.pid).children(recursive=True)]
         assert tree, "no fork server"

@@ -1,0 +1,16 @@
+"""A real Kubernetes node (kubelet, containerd, runc, CNI bridge, kube-proxy) for the local
+cluster, with fake `nvidia.com/gpu` devices; see `localcluster.realnode.node` and the section
+"The real node" of docs/local-cluster.md."""
+
+from localcluster.realnode.host import NodeUnavailableError
+from localcluster.realnode.node import GPU_RESOURCE, PAUSE_IMAGE, RealNode, RealNodeSettings
+from localcluster.realnode.oci import busybox_image
+
+__all__ = [
+    "GPU_RESOURCE",
+    "PAUSE_IMAGE",
+    "NodeUnavailableError",
+    "RealNode",
+    "RealNodeSettings",
+    "busybox_image",
+]
