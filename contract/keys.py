@@ -96,3 +96,14 @@ BOUND_REQUESTER_ANNOTATIONS: Final = frozenset({ISC_ANNOTATION, SERVER_PATCH, AD
 """Rule 2, widened to direct mode and the SPI port (reference-differences D2): what defines a bound
 requester's server; changing it under a binding would desynchronise requester and provider."""
 BOUND_REQUESTER_LABELS: Final = frozenset({DUAL})
+
+# --- fma's records on launcher Pods (reference-differences B1, B2) -----------------------------
+
+INSTANCES_LAST_USED: Final = FMA_PREFIX + "instances-last-used"
+"""On a launcher: JSON `{"<instance id>": <unix seconds>}`, when the controller last unbound each
+sleeping instance. Written in the unbinding Update, so that least-recently-used eviction keeps its
+order across a controller restart (B2)."""
+INSTANCE_FOOTPRINTS: Final = FMA_PREFIX + "instance-footprints"
+"""On a launcher: JSON `{"<instance id>": {"start": <MiB>, "wake": <MiB>}}`, the per-GPU rise of
+used GPU memory measured the last time each instance was started or woken (either key may be
+absent). Written in the unbinding Update; the memory gate sizes the next wake or start by it (B1)."""

@@ -48,6 +48,29 @@ class UnavailableError(RuntimeError):
     """The launcher cannot start instances right now (HTTP 503)."""
 
 
+def _unusable_text(config: VllmConfig) -> str | None:
+    """A string the instance cannot be given, named by its field, or None.
+
+    JSON can carry a lone surrogate (`"\\ud800"`), which no UTF-8 argv, environment or answer
+    can hold; an environment variable's name must be non-empty without `=`, and no name or
+    value may hold NUL: the child's `os.environ` refuses those only after the fork, which would
+    turn the caller's mistake into a failed instance."""
+    texts = [("options", config.options)]
+    texts += [("gpu_uuids", gpu) for gpu in config.gpu_uuids or ()]
+    for field, mapping in (("env_vars", config.env_vars), ("annotations", config.annotations)):
+        for key, value in (mapping or {}).items():
+            texts += [(field, key), (f"{field}[{key!r}]", value)]
+    for field, text in texts:
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:
+            return f"{field}: {ascii(text)[:80]} is not valid Unicode text (a lone surrogate)"
+    for name, value in (config.env_vars or {}).items():
+        if not name or "=" in name or "\0" in name or "\0" in value:
+            return f"env_vars: {name!r:.80} is not a usable environment variable (name or value)"
+    return None
+
+
 class InstanceManager:
     def __init__(self, settings: Settings, gpus: GpuMap, metrics: LauncherMetrics) -> None:
         self.settings = settings
@@ -147,6 +170,8 @@ class InstanceManager:
 
     def _validate(self, config: VllmConfig) -> tuple[VllmConfig, list[str], int, str]:
         """Pure checks before anything starts; raises `InvalidRequestError` naming the field."""
+        if problem := _unusable_text(config):
+            raise InvalidRequestError(problem)
         try:
             argv = options.split_options(config.options)
             port = options.instance_port(argv)

@@ -276,8 +276,9 @@ class ObserveActuation(Action):
 class Remember(Action):
     """Record an observation in the server's memory (no I/O): see `_memory.record_success`."""
 
-    what: Literal["failure", "unbind-started", "relayed", "instance-seen"]
+    what: Literal["failure", "unbind-started", "relayed", "instance-seen", "measure-from"]
     message: str = ""
+    """`failure`: the message; `measure-from`: `start` or `wake`, what the footprint is of."""
     ready: bool = False
 
 

@@ -20,7 +20,8 @@ from contract.launcher import VllmConfig
 from controller.core import _actions as a
 from controller.core._choose import victims
 from controller.core._direct_pod import ProviderBuildError, vllm_port
-from controller.core._gpu_memory import memory_gate
+from controller.core._gpu_memory import Need, instance_need, memory_gate, utilization
+from controller.core._memory import recorded_last_used
 from controller.core._routing import collisions, is_applied, parse_committed
 from controller.core._snapshot import (
     ServerSnapshot,
@@ -126,9 +127,12 @@ def _absent(
     if reclaim := _make_room(snap, launcher, iid, port):
         return reclaim
     gpus = snap.memory.gpu_uuids or ()
-    if gate := memory_gate(snap, gpus=gpus, keep_instance=iid):
-        return gate
+    need = instance_need(snap, launcher, iid, str(config.get("options", "")), "start")
+    gate = memory_gate(snap, gpus=gpus, need=need, keep_instance=iid)
+    if gate.wait:
+        return gate.wait
     return [
+        *gate.go,
         a.CreateInstance(launcher=ref(provider), ip=provider.ip, instance_id=iid, config=config),
         *requester_update(snap, errors=[], provider=provider, instance_id=iid),
     ]
@@ -140,9 +144,10 @@ def _make_room(snap: ServerSnapshot, launcher: LauncherView, iid: str, port: int
     assert provider.ip is not None
     live = [i for i in launcher.instances or () if not i.stopped and i.id != iid]
     limit = snap.lc.spec.max_instances if snap.lc is not None else len(live) + 1
+    recorded = recorded_last_used(provider.annotations)
     return [
         a.DeleteInstance(launcher=ref(provider), ip=provider.ip, instance_id=v.id, reason="reclaim")
-        for v in victims(live, port=port, max_others=limit - 1)
+        for v in victims(live, port=port, max_others=limit - 1, recorded=recorded)
     ]
 
 
@@ -164,9 +169,22 @@ def _present(
     if inst.phase == "starting" or (inst.phase is None and sleeping is None):
         return _starting(snap, provider, inst, port)
     if sleeping:
-        return _wake(snap, provider, inst, port)
+        return _wake(snap, launcher, inst, port)
     ready = inst.phase in ("ready", None)
-    return _serving(snap, provider, inst.id, routing, port=port, ready=ready)
+    serving = _serving(snap, provider, inst.id, routing, port=port, ready=ready)
+    return serving + _measure_after(snap) if ready else serving
+
+
+def _measure_after(snap: ServerSnapshot) -> list[a.Action]:
+    """B1: once a measured wake or start serves, read memory again (after the ready relay, so
+    readiness does not wait for it); the rise is the instance's footprint (`_memory`)."""
+    memory, req = snap.memory, snap.requester
+    since = memory.footprint_since
+    if since is None or memory.footprint_base is None or req is None or req.ip is None:
+        return []
+    if memory.memory_usage_at is not None and memory.memory_usage_at > since:
+        return []
+    return [a.QueryMemoryUsage(ip=req.ip, port=admin_port(req))]
 
 
 def _starting(
@@ -189,7 +207,10 @@ def _starting(
     return actions
 
 
-def _wake(snap: ServerSnapshot, provider: PodView, inst: InstanceView, port: int) -> list[a.Action]:
+def _wake(
+    snap: ServerSnapshot, launcher: LauncherView, inst: InstanceView, port: int
+) -> list[a.Action]:
+    provider = launcher.pod
     assert provider.ip is not None
     if snap.memory.wake_failures >= snap.settings.max_wake_failures:
         reason = snap.memory.last_wake_error or "unknown error"
@@ -205,12 +226,22 @@ def _wake(snap: ServerSnapshot, provider: PodView, inst: InstanceView, port: int
                 launcher=ref(provider), ip=provider.ip, instance_id=inst.id, reason="wedged"
             ),
         ]
-    if gate := memory_gate(snap, gpus=snap.memory.gpu_uuids or (), keep_instance=inst.id):
-        return gate
+    options = _committed_options(provider)
+    need = instance_need(snap, launcher, inst.id, options, "wake")
+    gate = memory_gate(snap, gpus=snap.memory.gpu_uuids or (), need=need, keep_instance=inst.id)
+    if gate.wait:
+        return gate.wait
     return [
+        *gate.go,
         a.Wake(ip=provider.ip, port=port),
         *requester_update(snap, errors=[], provider=provider, instance_id=inst.id),
     ]
+
+
+def _committed_options(provider: PodView) -> str:
+    """The bound instance's vLLM options, from the committed VllmConfig ("" if unreadable)."""
+    config = _committed_config(provider.annotations.get(keys.VLLM_CONFIG, ""))
+    return str((config or {}).get("options", ""))
 
 
 def _serving(
@@ -263,8 +294,12 @@ def decide_bound_direct(snap: ServerSnapshot, provider: PodView) -> list[a.Actio
     if snap.memory.sleeping:
         gpus = snap.memory.gpu_uuids or ()
         indices = _direct_indices(snap, provider, gpus)
-        if gate := memory_gate(snap, gpus=gpus, gpu_indices=indices):
-            return gate
+        server = container(provider.raw)
+        argv = [str(w) for w in [*(server.get("command") or []), *(server.get("args") or [])]]
+        need = Need(utilization=utilization(argv, snap.settings.gpu_memory_utilization))
+        gate = memory_gate(snap, gpus=gpus, need=need, gpu_indices=indices)
+        if gate.wait:
+            return gate.wait
         return [
             a.Wake(ip=provider.ip, port=port),
             *requester_update(snap, errors=[], provider=provider),

@@ -8,6 +8,7 @@ waited for (A5), so a broken launcher does not block the cold path.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,6 +23,7 @@ from controller.core._hashes import (
     vllm_config_json,
 )
 from controller.core._launcher_pod import LauncherTemplateError, build_launcher_template
+from controller.core._memory import instance_last_used, recorded_last_used
 from controller.core._routing import RoutingMetadata, validate
 from controller.core._snapshot import ServerSnapshot, ref, requester_update, status_only
 from controller.core._views import InstanceView, LauncherView, PodView
@@ -166,25 +168,35 @@ def rank(launchers: list[LauncherView], want: Desired, max_instances: int) -> Pl
             return Plan(launcher, ())
     best: tuple[tuple[int, float, str], Plan] | None = None
     for launcher in launchers:
-        doomed = victims(_live(launcher), port=want.port, max_others=max_others)
-        newest = max((_last_used(v) for v in doomed), default=0.0)
+        recorded = recorded_last_used(launcher.pod.annotations)
+        doomed = victims(_live(launcher), port=want.port, max_others=max_others, recorded=recorded)
+        newest = max((instance_last_used(recorded, v) for v in doomed), default=0.0)
         key = (len(doomed), newest, launcher.name)
         if best is None or key < best[0]:
             best = (key, Plan(launcher, doomed))
     return best[1] if best else None
 
 
-def victims(live: list[InstanceView], *, port: int, max_others: int) -> tuple[InstanceView, ...]:
+def victims(
+    live: list[InstanceView],
+    *,
+    port: int,
+    max_others: int,
+    recorded: Mapping[str, float] | None = None,
+) -> tuple[InstanceView, ...]:
     """What must go for one more instance on `port`: every instance on that port, then the
-    least recently used others until at most `max_others` remain."""
+    least recently used others until at most `max_others` remain.
+
+    Recency is the launcher's record (`recorded`, which survives a controller restart), else
+    this controller's memory; equal times go by instance ID, so every run picks the same (B2).
+    """
+    times = recorded or {}
     conflicts = [i for i in live if i.port == port]
-    others = sorted((i for i in live if i.port != port), key=_last_used)
+    others = sorted(
+        (i for i in live if i.port != port), key=lambda i: (instance_last_used(times, i), i.id)
+    )
     extra = max(len(live) - max_others - len(conflicts), 0)
     return tuple(conflicts + others[:extra])
-
-
-def _last_used(inst: InstanceView) -> float:
-    return inst.last_used or inst.created_at or 0.0
 
 
 def _bind(snap: ServerSnapshot, plan: Plan, want: Desired) -> list[a.Action]:

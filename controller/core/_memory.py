@@ -4,15 +4,29 @@ Everything here can be lost (controller restart) without harm: GPUs are re-queri
 is compared with the requester container before any relay, timers restart. The I/O layer keeps
 one `ServerMemory` per requester UID and updates it only through `record_success` and
 `record_failure`, so what a result means stays in the pure core.
+
+Two things must not be lost, so they are kept on the launcher Pod instead (written in the
+unbinding Update, which happens anyway, so no actuation costs an extra write): when each
+instance was last used (reference-differences B2: eviction order must not change with a
+restart) and how much GPU memory each instance took when it last started or woke (B1: the
+memory gate sizes the next wake by it). `recorded_last_used`, `recorded_footprints` and
+`merged_records` read and write them.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
+import json
+import math
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
+from typing import Literal
 
+from contract import keys
 from controller.core import _actions as a
+from controller.core._views import InstanceView
+
+FootprintKind = Literal["start", "wake"]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -51,6 +65,14 @@ class ServerMemory:
     """Why the launcher refused to create the bound instance (a GPU UUID it does not know, options
     it cannot use): repeating the PUT cannot help, so the next decision reports it as the
     server's failure."""
+    footprint_base: Mapping[str, int] | None = None
+    """The memory reading the gate went ahead on, right before a wake or an instance start: the
+    footprint is the rise above it once the server serves (B1)."""
+    footprint_kind: FootprintKind | None = None
+    footprint_since: float | None = None
+    """When that wake or start succeeded: a reading taken after it closes the measurement."""
+    footprint: tuple[FootprintKind, int] | None = None
+    """The bound instance's measured footprint (MiB per GPU), persisted at unbind."""
 
 
 def record_success(  # noqa: PLR0911, PLR0912 - one case per action type
@@ -64,7 +86,7 @@ def record_success(  # noqa: PLR0911, PLR0912 - one case per action type
             return replace(memory, gpu_uuids=uuids, gpu_error=None)
         case a.QueryMemoryUsage():
             usage = _usage(result)
-            return replace(memory, memory_usage=usage, memory_usage_at=now)
+            return _measured(replace(memory, memory_usage=usage, memory_usage_at=now), now)
         case a.QuerySleeping():
             return replace(memory, sleeping=bool(result))
         case a.CreateLauncher() | a.CreateDirectProvider():
@@ -73,6 +95,7 @@ def record_success(  # noqa: PLR0911, PLR0912 - one case per action type
             path = memory.path if memory.path == "cold" else "warm"
             return replace(
                 memory,
+                footprint_since=now if memory.footprint_base is not None else None,
                 path=path,
                 instance_known=True,
                 instance_created_at=now,
@@ -93,7 +116,10 @@ def record_success(  # noqa: PLR0911, PLR0912 - one case per action type
         case a.DeleteProvider(reason="evict"):
             return replace(memory, last_eviction_at=now)
         case a.Wake():
-            return replace(memory, sleeping=False, wake_failures=0, last_wake_error=None)
+            since = now if memory.footprint_base is not None else None
+            return replace(
+                memory, sleeping=False, wake_failures=0, last_wake_error=None, footprint_since=since
+            )
         case a.Sleep():
             return replace(memory, sleeping=True, sleep_failures=0)
         case a.ConfigureProxy(address=address, target_port=port, restarts=restarts):
@@ -110,6 +136,13 @@ def record_success(  # noqa: PLR0911, PLR0912 - one case per action type
             return replace(memory, unbind_started_at=memory.unbind_started_at or now)
         case a.Remember(what="instance-seen"):
             return replace(memory, instance_known=True)
+        case a.Remember(what="measure-from", message="start" | "wake" as kind):
+            return replace(
+                memory,
+                footprint_base=memory.memory_usage,
+                footprint_kind=kind,
+                footprint_since=None,
+            )
         case a.Remember(what="relayed", ready=ready):
             return replace(memory, relayed_ready=ready)
     return memory
@@ -143,6 +176,25 @@ def record_failure(  # noqa: PLR0911 - one case per action type
     return memory
 
 
+def _measured(memory: ServerMemory, now: float) -> ServerMemory:
+    """A reading after a measured wake or start: the footprint is its largest per-GPU rise.
+
+    vLLM sizes an instance per GPU (its weights shard and KV cache are alike on each), so one
+    number per instance is kept: the largest rise over its GPUs, never below 0.
+    """
+    base, kind, since = memory.footprint_base, memory.footprint_kind, memory.footprint_since
+    if base is None or kind is None or since is None or now <= since:
+        return memory
+    after = memory.memory_usage or {}
+    rises = [after[u] - used for u, used in base.items() if u in after]
+    done = dataclasses.replace(
+        memory, footprint_base=None, footprint_kind=None, footprint_since=None
+    )
+    if not rises:
+        return done
+    return dataclasses.replace(done, footprint=(kind, max(max(rises), 0)))
+
+
 def _usage(result: object) -> dict[str, int]:
     if not isinstance(result, Mapping):
         return {}
@@ -159,7 +211,15 @@ class Settings:
     """Measure GPU memory through the requester before a wake or create (reference-differences
     B1)."""
     memory_threshold_mib: int = 8192
-    """Used memory per assigned GPU above which sleepers there are evicted before a wake."""
+    """Only where a GPU's total memory is unknown (no node label `nvidia.com/gpu.memory`, no
+    `gpu_memory_total_mib`): used memory per assigned GPU above which sleepers there are evicted
+    before a wake. Otherwise the gate compares the instance's footprint with free memory."""
+    gpu_memory_total_mib: int | None = None
+    """Memory of one GPU where the node does not say (GPU feature discovery's label
+    `nvidia.com/gpu.memory` wins)."""
+    gpu_memory_utilization: float = 0.9
+    """vLLM's default `--gpu-memory-utilization`: an instance never measured and whose options do
+    not set it is expected to take this share of each of its GPUs."""
     memory_usage_max_age: float = 2.0
     """A memory reading older than this is re-taken before acting on it."""
     instance_start_timeout: float = 600.0
@@ -182,3 +242,85 @@ class Settings:
     starting_status_after: float = 5.0
     """A requester still unscheduled or without an IP this long after its creation gets that
     in its status; sooner is the normal course of a start and not worth two Pod writes."""
+
+
+# --- Records kept on launcher Pods (B1, B2) ----------------------------------------------------
+
+
+def _json_object(text: str | None) -> dict[str, object]:
+    """The annotation's JSON object, or {} when absent or unreadable (a hand edit must not stop
+    the controller: the records only order evictions and size the memory gate)."""
+    if not text:
+        return {}
+    try:
+        data = json.loads(text)
+    except ValueError:
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def recorded_last_used(annotations: Mapping[str, str]) -> dict[str, float]:
+    """Instance ID → when it was last unbound (unix seconds), from a launcher's annotation."""
+    raw = _json_object(annotations.get(keys.INSTANCES_LAST_USED))
+    return {
+        k: float(v)
+        for k, v in raw.items()
+        if isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
+    }
+
+
+def recorded_footprints(annotations: Mapping[str, str]) -> dict[str, dict[FootprintKind, int]]:
+    """Instance ID → {`start`/`wake`: MiB per GPU}, from a launcher's annotation."""
+    out: dict[str, dict[FootprintKind, int]] = {}
+    for iid, entry in _json_object(annotations.get(keys.INSTANCE_FOOTPRINTS)).items():
+        if not isinstance(entry, dict):
+            continue
+        kinds: dict[FootprintKind, int] = {}
+        for kind in ("start", "wake"):
+            value = entry.get(kind)
+            if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+                kinds[kind] = value
+        if kinds:
+            out[iid] = kinds
+    return out
+
+
+def merged_records(
+    annotations: Mapping[str, str],
+    *,
+    keep: Collection[str] | None,
+    used: tuple[str, float] | None = None,
+    footprint: tuple[str, FootprintKind, int] | None = None,
+) -> dict[str, str | None]:
+    """The record annotations after one unbind, as patch entries (only those that change).
+
+    `keep`: the instance IDs the launcher still holds (None: unknown, keep every entry), so the
+    records never outgrow `maxInstances`; `used`: (instance ID, unix seconds) of the instance
+    just put to sleep; `footprint`: (instance ID, kind, MiB) measured while it served. Seconds
+    are whole: sub-second order is not worth the bytes, and equal times fall back to the ID.
+    """
+    last = recorded_last_used(annotations)
+    feet = recorded_footprints(annotations)
+    if keep is not None:
+        last = {k: v for k, v in last.items() if k in keep}
+        feet = {k: v for k, v in feet.items() if k in keep}
+    if used is not None:
+        last[used[0]] = float(math.floor(used[1]))
+    if footprint is not None:
+        iid, kind, mib = footprint
+        feet[iid] = {**feet.get(iid, {}), kind: mib}
+    wanted = {
+        keys.INSTANCES_LAST_USED: _compact({k: int(v) for k, v in sorted(last.items())}),
+        keys.INSTANCE_FOOTPRINTS: _compact({k: dict(sorted(v.items())) for k, v in sorted(feet.items())}),
+    }
+    return {k: v for k, v in wanted.items() if annotations.get(k) != v}
+
+
+def _compact(data: Mapping[str, object]) -> str | None:
+    return json.dumps(data, separators=(",", ":")) if data else None
+
+
+def instance_last_used(recorded: Mapping[str, float], inst: InstanceView) -> float:
+    """An instance's recency for eviction: the launcher's record (it survives a restart, B2),
+    else what this controller saw (its last sleep, else when it first saw it)."""
+    return recorded.get(inst.id) or inst.last_used or inst.created_at or 0.0

@@ -4,7 +4,11 @@ fma's changes: an instance that is obsolete, failed, stopped or still starting i
 rather than slept (a half-started instance would make the requester wait for its start); a
 server that cannot be slept within `sleep_deadline` of the unbind's start is deleted instead —
 the instance in launcher mode, the provider in direct mode (reference-differences A3). A direct
-provider gets the `last-used` annotation on unbind (B2).
+provider gets the `last-used` annotation on unbind (B2). A launcher gets, in the same unbinding
+Update (so an actuation costs no extra write), the time its instance went to sleep and the
+footprint measured while it served (B1, B2), merged into its records, which keep only the
+instances it still holds: a restarted controller evicts in the same order and sizes wakes the
+same way.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ from contract import keys
 from controller.core import _actions as a
 from controller.core._direct_pod import ProviderBuildError, vllm_port
 from controller.core._hashes import instance_id
+from controller.core._memory import merged_records
 from controller.core._routing import parse_committed
 from controller.core._snapshot import ServerSnapshot, container, ref
 from controller.core._views import InstanceView, PodView
@@ -38,7 +43,30 @@ def decide_unbind(snap: ServerSnapshot, provider: PodView) -> list[a.Action]:
         ]
     if any(isinstance(action, a.DeleteProvider) for action in first):
         return first
-    return [*first, _unbind_update(snap, provider), *_release_requester(snap)]
+    update = _unbind_update(snap, provider, _records(snap, provider, first))
+    return [*first, update, *_release_requester(snap)]
+
+
+def _records(
+    snap: ServerSnapshot, provider: PodView, first: list[a.Action]
+) -> dict[str, str | None]:
+    """A launcher's recency and footprint records after this unbind (patch entries)."""
+    if keys.LC_NAME not in provider.labels:
+        return {}
+    iid = provider.annotations.get(keys.INSTANCE_ID)
+    launcher = snap.launcher(provider)
+    deleted = {x.instance_id for x in first if isinstance(x, a.DeleteInstance)}
+    keep = None
+    if launcher.instances is not None:
+        keep = {i.id for i in launcher.instances if not i.stopped} - deleted
+    kept = iid is not None and launcher.instance(iid) is not None and iid not in deleted
+    footprint = snap.memory.footprint
+    return merged_records(
+        provider.annotations,
+        keep=keep,
+        used=(iid, snap.now) if kept and iid is not None else None,
+        footprint=(iid, *footprint) if kept and iid is not None and footprint else None,
+    )
 
 
 def _launcher_sleep(
@@ -106,7 +134,9 @@ def _direct_sleep(snap: ServerSnapshot, provider: PodView, *, wedged: bool) -> l
     return [a.Sleep(ip=provider.ip, port=port)]
 
 
-def _unbind_update(snap: ServerSnapshot, provider: PodView) -> a.UnbindProvider:
+def _unbind_update(
+    snap: ServerSnapshot, provider: PodView, records: dict[str, str | None]
+) -> a.UnbindProvider:
     routing = parse_committed(provider.annotations.get(keys.ROUTING_METADATA))
     labels: dict[str, str | None] = {keys.SLEEPING: "true", keys.DUAL: None}
     annotations: dict[str, str | None] = {keys.REQUESTER: None}
@@ -117,6 +147,7 @@ def _unbind_update(snap: ServerSnapshot, provider: PodView) -> a.UnbindProvider:
     if keys.NOMINAL in provider.annotations:
         stamp = datetime.fromtimestamp(snap.now, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
         annotations[keys.LAST_USED] = stamp
+    annotations.update(records)
     patch = a.PodPatch(
         labels=labels, annotations=annotations, remove_finalizers=(keys.PROVIDER_FINALIZER,)
     )

@@ -3,12 +3,19 @@ cluster, with fake `nvidia.com/gpu` devices; see `localcluster.realnode.node` an
 "The real node" of docs/local-cluster.md."""
 
 from localcluster.realnode.host import NodeUnavailableError
-from localcluster.realnode.node import GPU_RESOURCE, PAUSE_IMAGE, RealNode, RealNodeSettings
+from localcluster.realnode.node import (
+    GPU_RESOURCE,
+    PAUSE_IMAGE,
+    REAL_NODE_KEY,
+    RealNode,
+    RealNodeSettings,
+)
 from localcluster.realnode.oci import busybox_image
 
 __all__ = [
     "GPU_RESOURCE",
     "PAUSE_IMAGE",
+    "REAL_NODE_KEY",
     "NodeUnavailableError",
     "RealNode",
     "RealNodeSettings",

@@ -80,8 +80,9 @@ def ensure_packages(*, install: bool = True) -> None:
             args, capture_output=True, text=True, env=env, check=False, timeout=900
         )
         if result.returncode != 0:
+            command = " ".join(args[1:])
             raise NodeUnavailableError(
-                f"`{' '.join(args[1:])}` failed ({result.returncode}): {result.stderr.strip()[-800:]}"
+                f"`apt-get {command}` failed ({result.returncode}): {result.stderr.strip()[-800:]}"
             )
     still = missing_packages()
     if still:

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import contextlib
 import ipaddress
+import itertools
 import json
 import logging
 import os
@@ -63,6 +64,9 @@ _log = logging.getLogger(__name__)
 PAUSE_IMAGE: Final = "fma.local/pause:1"
 """The sandbox image: busybox `sleep`, imported locally (no registry is reachable)."""
 GPU_RESOURCE: Final = "nvidia.com/gpu"
+_NOT_READY_TAINT: Final = "node.kubernetes.io/not-ready"
+REAL_NODE_KEY: Final = "fma.llm-d.ai/real-node"
+"""The label (and taint) key of a real node."""
 DEVICE_PLUGIN_SCRIPT: Final = Path(__file__).with_name("build-device-plugin.sh")
 START_TIMEOUT_S: Final = 120.0
 # What the kubelet 1.20 sets machine-wide unless --protect-kernel-defaults (which then refuses
@@ -87,7 +91,10 @@ class RealNodeSettings:
     bridge: str = "fmacni0"
     images: tuple[Path, ...] = ()
     """OCI (or docker) archives imported into containerd's `k8s.io` namespace at start."""
-    labels: tuple[tuple[str, str], ...] = (("fma.llm-d.ai/real-node", "true"),)
+    labels: tuple[tuple[str, str], ...] = ((REAL_NODE_KEY, "true"),)
+    taints: tuple[str, ...] = (f"{REAL_NODE_KEY}=true:NoSchedule",)
+    """Registered with the node, so that only Pods that tolerate it land here (not the Pending
+    Pods other tests of the session leave behind)."""
 
     @property
     def node_ip(self) -> str:
@@ -320,7 +327,7 @@ class RealNode:
                 f"could not set up the node's mount/cgroup namespaces: {exc}"
             ) from None
         pid = self._holder.pid
-        self._mnt_ns = os.readlink(f"/proc/{pid}/ns/mnt")
+        self._mnt_ns = str(Path(f"/proc/{pid}/ns/mnt").readlink())
 
     def _nsenter(self, argv: Sequence[str]) -> list[str]:
         pid = self._holder.pid if self._holder else None
@@ -487,6 +494,7 @@ disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshot
             "--healthz-bind-address=127.0.0.1",
             f"--healthz-port={healthz}",
             f"--node-labels={labels}",
+            f"--register-with-taints={','.join(s.taints)}",
             "--cgroup-driver=cgroupfs",
             "--cgroups-per-qos=false",
             "--enforce-node-allocatable=",
@@ -542,6 +550,15 @@ disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshot
                 interval=0.5,
                 process=kubelet,
             )
+            # The apiserver taints a new Node not-ready; the node-lifecycle controller, off in
+            # the local cluster, would lift it once the kubelet reports Ready: do it here.
+            node = core.read_node(self.name)
+            taints = [
+                {"key": t.key, "value": t.value, "effect": t.effect}
+                for t in node.spec.taints or []
+                if t.key != _NOT_READY_TAINT
+            ]
+            core.patch_node(self.name, {"spec": {"taints": taints or None}})
 
     def _spawn(self, name: str, argv: list[str]) -> ManagedProcess:
         process = ManagedProcess(name, argv, log_path=self.log_dir / f"{name}.log")
@@ -692,7 +709,7 @@ def processes_in_mount_namespace(ns: str) -> list[int]:
         if not entry.name.isdigit():
             continue
         with contextlib.suppress(OSError):
-            if os.readlink(entry / "ns" / "mnt") == ns:
+            if str((entry / "ns" / "mnt").readlink()) == ns:
                 found.append(int(entry.name))
     return found
 
@@ -727,7 +744,7 @@ def sweep_chains(prefix: str) -> None:
             tokens = shlex.split(line)
             if any(
                 flag in ("-j", "-g") and value.startswith(prefix)
-                for flag, value in zip(tokens, tokens[1:], strict=False)
+                for flag, value in itertools.pairwise(tokens)
             ):
                 jumps.append(line)
     flush()

@@ -28,18 +28,20 @@ from collections import Counter
 from collections.abc import Coroutine, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Final, TypeVar
+from typing import Any, Final, NamedTuple, TypeVar
 from urllib.parse import quote
 
 import httpx
 
 from contract.launcher import VllmConfig
+from contract.requester import READY_PATH
 from launcher.app import create_app as create_launcher_app
 from launcher.forkclient import ForkServer
 from launcher.gpus import GpuMap
 from launcher.manager import InstanceManager
 from launcher.probes import Prober
 from launcher.requester import FixedGpus, RequesterConfig, RequesterHandle
+from launcher.requester.proxy import ProxyTarget
 from launcher.requester.server import serve_requester
 from launcher.settings import Settings
 from launcher.state import Instance
@@ -85,9 +87,12 @@ class Tally:
     server_errors: Counter[str] = field(default_factory=Counter)
     crashes: list[str] = field(default_factory=list)
 
-    def answer(self, api: str, status: int | None) -> None:
+    def answer(self, api: str, status: int | None, *, unavailable_by_design: bool = False) -> None:
+        """Count one input; `unavailable_by_design`: a 503 that is the answer's meaning (the
+        stub's readiness probe while not ready), not an error."""
         self.inputs[api] += 1
-        if status is not None and status >= 500:
+        by_design = status == 503 and unavailable_by_design
+        if status is not None and status >= 500 and not by_design:
             self.server_errors[api] += 1
 
 
@@ -169,12 +174,12 @@ class _SleepForkServer(ForkServer):
         self._children.pop(child.pid, None)
         self._on_exit(ref, child.pid, code)
 
-    async def close(self) -> None:
+    async def close(self, seconds: float = 10) -> None:
         for child in list(self._children.values()):
             with contextlib.suppress(ProcessLookupError):
                 child.kill()
         if self._reapers:
-            await asyncio.wait(self._reapers, timeout=10)
+            await asyncio.wait(self._reapers, timeout=seconds)
 
 
 @dataclass
@@ -248,6 +253,16 @@ def _place_logged_instance(manager: InstanceManager, log_dir: Path) -> None:
 # --- the requester stub ------------------------------------------------------------------------
 
 
+class StubState(NamedTuple):
+    """What a refused call must leave alone: readiness, the log bytes accepted and written,
+    the proxy's target."""
+
+    ready: bool
+    accepted: int
+    written: int
+    target: ProxyTarget | None
+
+
 @dataclass
 class StubTarget:
     """A stub on 127.0.0.1 (probes and SPI), spoken to with raw HTTP/1.1 bytes."""
@@ -261,7 +276,10 @@ class StubTarget:
         """Send `data`, half-close, and read until the server closes; None: no answer."""
         number = self.handle.spi_port if port == "spi" else self.handle.probes_port
         answer = self.loop.run(_exchange(number, data))
-        self.tally.answer("stub", None if answer is None else answer.status)
+        probe = port == "probes" and data.startswith(f"GET {READY_PATH} ".encode())
+        self.tally.answer(
+            "stub", None if answer is None else answer.status, unavailable_by_design=probe
+        )
         return answer
 
     def request(
@@ -285,10 +303,11 @@ class StubTarget:
         head = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
         return self.raw(head + payload, port=port)
 
-    def state(self) -> tuple[object, ...]:
-        """Readiness, the log bytes accepted (and written), and the proxy's target."""
+    def state(self) -> StubState:
         state = self.handle.state
-        return (state.ready, state.relay.accepted, len(self.sink.getvalue()), state.proxy.target)
+        return StubState(
+            state.ready, state.relay.accepted, len(self.sink.getvalue()), state.proxy.target
+        )
 
 
 async def _exchange(port: int, data: bytes) -> Answer | None:
