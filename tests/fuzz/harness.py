@@ -22,10 +22,8 @@ import contextlib
 import io
 import logging
 import tempfile
-import threading
-import time
 from collections import Counter
-from collections.abc import Coroutine, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final, NamedTuple, TypeVar
@@ -33,7 +31,6 @@ from urllib.parse import quote
 
 import httpx
 
-from contract.launcher import VllmConfig
 from contract.requester import READY_PATH
 from launcher.app import create_app as create_launcher_app
 from launcher.forkclient import ForkServer
@@ -44,7 +41,8 @@ from launcher.requester import FixedGpus, RequesterConfig, RequesterHandle
 from launcher.requester.proxy import ProxyTarget
 from launcher.requester.server import serve_requester
 from launcher.settings import Settings
-from launcher.state import Instance
+from tests.launcher.support import place_instance
+from tests.loopthread import LoopThread
 from webhook.app import create_app as create_webhook_app
 from webhook.cache import WebhookCache
 from webhook.handlers import Handlers
@@ -60,23 +58,6 @@ LOG_ID: Final = "logged"
 LOG_BYTES: Final = b"".join(b"line %d of the instance log\n" % i for i in range(200))
 OPTED_IN: Final = {"fma.llm-d.ai/inject": "enabled"}
 CONTROLLER: Final = "system:serviceaccount:fma-system:fma-fma-controllers"
-
-
-class LoopThread:
-    """An event loop in a daemon thread; `run` executes a coroutine there and waits."""
-
-    def __init__(self) -> None:
-        self.loop = asyncio.new_event_loop()
-        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
-        self.thread.start()
-
-    def run(self, coro: Coroutine[Any, Any, T]) -> T:
-        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout=CALL_TIMEOUT_S)
-
-    def close(self) -> None:
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self.thread.join(timeout=10)
-        self.loop.close()
 
 
 @dataclass
@@ -236,20 +217,6 @@ class LauncherTarget:
         assert status == 200, status
 
 
-def _place_logged_instance(manager: InstanceManager, log_dir: Path) -> None:
-    path = log_dir / f"{LOG_ID}.log"
-    path.write_bytes(LOG_BYTES)
-    manager.instances[LOG_ID] = Instance(
-        instance_id=LOG_ID,
-        config=VllmConfig(options="--port 9"),
-        port=9,
-        host="127.0.0.1",
-        log_path=path,
-        created_at=time.monotonic(),
-        pid=None,
-    )
-
-
 # --- the requester stub ------------------------------------------------------------------------
 
 
@@ -407,7 +374,7 @@ def running_targets() -> Iterator[Targets]:
     tally = Tally()
     crash_log = _CrashLog(tally)
     logging.getLogger().addHandler(crash_log)
-    loop = LoopThread()
+    loop = LoopThread(CALL_TIMEOUT_S)
     loop.loop.set_exception_handler(
         lambda _loop, context: tally.crashes.append(f"asyncio: {context.get('message')}")
     )
@@ -418,7 +385,7 @@ def running_targets() -> Iterator[Targets]:
         manager: InstanceManager = app.state.manager
         manager.forkserver = _SleepForkServer(manager)
         manager._prober = _NoProbes()
-        _place_logged_instance(manager, log_dir)
+        place_instance(manager, log_dir, LOG_ID, LOG_BYTES)
         sink = io.BytesIO()
         stub_config = RequesterConfig(
             host="127.0.0.1",

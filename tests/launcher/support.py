@@ -15,7 +15,10 @@ import httpx
 import psutil
 
 from contract.auth import MODE_ENV, MODE_OFF
+from contract.launcher import VllmConfig
 from controlauth import ControlToken
+from launcher.manager import InstanceManager
+from launcher.state import Instance
 from localcluster.processes import ManagedProcess, free_port, wait_until
 from tests.controlkit import ControlKit
 
@@ -169,3 +172,23 @@ def _ready(url: str) -> bool:
         return httpx.get(url + "/readyz", timeout=2).status_code == 200
     except httpx.HTTPError:
         return False
+
+
+def place_instance(
+    manager: InstanceManager, log_dir: Path, instance_id: str, log: bytes = b""
+) -> Instance:
+    """An instance the manager believes it runs (no process; port 9), with `log` as its log:
+    for tests of the API around instances, not of starting them."""
+    path = log_dir / f"{instance_id}.log"
+    path.write_bytes(log)
+    instance = Instance(
+        instance_id=instance_id,
+        config=VllmConfig(options="--port 9"),
+        port=9,
+        host="127.0.0.1",
+        log_path=path,
+        created_at=time.monotonic(),
+        pid=None,
+    )
+    manager.instances[instance_id] = instance
+    return instance

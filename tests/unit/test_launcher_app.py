@@ -6,7 +6,6 @@ requests and errors is pinned with instances placed directly in the manager.
 
 from __future__ import annotations
 
-import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -15,7 +14,6 @@ import pytest
 from fastapi import FastAPI
 from fastapi.routing import APIRoute
 
-from contract.launcher import VllmConfig
 from controlauth import ControlToken
 from launcher.app import create_app
 from launcher.gpus import GpuMap
@@ -23,6 +21,7 @@ from launcher.manager import InstanceManager
 from launcher.settings import Settings
 from launcher.state import Instance
 from tests.controlkit import control_kit
+from tests.launcher.support import place_instance
 
 pytestmark = pytest.mark.anyio
 
@@ -39,19 +38,7 @@ def _manager(app: FastAPI) -> InstanceManager:
 
 
 def _place(app: FastAPI, tmp_path: Path, instance_id: str, log: bytes = b"") -> Instance:
-    path = tmp_path / f"{instance_id}.log"
-    path.write_bytes(log)
-    instance = Instance(
-        instance_id=instance_id,
-        config=VllmConfig(options="--port 9"),
-        port=9,
-        host="127.0.0.1",
-        log_path=path,
-        created_at=time.monotonic(),
-        pid=None,
-    )
-    _manager(app).instances[instance_id] = instance
-    return instance
+    return place_instance(_manager(app), tmp_path, instance_id, log)
 
 
 @pytest.fixture

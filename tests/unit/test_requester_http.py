@@ -6,16 +6,14 @@ use plain blocking clients, and many callers can hit one stub from threads at on
 
 from __future__ import annotations
 
-import asyncio
 import concurrent.futures
 import io
 import random
 import socket
-import threading
-from collections.abc import Callable, Coroutine, Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TypeVar
 
 import httpx
 import pytest
@@ -26,27 +24,11 @@ from controlauth import Verifier
 from launcher.requester import FixedGpus, RequesterConfig, RequesterHandle
 from launcher.requester.server import serve_requester
 from tests.controlkit import control_kit
+from tests.loopthread import LoopThread
 
 T = TypeVar("T")
 A = "GPU-11111111-2222-3333-4444-555555555555"
 B = "GPU-66666666-7777-8888-9999-000000000000"
-
-
-class LoopThread:
-    """An event loop running in a daemon thread; `run` executes a coroutine on it."""
-
-    def __init__(self) -> None:
-        self.loop = asyncio.new_event_loop()
-        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
-        self.thread.start()
-
-    def run(self, coro: Coroutine[Any, Any, T]) -> T:
-        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout=30)
-
-    def close(self) -> None:
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self.thread.join(timeout=10)
-        self.loop.close()
 
 
 @dataclass
