@@ -7,6 +7,7 @@ written, 503 not able to start instances yet), and nothing else.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -124,7 +125,11 @@ async def health() -> dict[str, str]:
 @service.get("/readyz")
 async def readyz(manager: Manager) -> Response:
     if manager.forkserver.ready:
-        return JSONResponse({"status": "ready"})
+        info = manager.forkserver.info
+        details = dataclasses.asdict(info) if info else {}
+        return JSONResponse(
+            {"status": "ready", "forkserver": details, "preloaded": manager.forkserver.preloaded}
+        )
     return JSONResponse({"status": "importing the instance entry"}, status_code=503)
 
 

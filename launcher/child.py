@@ -61,6 +61,7 @@ def run_child(
     *,
     parent: int,
     close_fds: Sequence[int],
+    before_exit: Callable[[], None] | None = None,
 ) -> NoReturn:
     code = 1
     try:
@@ -72,6 +73,9 @@ def run_child(
         traceback.print_exc()
         code = 1
     finally:
+        if before_exit is not None:
+            with contextlib.suppress(Exception):  # bookkeeping must not change the exit code
+                before_exit()
         for stream in (sys.stdout, sys.stderr):
             with contextlib.suppress(Exception):  # a broken log must not change the exit code
                 stream.flush()

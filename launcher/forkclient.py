@@ -29,13 +29,26 @@ class ForkServerInfo:
     sleep_mode_available: bool
     import_seconds: float
     threads: int
+    gc_freeze_seconds: float = 0.0
+    frozen_objects: int = 0
+    """Objects moved out of the collector's sight after the imports (`forkserver.freeze_heap`)."""
+    preloaded_modules: int = 0
+    """Modules learned from an earlier instance and imported at start (`launcher.preload`)."""
 
 
 class ForkServer:
     """Starts the helper, sends it start requests and turns its reports into calls and futures."""
 
-    def __init__(self, *, entry: str, on_exit: ExitCallback, on_lost: Callable[[], None]) -> None:
+    def __init__(
+        self,
+        *,
+        entry: str,
+        on_exit: ExitCallback,
+        on_lost: Callable[[], None],
+        preload_file: Path | None = None,
+    ) -> None:
         self._entry = entry
+        self._preload_file = preload_file
         self._on_exit = on_exit
         self._on_lost = on_lost
         self._process: asyncio.subprocess.Process | None = None
@@ -44,6 +57,8 @@ class ForkServer:
         self._pending: dict[str, asyncio.Future[int]] = {}
         self._closing = False
         self.info: ForkServerInfo | None = None
+        self.preloaded: dict[str, Any] | None = None
+        """The fork server's report of importing what the first instance learned, once it did."""
 
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
@@ -56,6 +71,7 @@ class ForkServer:
             self._entry,
             "--parent",
             str(os.getpid()),
+            *(["--preload-file", str(self._preload_file)] if self._preload_file else []),
             stdin=asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.PIPE,
             start_new_session=True,  # Ctrl-C reaches only the launcher, which stops instances
@@ -131,6 +147,9 @@ class ForkServer:
                 sleep_mode_available=bool(message.get("sleep_mode_available")),
                 import_seconds=float(message.get("import_seconds", 0.0)),
                 threads=int(message.get("threads", 0)),
+                gc_freeze_seconds=float(message.get("gc_freeze_seconds", 0.0)),
+                frozen_objects=int(message.get("frozen_objects", 0)),
+                preloaded_modules=int(message.get("preloaded_modules", 0)),
             )
             if self._ready is not None and not self._ready.done():
                 self._ready.set_result(self.info)
@@ -147,6 +166,9 @@ class ForkServer:
                     future.set_exception(ForkServerError(str(message.get("error"))))
         elif event == "exited":
             self._on_exit(ref, int(message["pid"]), int(message["exit_code"]))
+        elif event == "preloaded":
+            self.preloaded = {k: v for k, v in message.items() if k != "event"}
+            _log.info("fork server imported what instances import: %s", self.preloaded)
 
     def _lost(self) -> None:
         error = ForkServerError("the fork server exited")

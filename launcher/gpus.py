@@ -8,6 +8,11 @@ the reference's `GPU-0` … `GPU-<n-1>`.
 
 Unknown UUIDs are the client's mistake, so they are reported as such (HTTP 422 naming the unknown
 and the known UUIDs) rather than as the reference's 409/500 (reference-differences C4).
+
+NVML numbers GPUs in PCI bus order; CUDA, by default, fastest first. On a node with mixed GPUs the
+two differ, and an instance given `CUDA_VISIBLE_DEVICES=<NVML index>` would run on another GPU
+than the one its requester holds. So wherever fma sets `CUDA_VISIBLE_DEVICES` it also sets
+`CUDA_DEVICE_ORDER=PCI_BUS_ID` (`child_env`); `bench/gpu_check.py` checks the agreement on a GPU.
 """
 
 from __future__ import annotations
@@ -17,7 +22,7 @@ import logging
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Final
 
 from contract.objects import GPU_MAP
 
@@ -53,6 +58,22 @@ class GpuMap:
     @property
     def has_gpus(self) -> bool:
         return bool(self.indices)
+
+
+CUDA_ORDER: Final = {"CUDA_DEVICE_ORDER": "PCI_BUS_ID"}
+"""What makes CUDA's device numbers NVML's (and nvidia-smi's and the `gpu-map`'s)."""
+
+
+def child_env(env_vars: Mapping[str, str]) -> dict[str, str]:
+    """An instance's environment: with `CUDA_VISIBLE_DEVICES`, CUDA must count as NVML does.
+
+    Only the child's environment gets it, not the stored VllmConfig, so the instance state on
+    the wire stays the reference's (`CUDA_VISIBLE_DEVICES` added, nothing else). A user's own
+    `CUDA_DEVICE_ORDER` is overridden: the indices are PCI-ordered whatever it says.
+    """
+    if "CUDA_VISIBLE_DEVICES" not in env_vars:
+        return dict(env_vars)
+    return {**env_vars, **CUDA_ORDER}
 
 
 def parse_mapping_json(text: str) -> dict[str, int]:

@@ -20,10 +20,10 @@ from pathlib import Path
 from typing import Any
 
 from contract.launcher import EventType, VllmConfig
-from launcher import _proc, options, phases
+from launcher import _proc, options, phases, preload
 from launcher.events import EventLog
 from launcher.forkclient import ForkServer, ForkServerError
-from launcher.gpus import GpuMap
+from launcher.gpus import GpuMap, child_env
 from launcher.metrics import LauncherMetrics
 from launcher.probes import Prober
 from launcher.settings import Settings
@@ -83,7 +83,10 @@ class InstanceManager:
         self._prober = Prober()
         self._announcer: asyncio.Task[None] | None = None
         self.forkserver = ForkServer(
-            entry=settings.instance_entry, on_exit=self._on_exit, on_lost=self._on_forkserver_lost
+            entry=settings.instance_entry,
+            on_exit=self._on_exit,
+            on_lost=self._on_forkserver_lost,
+            preload_file=settings.log_dir / preload.FILE_NAME,
         )
         metrics.watch_phases(self.phase_counts)
 
@@ -143,7 +146,7 @@ class InstanceManager:
         info = self.forkserver.info
         command = options.build_command(
             argv,
-            env_vars,
+            child_env(env_vars),
             sleep_mode_available=bool(info and info.sleep_mode_available),
             launcher_host=self.settings.host,
         )

@@ -195,3 +195,34 @@ def discover_gpus(env: Mapping[str, str], source: GpuSource = "auto") -> Gpus:
         if source == "nvml":
             return FixedGpus((), "NVML is not available in this container (source=nvml)")
     return fixed_gpus_from_env(env)
+
+
+def nvml_total_mib(uuid: str) -> int:
+    """Total memory of one GPU, MiB, as NVML (and nvidia-smi's `memory.total`) reports it.
+
+    Not on the SPI yet (the controller takes a GPU's size from its Node's label); the device
+    check (`bench/gpu_check.py`) compares it with nvidia-smi so that it can be."""
+    import pynvml
+
+    handle = pynvml.nvmlDeviceGetHandleByUUID(uuid.encode())
+    return int(pynvml.nvmlDeviceGetMemoryInfo(handle).total) // _MIB
+
+
+def nvml_process_memory_mib(uuid: str) -> dict[int, int]:
+    """PID → MiB of each process with a CUDA context on one GPU, as NVML reports them.
+
+    The per-process reading the memory gate would like for each sleeper. It is not used on the
+    wire: in a container NVML names host PIDs, which the launcher's own PID namespace does not
+    show, so the controller measures an instance by the rise of used memory instead
+    (reference-differences B1). The device check reports whether PIDs match where it runs.
+    A process NVML cannot size (`usedGpuMemory` None, e.g. under MIG) is left out.
+    """
+    import pynvml
+
+    handle = pynvml.nvmlDeviceGetHandleByUUID(uuid.encode())
+    out: dict[int, int] = {}
+    for proc in pynvml.nvmlDeviceGetComputeRunningProcesses(handle):
+        used = getattr(proc, "usedGpuMemory", None)
+        if isinstance(used, int):
+            out[int(proc.pid)] = used // _MIB
+    return out
