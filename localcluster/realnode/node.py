@@ -2,14 +2,18 @@
 
 What runs, all as children of this process:
 
-- a *holder* (`unshare --mount --cgroup`, then `sleep`): a private mount namespace with fresh
-  tmpfs on /run, /var/lib and /var/log, and the cgroup hierarchies mounted again inside a
-  cgroup namespace rooted at this process's own cgroups. containerd, the kubelet, the device
-  plugin and every container live in it (`nsenter`), so the paths the kubelet 1.20 and
-  containerd 1.6 hard-code (/var/lib/kubelet/device-plugins, /var/log/pods, /run/containerd/s,
-  /run/netns) and every mount they make vanish with it, and containers' cgroups nest under ours.
-  Four kernel tunables the kubelet would set machine-wide (vm.overcommit_memory, kernel.panic,
-  ...) are bind-mounted files holding the values it wants, so it writes none;
+- a *holder* (`unshare --mount --cgroup --pid --fork --kill-child`, then `sleep` as the PID
+  namespace's init): a private mount namespace with fresh tmpfs on /run, /var/lib and /var/log,
+  and the cgroup hierarchies mounted again inside a cgroup namespace rooted at this process's
+  own cgroups. containerd, the kubelet, the device plugin and every container live in it
+  (`nsenter`), so the paths the kubelet 1.20 and containerd 1.6 hard-code
+  (/var/lib/kubelet/device-plugins, /var/log/pods, /run/containerd/s, /run/netns) and every
+  mount they make vanish with it, containers' cgroups nest under ours, and when the holder dies
+  (stop, or this process killed: `PR_SET_PDEATHSIG`) the kernel kills every process of the PID
+  namespace, containerd's shims and the containers included, which otherwise outlive
+  containerd by design. The kernel tunables the kubelet would set machine-wide
+  (vm.overcommit_memory, kernel.panic, ...) are bind-mounted files holding the values it wants,
+  so it writes none;
 - containerd (its own config, root, state and socket under the work directory) with runc, the
   CRI plugin and the CNI bridge, host-local, portmap and loopback plugins;
 - the kubelet (`--container-runtime=remote`), authenticated as `system:node:<name>`;
@@ -198,6 +202,7 @@ class RealNode:
             raise NodeUnavailableError(str(exc)) from None
         self._cgroups = host.cgroup_mounts()
         host.require_cgroups(self._cgroups)
+        self._remove_cgroups()  # the empty ones a SIGKILLed run leaves (its processes are gone)
         host.ensure_packages()
         try:
             self._kubelet = k8s_binary("kubelet")
@@ -292,6 +297,7 @@ class RealNode:
         sysctl_dir.mkdir(parents=True, exist_ok=True)
         lines = [
             "set -eu",
+            "mount -t proc proc /proc",  # this PID namespace's processes
             "mount -t tmpfs -o mode=755 fma-run /run",
             "mount -t tmpfs -o mode=755 fma-varlib /var/lib",
             "mount -t tmpfs -o mode=755 fma-varlog /var/log",
@@ -316,7 +322,19 @@ class RealNode:
         (self.workdir / "holder.sh").write_text(script + "\n")
         self._holder = ManagedProcess(
             "realnode-holder",
-            ["unshare", "--mount", "--cgroup", "--propagation", "private", "sh", "-c", script],
+            [
+                "unshare",
+                "--mount",
+                "--cgroup",
+                "--pid",
+                "--fork",
+                "--kill-child",
+                "--propagation",
+                "private",
+                "sh",
+                "-c",
+                script,
+            ],
             log_path=self.log_dir / "holder.log",
         )
         self._holder.start()
@@ -335,6 +353,7 @@ class RealNode:
             "nsenter",
             f"--mount=/proc/{pid}/ns/mnt",
             f"--cgroup=/proc/{pid}/ns/cgroup",
+            f"--pid=/proc/{pid}/ns/pid_for_children",
             "--",
             *argv,
         ]
@@ -581,7 +600,7 @@ disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshot
             self._processes.pop().stop(grace_seconds=10.0)
         if self._holder is not None:
             self._kill_namespace_processes()
-            self._holder.stop(grace_seconds=5.0)
+            self._holder.stop(grace_seconds=1.0)
             self._holder = None
         if self._node_registered:
             self._delete_node()
