@@ -106,4 +106,5 @@ order across a controller restart (B2)."""
 INSTANCE_FOOTPRINTS: Final = FMA_PREFIX + "instance-footprints"
 """On a launcher: JSON `{"<instance id>": {"start": <MiB>, "wake": <MiB>}}`, the per-GPU rise of
 used GPU memory measured the last time each instance was started or woken (either key may be
-absent). Written in the unbinding Update; the memory gate sizes the next wake or start by it (B1)."""
+absent). Written in the unbinding Update; the memory gate sizes the next wake or start by it
+(B1)."""

@@ -108,12 +108,14 @@ def _finish(
     indices = ",".join(str(index) for index in gpu_indices)
     env = server.setdefault("env", []) or []
     server["env"] = env
-    entry = next((e for e in env if e.get("name") == "CUDA_VISIBLE_DEVICES"), None)
-    if entry is None:
-        env.append({"name": "CUDA_VISIBLE_DEVICES", "value": indices})
-    else:
-        entry.clear()
-        entry.update({"name": "CUDA_VISIBLE_DEVICES", "value": indices})
+    # `gpu-map` indices are NVML's (PCI bus order); CUDA counts fastest first unless told.
+    for name, value in (("CUDA_VISIBLE_DEVICES", indices), ("CUDA_DEVICE_ORDER", "PCI_BUS_ID")):
+        entry = next((e for e in env if e.get("name") == name), None)
+        if entry is None:
+            env.append({"name": name, "value": value})
+        else:
+            entry.clear()
+            entry.update({"name": name, "value": value})
     resources = server.setdefault("resources", {}) or {}
     server["resources"] = resources
     for key in ("limits", "requests"):

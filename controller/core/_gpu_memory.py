@@ -49,7 +49,7 @@ class Need:
     recorded_mib: int | None = None
     """Measured when it last woke or started; None: never measured."""
     utilization: float = 0.9
-    """Its `--gpu-memory-utilization`: the estimate (× the GPU's total) without a record."""
+    """Its `--gpu-memory-utilization`: the estimate (times the GPU's total) without a record."""
     kind: FootprintKind | None = None
     """`start` or `wake` for a launcher instance, whose footprint is then measured; None for a
     direct provider (nowhere to keep a measurement across its unbind)."""

@@ -163,8 +163,16 @@ def record_failure(  # noqa: PLR0911 - one case per action type
         case a.QueryAccelerators():
             return replace(memory, gpu_error=error)
         case a.QueryMemoryUsage():
-            # Not reported (an older requester stub, no nvidia-smi): decide without it.
-            return replace(memory, memory_usage={}, memory_usage_at=now)
+            # Not reported (an older requester stub, no nvidia-smi): decide without it, and
+            # give up a footprint measurement that needed it.
+            return replace(
+                memory,
+                memory_usage={},
+                memory_usage_at=now,
+                footprint_base=None,
+                footprint_kind=None,
+                footprint_since=None,
+            )
         case a.Wake():
             return replace(memory, wake_failures=memory.wake_failures + 1, last_wake_error=error)
         case a.Sleep():
@@ -192,7 +200,7 @@ def _measured(memory: ServerMemory, now: float) -> ServerMemory:
     )
     if not rises:
         return done
-    return dataclasses.replace(done, footprint=(kind, max(max(rises), 0)))
+    return dataclasses.replace(done, footprint=(kind, max(*rises, 0)))
 
 
 def _usage(result: object) -> dict[str, int]:
@@ -311,7 +319,9 @@ def merged_records(
         feet[iid] = {**feet.get(iid, {}), kind: mib}
     wanted = {
         keys.INSTANCES_LAST_USED: _compact({k: int(v) for k, v in sorted(last.items())}),
-        keys.INSTANCE_FOOTPRINTS: _compact({k: dict(sorted(v.items())) for k, v in sorted(feet.items())}),
+        keys.INSTANCE_FOOTPRINTS: _compact(
+            {k: dict(sorted(v.items())) for k, v in sorted(feet.items())}
+        ),
     }
     return {k: v for k, v in wanted.items() if annotations.get(k) != v}
 
