@@ -7,7 +7,10 @@ The rules that make a reconciler safe and cheap:
   latest state and never races itself on one object.
 - **Dedup.** Adding a key that is already waiting changes nothing: ten events while a key
   waits cost one pass.
-- **FIFO.** Ready keys are handed out in the order they were first added.
+- **FIFO, with an urgent lane.** Ready keys are handed out in the order they were first added;
+  keys added with `urgent=True` (a user waits on them: a bound server became ready) go first,
+  except that after `urgent_burst` urgent keys in a row one ordinary key is served, so a stream of
+  urgent work cannot starve the rest. An ordinary key re-added as urgent moves to the urgent lane.
 - **Delays.** `add_after` parks a key until its time (the earlier of two delays wins);
   `add` — a fresh event — makes a parked key due at once (contracts §8.1), so a backoff never
   delays the reaction to a change.
@@ -83,6 +86,8 @@ class QueueSettings:
     """Retry schedule of a queue: 0.2 s doubling to the contract's 20 s cap."""
 
     backoff: Backoff = field(default_factory=lambda: Backoff(initial_s=0.2, maximum_s=20.0))
+    urgent_burst: int = 8
+    """Urgent keys served in a row while ordinary ones wait, before one ordinary key."""
 
 
 class WorkQueue(Generic[K]):
@@ -100,6 +105,10 @@ class WorkQueue(Generic[K]):
         self._label = label
         self._backoff: PerKeyBackoff[K] = PerKeyBackoff(self.settings.backoff)
         self._ready: collections.deque[K] = collections.deque()
+        self._urgent: collections.deque[K] = collections.deque()
+        self._urgent_in_a_row = 0
+        self._urgent_dirty: set[K] = set()
+        """Keys added urgently while processing: they come back in the urgent lane."""
         self._dirty: set[K] = set()
         self._processing: dict[K, float] = {}
         self._enqueued_at: dict[K, float] = {}
@@ -109,12 +118,17 @@ class WorkQueue(Generic[K]):
 
     # ----- adding ------------------------------------------------------------------------------
 
-    def add(self, key: K) -> None:
-        """Queue `key` now (a fresh event); a parked `key` becomes due at once."""
+    def add(self, key: K, *, urgent: bool = False) -> None:
+        """Queue `key` now (a fresh event); a parked `key` becomes due at once. `urgent`: ahead
+        of ordinary keys (see the module docstring)."""
         if self._shutting_down:
             return
         self._cancel_delay(key)
-        self._add(key)
+        if urgent and key in self._ready:
+            self._ready.remove(key)  # waiting in the ordinary lane: move it up
+            self._urgent.append(key)
+            return
+        self._add(key, urgent=urgent)
 
     def add_after(self, key: K, delay_s: float) -> None:
         """Queue `key` after `delay_s` seconds, unless it is due earlier anyway."""
@@ -152,7 +166,7 @@ class WorkQueue(Generic[K]):
     async def get(self) -> K:
         """The oldest ready key, now processing until `done` (raises `ShutDownError`)."""
         loop = asyncio.get_running_loop()
-        while not self._ready:
+        while not self._ready and not self._urgent:
             if self._shutting_down:
                 raise ShutDownError
             waiter = loop.create_future()
@@ -162,10 +176,10 @@ class WorkQueue(Generic[K]):
             except asyncio.CancelledError:
                 if waiter in self._getters:
                     self._getters.remove(waiter)
-                elif self._ready:
+                elif self._ready or self._urgent:
                     self._wake_one()  # we were woken but will not take it: pass it on
                 raise
-        key = self._ready.popleft()
+        key = self._next()
         self._dirty.discard(key)
         now = loop.time()
         label = self._label(key)
@@ -174,14 +188,27 @@ class WorkQueue(Generic[K]):
         self._processing[key] = now
         return key
 
+    def _next(self) -> K:
+        """The urgent lane first, but one ordinary key after `urgent_burst` urgent ones."""
+        take_urgent = bool(self._urgent) and (
+            not self._ready or self._urgent_in_a_row < self.settings.urgent_burst
+        )
+        if take_urgent:
+            self._urgent_in_a_row += 1
+            return self._urgent.popleft()
+        self._urgent_in_a_row = 0
+        return self._ready.popleft()
+
     def done(self, key: K) -> None:
         """Processing of `key` ended; if it was added meanwhile, it is queued again."""
         started = self._processing.pop(key, None)
         if started is None:
             return
         self._metrics.worked(self._label(key), asyncio.get_running_loop().time() - started)
+        urgent = key in self._urgent_dirty
+        self._urgent_dirty.discard(key)
         if key in self._dirty and not self._shutting_down:
-            self._push(key)
+            self._push(key, urgent=urgent)
 
     def shutdown(self) -> None:
         """No more adds; `get` raises `ShutDownError` (now and later); parked keys are dropped."""
@@ -198,7 +225,7 @@ class WorkQueue(Generic[K]):
 
     def __len__(self) -> int:
         """Ready keys (the depth)."""
-        return len(self._ready)
+        return len(self._ready) + len(self._urgent)
 
     @property
     def shutting_down(self) -> bool:
@@ -220,17 +247,22 @@ class WorkQueue(Generic[K]):
 
     # ----- plumbing ----------------------------------------------------------------------------
 
-    def _add(self, key: K) -> None:
+    def _add(self, key: K, *, urgent: bool = False) -> None:
         if key in self._dirty:
+            if urgent and key in self._processing:
+                self._urgent_dirty.add(key)
             return
         self._dirty.add(key)
         self._enqueued_at[key] = asyncio.get_running_loop().time()
         self._metrics.added(self._label(key))
-        if key not in self._processing:
-            self._push(key)
+        if key in self._processing:
+            if urgent:
+                self._urgent_dirty.add(key)
+        else:
+            self._push(key, urgent=urgent)
 
-    def _push(self, key: K) -> None:
-        self._ready.append(key)
+    def _push(self, key: K, *, urgent: bool = False) -> None:
+        (self._urgent if urgent else self._ready).append(key)
         self._metrics.depth_changed(self._label(key), 1)
         self._wake_one()
 

@@ -187,9 +187,9 @@ class DualPodsController:
             await self._http.aclose()
             await self._calls_http.aclose()
 
-    def _enqueue(self, key: Key, node: str) -> None:
+    def _enqueue(self, key: Key, node: str, *, urgent: bool = False) -> None:
         self.labels.remember(key, node)
-        self.queue.add(key)
+        self.queue.add(key, urgent=urgent)
 
     # ----- passes --------------------------------------------------------------------------------
 

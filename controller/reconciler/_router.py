@@ -13,6 +13,10 @@ Handlers run on the event loop right after a cache changed and only classify and
 | LauncherConfig | every server (a waiting requester may now create its launcher) |
 | launcher stream | the launcher's server if bound, else its launcher item |
 
+The items of a *bound* server (its provider or its launcher changed: most often its vLLM became
+ready, and a user's requester waits for the relay) are queued as urgent: ahead of new binds,
+which at scale can be hundreds deep (the queue's urgent lane; kube.WorkQueue).
+
 It also keeps `fma_requester_count{isc_name}` and `fma_isc_count{launcher_config_name}`.
 """
 
@@ -58,7 +62,8 @@ class Streams(Protocol):
     def watch(self, key: str) -> object | None: ...
 
 
-Enqueue = Callable[[Key, str], None]
+class Enqueue(Protocol):
+    def __call__(self, key: Key, node: str, *, urgent: bool = False) -> None: ...
 """Adds a work item; the string is the node for the queue metrics ("" if unknown)."""
 
 
@@ -109,8 +114,8 @@ class EventRouter:
     def pod_changed(self, old: JsonObject | None, new: JsonObject | None) -> None:
         for pod in (old, new):
             if pod is not None:
-                for key, node in _keys_of(pod):
-                    self.enqueue(key, node)
+                for key, node, urgent in _keys_of(pod):
+                    self.enqueue(key, node, urgent=urgent)
         self._follow_launcher(new if new is not None else old, gone=new is None)
         self._count_requesters(old, new)
 
@@ -188,20 +193,21 @@ class EventRouter:
         binding = p.bound_to(pod)
         node = p.provider_node(pod) or ""
         if binding is not None:
-            self.enqueue(ServerKey(*binding), node)
+            self.enqueue(ServerKey(*binding), node, urgent=True)
         else:
             self.enqueue(LauncherKey(launcher, p.name(pod)), node)
 
 
-def _keys_of(pod: JsonObject) -> Iterator[tuple[Key, str]]:
+def _keys_of(pod: JsonObject) -> Iterator[tuple[Key, str, bool]]:
+    """(item, node, urgent) of each item a Pod event concerns; a bound provider's is urgent."""
     binding = p.bound_to(pod)
     node = p.scheduled_node(pod)
     if p.is_requester(pod) and node:
-        yield ServerKey(p.uid(pod), p.name(pod)), node
+        yield ServerKey(p.uid(pod), p.name(pod)), node, False
     if binding is not None:
-        yield ServerKey(*binding), p.provider_node(pod) or ""
+        yield ServerKey(*binding), p.provider_node(pod) or "", True
     elif p.is_launcher(pod):
-        yield LauncherKey(p.uid(pod), p.name(pod)), p.provider_node(pod) or ""
+        yield LauncherKey(p.uid(pod), p.name(pod)), p.provider_node(pod) or "", False
 
 
 def _isc_of(pod: JsonObject | None) -> str | None:

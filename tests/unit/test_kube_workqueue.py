@@ -57,6 +57,34 @@ def test_a_key_added_while_processing_runs_again_after_done_never_twice_at_once(
     run_virtual(main)
 
 
+def test_urgent_keys_go_first_without_starving_the_rest() -> None:
+    async def main() -> list[str]:
+        queue = WorkQueue[str](QueueSettings(urgent_burst=2))
+        for key in ("new1", "new2", "new3"):
+            queue.add(key)
+        for key in ("ready1", "ready2", "ready3"):
+            queue.add(key, urgent=True)
+        queue.add("new3", urgent=True)  # waiting in the ordinary lane: moves up
+        assert len(queue) == 6
+        return [await queue.get() for _ in range(6)]
+
+    # Two urgent, then one ordinary (no starvation), then the rest of the urgent lane first.
+    assert run_virtual(main) == ["ready1", "ready2", "new1", "ready3", "new3", "new2"]
+
+
+def test_an_urgent_add_while_processing_comes_back_urgent() -> None:
+    async def main() -> list[str]:
+        queue = _queue()
+        queue.add("a")
+        assert await queue.get() == "a"
+        queue.add("b")
+        queue.add("a", urgent=True)  # its server became ready while a pass ran
+        queue.done("a")
+        return [await queue.get() for _ in range(2)]
+
+    assert run_virtual(main) == ["a", "b"]
+
+
 def test_rate_limited_retries_back_off_exponentially_up_to_the_cap_and_forget_resets() -> None:
     async def main() -> None:
         queue = _queue()

@@ -32,15 +32,24 @@ class Streams:
         return self.watched.get(key)
 
 
-Added = list[tuple[Key, str]]
+class Added(list[tuple[Key, str]]):
+    """The items queued, in order; `urgent` those queued ahead of ordinary items."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.urgent: list[Key] = []
+
+    def __call__(self, key: Key, node: str, *, urgent: bool = False) -> None:
+        self.append((key, node))
+        if urgent:
+            self.urgent.append(key)
 
 
 def router(*pods: dict[str, object], **objects: object) -> tuple[EventRouter, Added, Streams]:
     cluster = state(pods=list(pods), **objects)  # type: ignore[arg-type]
-    added: Added = []
+    added = Added()
     metrics = ControllerMetrics()
-    made = EventRouter(cluster, lambda key, node: added.append((key, node)), book=cluster.book,
-                       metrics=metrics, clock=lambda: NOW)  # fmt: skip
+    made = EventRouter(cluster, added, book=cluster.book, metrics=metrics, clock=lambda: NOW)
     streams = Streams()
     made.watches = streams
     return made, added, streams
@@ -65,6 +74,7 @@ def test_a_provider_wakes_its_requester_and_an_unbound_launcher_its_item() -> No
     unbound = pod("l", uid="l-uid", labels={LC_LABEL: "lc"}, pinned="n1")
     made.pod_changed(bound, unbound)  # unbinding: the server and the launcher item
     assert added == [(ServerKey("req-uid", "req"), "n1"), (LauncherKey("l-uid", "l"), "n1")]
+    assert added.urgent == [ServerKey("req-uid", "req")]  # a bound server's news goes first
 
 
 def test_launcher_streams_start_when_ready_and_stop_when_gone() -> None:
@@ -88,6 +98,7 @@ def test_stream_events_go_to_the_bound_server_or_the_launcher_item() -> None:
     view = StreamView(1, MappingProxyType({"i1": {"instance_id": "i1"}}))
     made.on_event("l-uid", InstanceEvent("CREATED", {"instance_id": "i1"}, 1), view)
     assert added == [(ServerKey("req-uid", "req"), "n1")]
+    assert added.urgent == [ServerKey("req-uid", "req")]
     assert len(made.book) == 1  # first seen now
     made.on_relist("gone-uid", view)
     assert len(added) == 1
