@@ -14,6 +14,7 @@ import json
 import math
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -21,6 +22,7 @@ from typing import Any
 import kubernetes.client
 import psutil
 from kubernetes.watch.watch import iter_resp_lines
+from prometheus_client.parser import text_string_to_metric_families
 
 Pod = dict[str, Any]
 
@@ -280,4 +282,37 @@ def summary_ms(values: list[float]) -> dict[str, float | int]:
         "p99_ms": round(percentile(values, 99) * 1000, 1),
         "max_ms": round(max(values) * 1000, 1),
         "mean_ms": round(sum(values) / len(values) * 1000, 1),
+    }
+
+
+_WRITE_VERBS = frozenset({"CREATE", "UPDATE", "PATCH", "DELETE", "APPLY"})
+
+
+def apiserver_writes(metrics_text: str) -> Counter[str]:
+    """Writes the apiserver served so far, by `VERB resource[/subresource]`, from its
+    `apiserver_request_total` (every client's: the controller's, the scheduler's bindings, the
+    kubelet's status updates, Events). Two readings subtract to what a run cost."""
+    counts: Counter[str] = Counter()
+    for family in text_string_to_metric_families(metrics_text):
+        if family.name != "apiserver_request":
+            continue
+        for sample in family.samples:
+            labels = sample.labels
+            if sample.name != "apiserver_request_total" or labels.get("verb") not in _WRITE_VERBS:
+                continue
+            resource = labels.get("resource", "")
+            if labels.get("subresource"):
+                resource += "/" + labels["subresource"]
+            counts[f"{labels['verb']} {resource}"] += int(sample.value)
+    return counts
+
+
+def writes_per(before: Counter[str], after: Counter[str], actuations: int) -> dict[str, Any]:
+    """What `actuations` actuations cost the apiserver in writes, per actuation and by kind."""
+    spent = after - before
+    total = sum(spent.values())
+    return {
+        "per_actuation": round(total / actuations, 2) if actuations else None,
+        "total": total,
+        "by_kind": dict(spent.most_common()),
     }

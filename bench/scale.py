@@ -38,7 +38,13 @@ import psutil  # noqa: E402
 
 from bench import _templates as t  # noqa: E402
 from bench._env import BenchEnv, BenchSetup, bench_environment  # noqa: E402
-from bench._observe import PodRecord, RssSampler, summary_ms  # noqa: E402
+from bench._observe import (  # noqa: E402
+    PodRecord,
+    RssSampler,
+    apiserver_writes,
+    summary_ms,
+    writes_per,
+)
 from bench._profile import profiling  # noqa: E402
 
 TARGET_READY_S, TARGET_RSS_MB = 60.0, 300.0
@@ -104,6 +110,16 @@ def _milestones(records: list[PodRecord], started: float) -> dict[str, float | N
     }
 
 
+def _gap(records: list[PodRecord]) -> float | None:
+    """How long the last requesters waited after the last provider was Ready: the relay's delay
+    at the back of the queue (issue 17)."""
+    providers = [r.ready_at for r in records if _SLEEPING in r.labels and r.ready_at]
+    requesters = [r.ready_at for r in records if _is_requester(r) and r.ready_at]
+    if not providers or not requesters:
+        return None
+    return round(max(requesters) - max(providers), 2)
+
+
 def _run(env: BenchEnv, args: argparse.Namespace, kubelet_rss: list[RssSampler]) -> dict[str, Any]:
     template = t.requester_template(server_patch=t.direct_server_patch(wake_delay=0.0))
     count: int = args.requesters
@@ -111,6 +127,7 @@ def _run(env: BenchEnv, args: argparse.Namespace, kubelet_rss: list[RssSampler])
     cpu_before = env.controller_cpu_seconds()
     pids = {"controller": env.controller.pid, "hollow-kubelet": env.kubelets[0].pid or 0}
     pids = {k: v for k, v in pids.items() if args.profile in (k, "both")}
+    writes_before = apiserver_writes(env.cluster.kubectl("get", "--raw", "/metrics"))
     with profiling(args.py_spy, pids, env.workdir / "profiles") as profiles:
         started = time.monotonic()
         created = _create(env, args, template)
@@ -125,6 +142,7 @@ def _run(env: BenchEnv, args: argparse.Namespace, kubelet_rss: list[RssSampler])
             )
         except TimeoutError:
             finished = None
+    writes_after = apiserver_writes(env.cluster.kubectl("get", "--raw", "/metrics"))
     records = env.watcher.records()
     requesters = [r for r in records if _is_requester(r)]
     peak_mb = env.rss.peak_bytes / 2**20
@@ -138,6 +156,9 @@ def _run(env: BenchEnv, args: argparse.Namespace, kubelet_rss: list[RssSampler])
             [r.ready_at - r.running_at for r in requesters if r.ready_at and r.running_at]
         ),
         "providers": len([r for r in records if _SLEEPING in r.labels]),
+        # Every client's writes (controller, scheduler, kubelet, Events) per requester made Ready.
+        "apiserver_writes": writes_per(writes_before, writes_after, count),
+        "last_provider_ready_to_last_requester_ready_s": _gap(records),
         "controller_peak_rss_mb": round(peak_mb, 1),
         "controller_rss_samples": env.rss.samples,
         "controller_cpu_s": round(env.controller_cpu_seconds() - cpu_before, 1),

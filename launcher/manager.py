@@ -19,8 +19,11 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from contract.launcher import EventType, VllmConfig
-from launcher import _proc, options, phases, preload
+import httpx
+
+from contract.launcher import EventType, SwapRequest, VllmConfig
+from launcher import _proc, options, phases, preload, signature
+from launcher import swap as swapping
 from launcher.events import EventLog
 from launcher.forkclient import ForkServer, ForkServerError
 from launcher.gpus import GpuMap, child_env
@@ -46,6 +49,14 @@ class InvalidRequestError(ValueError):
 
 class UnavailableError(RuntimeError):
     """The launcher cannot start instances right now (HTTP 503)."""
+
+
+class SwapFailedError(RuntimeError):
+    """A swap failed inside vLLM (HTTP 502); the broken instance has been deleted."""
+
+
+SWAP_TIMEOUT_S = 300.0
+"""Each vLLM call of a swap: the weights of a large model take a while to read from disk."""
 
 
 def _unusable_text(config: VllmConfig) -> str | None:
@@ -82,11 +93,20 @@ class InstanceManager:
         self._early_exits: dict[str, tuple[int, int]] = {}
         self._prober = Prober()
         self._announcer: asyncio.Task[None] | None = None
+        # Swap (issue 16): each instance's signature, computed off the loop right after its
+        # create (from the files it started on: a later rewrite of them must not count), the
+        # canary answers seen per model directory listing, and the fork server's name of each
+        # swapped instance's process (its exit is reported under the name it was spawned as).
+        self.signatures = signature.SignatureCache()
+        self._swappable: dict[str, asyncio.Future[signature.Swappable | str]] = {}
+        self._canaries: dict[tuple[str, str], swapping.Canary] = {}
+        self._spawned_as: dict[str, str] = {}
+        self._renamed: dict[str, str] = {}
         self.forkserver = ForkServer(
             entry=settings.instance_entry,
             on_exit=self._on_exit,
             on_lost=self._on_forkserver_lost,
-            preload_file=settings.log_dir / preload.FILE_NAME,
+            preload_file=settings.log_dir / preload.file_name(settings.instance_entry),
         )
         metrics.watch_phases(self.phase_counts)
 
@@ -130,6 +150,9 @@ class InstanceManager:
             pid=pid,
         )
         self.instances[instance_id] = instance
+        self._swappable[instance_id] = asyncio.ensure_future(
+            asyncio.to_thread(signature.compute, config, self.signatures)
+        )
         self.metrics.creates.inc()
         self._record("CREATED", instance)
         _log.info("instance %s: started pid %d on port %d", instance_id, pid, port)
@@ -271,6 +294,7 @@ class InstanceManager:
                 self._record("UPDATED", instance)
 
     def _on_exit(self, ref: str, pid: int, exit_code: int) -> None:
+        ref = self._renamed.get(ref, ref)
         instance = self.instances.get(ref)
         if instance is None or instance.pid != pid:
             if ref in self._reserved:  # exited before create() registered it
@@ -326,9 +350,124 @@ class InstanceManager:
         with contextlib.suppress(OSError):
             instance.log_path.unlink(missing_ok=True)
         del self.instances[instance_id]
+        self._forget_swap_state(instance_id)
         self._record("DELETED", instance)
         _log.info("instance %s: deleted", instance_id)
         return instance
+
+    # ---- swapping (issue 16) -------------------------------------------------------------
+    def _forget_swap_state(self, instance_id: str) -> None:
+        self._swappable.pop(instance_id, None)
+        self._renamed.pop(self._spawned_as.pop(instance_id, instance_id), None)
+
+    async def swap(self, old_id: str, request: SwapRequest) -> Instance:
+        """Turns the sleeping instance `old_id` into `request.new_instance_id` with the
+        request's weights: DELETED of the old ID, then CREATED of the new one, one process.
+
+        Refused (nothing touched) when the old instance is not sleeping (409), the new ID is
+        taken (409), or the two signatures differ or either has none (422). A failure inside
+        vLLM deletes the old instance, whose engine may be half-written, and raises
+        `SwapFailedError` with the cause (502).
+        """
+        new_id = request.new_instance_id
+        if problem := validate_instance_id(new_id):
+            raise InvalidRequestError(problem)
+        old = self.get(old_id)
+        if new_id in self.instances or new_id in self._reserved:
+            raise ConflictError(f"Instance {new_id} already exists")
+        if old.deleting or old.status != "running" or old.phase != "sleeping":
+            raise ConflictError(
+                f"Instance {old_id} cannot be swapped: it is {old.status}/{old.phase}"
+                + (", being deleted" if old.deleting else "")
+                + "; only a sleeping instance can take new weights"
+            )
+        config, _argv, port, host = self._validate(VllmConfig.model_validate(request.to_json()))
+        target = await self._compatible(old_id, config)
+        self._reserved.update((new_id, old_id))  # no create of new_id, no second swap of old_id
+        old.deleting = True  # a DELETE now waits for the outcome (404, as for any deletion)
+        if old.monitor is not None:
+            old.monitor.cancel()
+        try:
+            result = await self._swap_engine(old, target)
+        except swapping.SwapStepError as err:
+            old.deleting = False
+            self._reserved.difference_update((new_id, old_id))
+            message = f"swapping instance {old_id} to {new_id} failed: {err}"
+            _log.warning("%s; deleting the instance", message)
+            with contextlib.suppress(NotFoundError):
+                await self.delete(old_id)
+            raise SwapFailedError(f"{message}; instance {old_id} was deleted") from None
+        finally:
+            self._reserved.difference_update((new_id, old_id))
+        instance = Instance(
+            instance_id=new_id,
+            config=config,
+            port=port,
+            host=host,
+            log_path=old.log_path,
+            created_at=time.monotonic(),
+            pid=old.pid,
+            phase="ready",
+            log_size=old.log_size,
+            ready_seconds=result.seconds,
+        )
+        old.status = "stopped"
+        del self.instances[old_id]
+        spawned_as = self._spawned_as.pop(old_id, old_id)
+        self._swappable.pop(old_id, None)
+        self._record("DELETED", old)
+        self.instances[new_id] = instance
+        self._spawned_as[new_id] = spawned_as
+        self._renamed[spawned_as] = new_id
+        self._swappable[new_id] = asyncio.get_running_loop().create_future()
+        self._swappable[new_id].set_result(target)
+        self._record("CREATED", instance)
+        instance.monitor = asyncio.create_task(self._monitor(instance))
+        _log.info(
+            "instance %s: now %s, weights from %s, swapped in %.3fs (pid %s)",
+            old_id,
+            new_id,
+            target.model_dir,
+            result.seconds,
+            old.pid,
+        )
+        return instance
+
+    async def _compatible(self, old_id: str, config: VllmConfig) -> signature.Swappable:
+        """The new config's signature when it equals the sleeper's; else 422 naming why."""
+        pending = self._swappable.get(old_id)
+        old_sig = await pending if pending is not None else "its signature is unknown"
+        new_sig = await asyncio.to_thread(signature.compute, config, self.signatures)
+        if isinstance(old_sig, str):
+            raise InvalidRequestError(f"Instance {old_id} cannot be swapped: {old_sig}")
+        if isinstance(new_sig, str):
+            raise InvalidRequestError(f"The requested instance cannot be swapped in: {new_sig}")
+        if differing := old_sig.signature.differences(new_sig.signature):
+            raise InvalidRequestError(
+                f"Instance {old_id} is not swap-compatible with the request: "
+                f"{', '.join(differing)} differ"
+            )
+        return new_sig
+
+    async def _swap_engine(self, old: Instance, target: signature.Swappable) -> swapping.SwapResult:
+        """The vLLM calls, then the canary compared with the one last seen for these files."""
+        info = self.forkserver.info
+        base = f"http://{old.host}:{old.port}"
+        async with httpx.AsyncClient(base_url=base, timeout=SWAP_TIMEOUT_S) as client:
+            result = await swapping.swap_weights(
+                client,
+                str(target.model_dir),
+                sleep_mode=bool(info and info.sleep_mode_available),
+            )
+        key = (str(target.model_dir), target.signature.digest)
+        seen = self._canaries.get(key)
+        if seen is not None and not seen.matches(result.canary):
+            raise swapping.SwapStepError(
+                f"the canary completion {result.canary} differs from {seen}, seen before "
+                f"on the weights in {target.model_dir}"
+            )
+        self._canaries[key] = result.canary
+        return result
 
     async def delete_all(self) -> list[Instance]:
         """Deletes every instance not already being deleted; returns those it stopped."""

@@ -14,6 +14,7 @@ model's remote code, say); if importing initialized CUDA, the fork server must s
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import importlib
 import json
 import os
@@ -24,8 +25,15 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Final
 
-FILE_NAME: Final = ".fma-preload-modules.json"
-"""The preload file, in the launcher's log directory (one per launcher Pod)."""
+
+def file_name(entry: str) -> str:
+    """The preload file of instances of `entry` run by this interpreter, in the launcher's log
+    directory: what one entry's instances import says nothing about another's, and launchers
+    outside a Pod (tests, benchmarks) may share that directory."""
+    key = hashlib.sha256(f"{sys.executable}\0{entry}".encode()).hexdigest()[:16]
+    return f".fma-preload-{key}.json"
+
+
 LEARN_AFTER_S: Final = 30.0
 """How long an instance runs before its modules are taken as "what an instance imports"."""
 MIN_NEW_MODULES: Final = 50

@@ -15,7 +15,7 @@ from launcher import preload
 def test_a_child_writes_its_modules_once_it_started_an_engine(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    path = tmp_path / preload.FILE_NAME
+    path = tmp_path / preload.file_name("pkg.mod:serve")
     remember = preload.start_learning(path, after_s=3600)
     remember()  # ended at once (say, a bad flag): it imported nothing, so it teaches nothing
     assert not path.exists()
@@ -30,8 +30,13 @@ def test_a_child_writes_its_modules_once_it_started_an_engine(
     assert json.loads(path.read_text()) == ["kept"]
 
 
+def test_each_entry_learns_for_itself() -> None:
+    assert preload.file_name("a:serve") != preload.file_name("b:serve")
+    assert preload.file_name("a:serve") == preload.file_name("a:serve")
+
+
 def test_only_missing_modules_are_imported_and_failures_are_counted(tmp_path: Path) -> None:
-    path = tmp_path / preload.FILE_NAME
+    path = tmp_path / preload.file_name("pkg.mod:serve")
     sys.modules.pop("colorsys", None)
     path.write_text(json.dumps(["json", "colorsys", "no_such_module_fma", 7]))
     missing = preload.learned(path)
