@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from typing import TypeVar
+
+from localcluster.fma.controller_process import wait_for
 
 T = TypeVar("T")
 
@@ -14,21 +15,11 @@ def eventually(what: str, check: Callable[[], bool], timeout: float = 60.0) -> N
 
     Tests of a real control plane must wait for controllers; a named wait keeps failures readable.
     """
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
-        time.sleep(0.2)
+    wait_for(what, check, timeout, interval=0.2)
 
 
 def wait_value(what: str, probe: Callable[[], T | None], timeout: float = 60.0) -> T:
     """Polls `probe` until it returns something truthy, and returns that; fails like
     `eventually`."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = probe()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
-        time.sleep(0.2)
+    value: T = wait_for(what, probe, timeout, interval=0.2)
+    return value

@@ -20,7 +20,7 @@ import functools
 import re
 import subprocess
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +41,7 @@ from localcluster.realnode import (
 )
 from localcluster.realnode.host import own_cgroup
 from localcluster.realnode.node import processes_in_mount_namespace
+from tests.waiting import wait_value
 
 pytestmark = [pytest.mark.realnode, pytest.mark.timeout(600)]
 
@@ -104,17 +105,6 @@ def node(
 def core(cluster: LocalCluster) -> Iterator[kubernetes.client.CoreV1Api]:
     with cluster.api_client() as api:
         yield kubernetes.client.CoreV1Api(api)
-
-
-def _wait(what: str, check: Callable[[], Any], timeout: float = 60) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"timed out waiting for {what}")
-        time.sleep(0.3)
 
 
 def _pod(name: str, gpus: int) -> dict[str, Any]:
@@ -188,14 +178,14 @@ def test_pod_serves_env_through_pod_ip_and_service(
         statuses = pod.status.container_statuses or []
         return pod if statuses and statuses[0].state.running else None
 
-    pod = _wait("the GPU Pod's container to run", running, timeout=90)
+    pod = wait_value("the GPU Pod's container to run", running, timeout=90)
     started = time.monotonic()
     assert not _ready(pod)
     pod_ip = pod.status.pod_ip
     assert pod_ip.startswith("10.88.0."), pod_ip
-    env = _wait("the Pod IP to answer", lambda: _maybe_get(f"http://{pod_ip}:8080/env.txt"))
+    env = wait_value("the Pod IP to answer", lambda: _maybe_get(f"http://{pod_ip}:8080/env.txt"))
     assert not _ready(core.read_namespaced_pod("gpu", namespace)), "Ready before its probe passed"
-    pod = _wait("the GPU Pod Ready", lambda: _ready_pod(core, namespace, "gpu"), timeout=60)
+    pod = wait_value("the GPU Pod Ready", lambda: _ready_pod(core, namespace, "gpu"), timeout=60)
     assert time.monotonic() - started >= READY_AFTER - 2
 
     # The device plugin's allocation reached the container's environment.
@@ -203,7 +193,7 @@ def test_pod_serves_env_through_pod_ip_and_service(
     visible = [line for line in lines if line.startswith("NVIDIA_VISIBLE_DEVICES=")]
     assert len(visible) == 1 and visible[0].split("=", 1)[1].startswith("GPU-"), lines
     assert len(visible[0].split("=", 1)[1].split(",")) == 1
-    cpu = _wait("the CPU Pod Ready", lambda: _ready_pod(core, namespace, "cpu"), timeout=60)
+    cpu = wait_value("the CPU Pod Ready", lambda: _ready_pod(core, namespace, "cpu"), timeout=60)
     cpu_env = _get(f"http://{cpu.status.pod_ip}:8080/env.txt").text
     assert "NVIDIA_VISIBLE_DEVICES" not in cpu_env
     assert "KUBERNETES_SERVICE_HOST=" in cpu_env
@@ -217,7 +207,7 @@ def test_pod_serves_env_through_pod_ip_and_service(
     service = core.read_namespaced_service("gpu", namespace)
     cluster_ip, node_port = service.spec.cluster_ip, service.spec.ports[0].node_port
     for url in (f"http://{cluster_ip}/", f"http://127.0.0.1:{node_port}/"):
-        answer = _wait(f"{url} to answer", functools.partial(_maybe_get, url), timeout=60)
+        answer = wait_value(f"{url} to answer", functools.partial(_maybe_get, url), timeout=60)
         assert answer.text == "hello\n"
 
     # kubectl logs: apiserver -> kubelet -> containerd's log file.
@@ -227,12 +217,12 @@ def test_pod_serves_env_through_pod_ip_and_service(
     # Delete the Pod: its containers (and sandbox) go; the other Pod's stay.
     assert len(_containers(node, "gpu")) >= 2  # sandbox + app
     core.delete_namespaced_pod("gpu", namespace)
-    _wait("the GPU Pod gone", lambda: _gone(core, namespace, "gpu"), timeout=60)
+    wait_value("the GPU Pod gone", lambda: _gone(core, namespace, "gpu"), timeout=60)
     assert _containers(node, "gpu") == []
     assert len(_containers(node, "cpu")) >= 2
     core.delete_namespaced_pod("cpu", namespace)
-    _wait("the CPU Pod gone", lambda: _gone(core, namespace, "cpu"), timeout=60)
-    _wait("no container left", lambda: not node.ctr("containers", "ls", "-q").split(), 30)
+    wait_value("the CPU Pod gone", lambda: _gone(core, namespace, "cpu"), timeout=60)
+    wait_value("no container left", lambda: not node.ctr("containers", "ls", "-q").split(), 30)
     assert not node.ctr("tasks", "ls", "-q").split()
 
 
