@@ -142,3 +142,121 @@ class InstanceState(VllmConfig):
                 if not bad & data.keys():
                     return cls()
                 data = {k: v for k, v in data.items() if k not in bad}
+
+
+# --- Swap: new weights into a sleeping instance (issue 16; fma's addition) ----------------------
+
+SWAP_SUFFIX: Final = "/swap"
+
+
+def swap_path(instance_id: str) -> str:
+    """`/v2/vllm/instances/<sleeping id>/swap`: `POST` a `SwapRequest` to turn that sleeping
+    instance into `new_instance_id` serving the request's weights (contracts §5.9).
+
+    A path of its own rather than a field of `PUT`: a reference launcher ignores unknown body
+    fields, so a `PUT` with a `swap_from` field would start a second engine on the sleeper's
+    port; this path is a 404 there, and fma's controller then takes the warm path."""
+    return f"{instance_path(instance_id)}{SWAP_SUFFIX}"
+
+
+class SwapRequest(VllmConfig):
+    """The body of `POST .../<sleeping id>/swap`: the new instance's ID and its VllmConfig.
+
+    The config is what a `PUT` of the new ID would carry; the launcher accepts the swap only
+    when its signature equals the sleeper's (launcher/signature.py) and answers, like a `PUT`,
+    with the new instance's InstanceState (201)."""
+
+    new_instance_id: str
+
+
+_MODEL_FLAG: Final = "--model"
+_SERVED_NAME_FLAG: Final = "--served-model-name"
+_SWITCHES: Final = frozenset(
+    {
+        "--enforce-eager",
+        "--enable-sleep-mode",
+        "--trust-remote-code",
+        "--enable-prefix-caching",
+        "--enable-chunked-prefill",
+        "--disable-log-requests",
+        "--disable-log-stats",
+        "--enable-log-requests",
+        "--enable-lora",
+        "--enable-auto-tool-choice",
+        "--disable-frontend-multiprocessing",
+        "--skip-tokenizer-init",
+        "--headless",
+    }
+)
+"""vLLM flags that take no value, so the word after one may be the positional model. A flag
+not listed is taken to consume the next word: a model path missed means no swap, never a
+wrong one."""
+
+
+def _split(options: str) -> list[str] | None:
+    import shlex
+
+    try:
+        return shlex.split(options, comments=False, posix=True)
+    except ValueError:
+        return None
+
+
+def swap_model(argv: list[str]) -> tuple[str, int, int] | None:
+    """The model an instance's options name and where: (path, first index, words taken).
+
+    `--model X`/`--model=X` wins (the last one, as vLLM's parser); else the first positional
+    word (the launcher's options carry no `serve` subcommand)."""
+    found: tuple[str, int, int] | None = None
+    for index, word in enumerate(argv):
+        if word == _MODEL_FLAG and index + 1 < len(argv):
+            found = (argv[index + 1], index, 2)
+        elif word.startswith(_MODEL_FLAG + "="):
+            found = (word[len(_MODEL_FLAG) + 1 :], index, 1)
+    if found is not None:
+        return found
+    skip = False
+    for index, word in enumerate(argv):
+        if skip:
+            skip = False
+        elif word.startswith("-"):
+            skip = "=" not in word and word not in _SWITCHES and not word.startswith("--no-")
+        else:
+            return (word, index, 1)
+    return None
+
+
+def swap_options(config: VllmConfig) -> tuple[str, dict[str, Any]] | None:
+    """The model path and everything else that fixes an engine at start-up, or None when the
+    options name no model (or cannot be split).
+
+    Everything else: the command line without the model (the served name made explicit:
+    without `--served-model-name` vLLM serves the path as the name, so then two paths never
+    match), the environment without `CUDA_VISIBLE_DEVICES` (the launcher derives it from the
+    GPUs), and the GPUs. Two instances whose models are swap-compatible and whose
+    `swap_options` are equal can trade weights; the launcher and the controller both compare
+    them with this one function."""
+    argv = _split(config.options)
+    if argv is None:
+        return None
+    located = swap_model(argv)
+    if located is None:
+        return None
+    model, index, taken = located
+    rest = argv[:index] + argv[index + taken :]
+    if not any(w == _SERVED_NAME_FLAG or w.startswith(_SERVED_NAME_FLAG + "=") for w in rest):
+        rest += [_SERVED_NAME_FLAG, model]
+    env = {k: v for k, v in sorted((config.env_vars or {}).items()) if k != "CUDA_VISIBLE_DEVICES"}
+    return model, {"argv": rest, "env": env, "gpus": list(config.gpu_uuids or ())}
+
+
+def swap_key(config: VllmConfig) -> str | None:
+    """A hex digest of `swap_options` without the model path (None: never swappable)."""
+    import hashlib
+    import json
+
+    found = swap_options(config)
+    if found is None:
+        return None
+    text = json.dumps(found[1], sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()

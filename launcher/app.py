@@ -17,7 +17,7 @@ from fastapi import APIRouter, Depends, FastAPI, Header, HTTPException, Query, R
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from contract.launcher import INSTANCES_PATH, VllmConfig
+from contract.launcher import INSTANCES_PATH, SWAP_SUFFIX, SwapRequest, VllmConfig
 from controlauth import AuthError, Verifier
 from launcher import ranges, validation_errors, watch
 from launcher.bodylimit import BodyLimit
@@ -28,6 +28,7 @@ from launcher.manager import (
     InstanceManager,
     InvalidRequestError,
     NotFoundError,
+    SwapFailedError,
     UnavailableError,
 )
 from launcher.metrics import LauncherMetrics
@@ -108,6 +109,7 @@ async def root() -> dict[str, Any]:
             "get": f"GET {PREFIX}/{{instance_id}}",
             "delete": f"DELETE {PREFIX}/{{instance_id}}",
             "delete_all": f"DELETE {PREFIX}",
+            "swap": f"POST {PREFIX}/{{instance_id}}{SWAP_SUFFIX}",
             "log": f"GET {PREFIX}/{{instance_id}}/log",
             "watch": f"GET {PREFIX}/watch[?since=N][&updates=true]",
             "health": "GET /health",
@@ -206,6 +208,23 @@ async def delete_instance(instance_id: str, manager: Manager) -> dict[str, Any]:
         return (await manager.delete(instance_id)).to_json()
     except NotFoundError as err:
         raise HTTPException(404, str(err)) from None
+
+
+@instances.post("/{instance_id}" + SWAP_SUFFIX, dependencies=[Authorized])
+async def swap_instance(instance_id: str, body: SwapRequest, manager: Manager) -> Any:
+    """fma (issue 16): the sleeping `instance_id` becomes `body.new_instance_id` with new
+    weights; 201 and the new InstanceState, like a PUT of that ID (contracts §5.9)."""
+    try:
+        instance = await manager.swap(instance_id, body)
+    except NotFoundError as err:
+        raise HTTPException(404, str(err)) from None
+    except ConflictError as err:
+        raise HTTPException(409, str(err)) from None
+    except InvalidRequestError as err:
+        raise HTTPException(422, str(err)) from None
+    except SwapFailedError as err:
+        raise HTTPException(502, str(err)) from None
+    return JSONResponse(instance.to_json(), status_code=201)
 
 
 @instances.get("/{instance_id}/log")

@@ -20,7 +20,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-Path = Literal["hot", "warm", "cold"]
+Path = Literal["hot", "warm", "cold", "swap"]
 DeleteReason = Literal["stopped", "invalid", "reclaim", "evict", "obsolete", "failed", "wedged"]
 
 
@@ -143,6 +143,23 @@ class CreateInstance(Action):
     ip: str
     instance_id: str
     config: Mapping[str, Any]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SwapInstance(CreateInstance):
+    """`POST http://<ip>:8001/v2/vllm/instances/<source_id>/swap` (issue 16): the sleeping
+    `source_id` becomes `instance_id` with the config's weights; result `"swap"`.
+
+    A `CreateInstance` by inheritance, because that is what it does for the requester: the
+    bound instance exists and is awake afterwards, and the memory records it the same way. If
+    the launcher refuses (not swap-compatible, a reference launcher without the path) or the
+    swap fails (the launcher then deleted the sleeper), the executor falls back to warm within
+    the same action: it deletes `source_id` if still there (it holds the desired port, so the
+    warm path would delete it too) and PUTs the config; result `"warm"`, the cause in a
+    Warning Event on the requester.
+    """
+
+    source_id: str
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

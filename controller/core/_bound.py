@@ -18,7 +18,7 @@ from pydantic import ValidationError
 from contract import keys
 from contract.launcher import VllmConfig
 from controller.core import _actions as a
-from controller.core._choose import victims
+from controller.core._choose import swap_plan, victims
 from controller.core._direct_pod import ProviderBuildError, vllm_port
 from controller.core._gpu_memory import Need, instance_need, memory_gate, utilization
 from controller.core._memory import recorded_last_used
@@ -124,9 +124,11 @@ def _absent(
             a.EmitEvent(pod=ref(req), type="Warning", reason="InstanceLost", message=message),
             a.DeleteRequester(pod=ref(req), reason=message),
         ]
+    gpus = snap.memory.gpu_uuids or ()
+    if (source := swap_plan(launcher, iid, config)) is not None:
+        return _swap(snap, launcher, iid, source.id, config)
     if reclaim := _make_room(snap, launcher, iid, port):
         return reclaim
-    gpus = snap.memory.gpu_uuids or ()
     need = instance_need(snap, launcher, iid, str(config.get("options", "")), "start")
     gate = memory_gate(snap, gpus=gpus, need=need, keep_instance=iid)
     if gate.wait:
@@ -134,6 +136,29 @@ def _absent(
     return [
         *gate.go,
         a.CreateInstance(launcher=ref(provider), ip=provider.ip, instance_id=iid, config=config),
+        *requester_update(snap, errors=[], provider=provider, instance_id=iid),
+    ]
+
+
+def _swap(
+    snap: ServerSnapshot, launcher: LauncherView, iid: str, source: str, config: dict[str, object]
+) -> list[a.Action]:
+    """Issue 16: new weights into the sleeper `source` (its port is ours, so nothing else has
+    to go); the memory it needs is what its wake needs. The executor goes warm if the launcher
+    refuses."""
+    provider = launcher.pod
+    assert provider.ip is not None
+    options = str(config.get("options", ""))
+    need = instance_need(snap, launcher, source, options, "wake")
+    gate = memory_gate(snap, gpus=snap.memory.gpu_uuids or (), need=need, keep_instance=source)
+    if gate.wait:
+        return gate.wait
+    swap = a.SwapInstance(
+        launcher=ref(provider), ip=provider.ip, instance_id=iid, source_id=source, config=config
+    )
+    return [
+        *gate.go,
+        swap,
         *requester_update(snap, errors=[], provider=provider, instance_id=iid),
     ]
 

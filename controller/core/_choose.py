@@ -1,19 +1,21 @@
-"""Launcher mode without a provider: choose a launcher (hot, warm, reclaim) or create one.
+"""Launcher mode without a provider: choose a launcher (hot, swap, warm, reclaim) or create one.
 
 Contracts §8.3 with two fma changes: the reclaim plan with the **fewest** victims wins, then the
 one whose victims were used least recently (reference-differences B2; the reference prefers more
 victims), and a launcher that is past the stuck threshold or labelled `launcher-stuck` is not
-waited for (A5), so a broken launcher does not block the cold path.
+waited for (A5), so a broken launcher does not block the cold path. fma's addition (issue 16):
+between hot and warm, **swap**: a launcher holding a sleeper that can take the desired weights
+in place (`swap_source`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from contract import keys
-from contract.launcher import VllmConfig
+from contract.launcher import VllmConfig, swap_key
 from controller.core import _actions as a
 from controller.core._goyaml import GoYamlError
 from controller.core._hashes import (
@@ -157,9 +159,18 @@ def _live(launcher: LauncherView) -> list[InstanceView]:
 
 
 def rank(launchers: list[LauncherView], want: Desired, max_instances: int) -> Plan | None:
-    """P1 hot, P2 warm, P3 reclaim with the fewest victims, then the least recently used."""
+    """P1 hot, swap, P2 warm, P3 reclaim with the fewest victims, then the least recently used.
+
+    Swap ranks below hot (a wake moves no weights from disk) and above warm (it skips the
+    engine's start: seconds instead of tens of seconds). The swap's source is on the desired
+    port, so the plan has no victims: the bound path swaps it, or deletes it if the launcher
+    refuses and starts the instance fresh (warm) in the same action.
+    """
     for launcher in launchers:
         if any(i.id == want.instance_id for i in _live(launcher)):
+            return Plan(launcher, ())
+    for launcher in launchers:
+        if swap_source(_live(launcher), want.instance_id, want.config) is not None:
             return Plan(launcher, ())
     max_others = max_instances - 1
     for launcher in launchers:
@@ -175,6 +186,39 @@ def rank(launchers: list[LauncherView], want: Desired, max_instances: int) -> Pl
         if best is None or key < best[0]:
             best = (key, Plan(launcher, doomed))
     return best[1] if best else None
+
+
+def swap_source(
+    instances: Iterable[InstanceView], iid: str, config: VllmConfig
+) -> InstanceView | None:
+    """A sleeper that can take the weights of `config` in place, for instance `iid` (issue 16).
+
+    It is asleep on the launcher's word (`phase`; a reference launcher has no swap), and its
+    `swap_key` (every option but the model, the environment, the GPUs: contract.launcher) is
+    the desired one, so it also sits on the desired port and the requester's GPUs. Whether the
+    model files match too only the launcher can tell (it reads them); it refuses before any
+    vLLM call when they do not, and the executor then goes warm.
+    """
+    key = swap_key(config)
+    if key is None:
+        return None
+    for inst in instances:
+        if inst.id == iid or inst.stopped or inst.phase != "sleeping":
+            continue
+        # InstanceView.swap_key is filled from the launcher's InstanceState (the same
+        # contract function over the options the sleeper was created with).
+        if getattr(inst, "swap_key", None) == key:
+            return inst
+    return None
+
+
+def swap_plan(launcher: LauncherView, iid: str, config: Mapping[str, Any]) -> InstanceView | None:
+    """The bound path's swap source for the committed VllmConfig `config`, if any."""
+    try:
+        wanted = VllmConfig.model_validate(dict(config))
+    except ValueError:
+        return None
+    return swap_source(launcher.instances or (), iid, wanted)
 
 
 def victims(

@@ -92,7 +92,9 @@ def record_success(  # noqa: PLR0911, PLR0912 - one case per action type
         case a.CreateLauncher() | a.CreateDirectProvider():
             return replace(memory, path="cold", instance_created_at=now)
         case a.CreateInstance():
-            path = memory.path if memory.path == "cold" else "warm"
+            path: a.Path = memory.path if memory.path == "cold" else "warm"
+            if isinstance(action, a.SwapInstance) and result == "swap":
+                path = "swap"
             return replace(
                 memory,
                 footprint_since=now if memory.footprint_base is not None else None,

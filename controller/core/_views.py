@@ -161,6 +161,9 @@ class InstanceView:
     exit_code: int | None = None
     reason: str | None = None
     """Why it stopped or failed, e.g. the tail of its log."""
+    swap_key: str | None = None
+    """`contract.launcher.swap_key` of the options it was created with: a sleeper whose key is
+    the desired one may take the desired weights in place (issue 16)."""
 
     @property
     def stopped(self) -> bool:

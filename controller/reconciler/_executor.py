@@ -22,6 +22,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Literal
 
 from controller.core import (
     Action,
@@ -49,6 +50,7 @@ from controller.core import (
     record_failure,
     record_success,
 )
+from controller.core._actions import SwapInstance
 from controller.observability import ControllerMetrics
 from controller.reconciler._expectations import Expectations
 from controller.reconciler._http import CallError, RefusedError
@@ -63,7 +65,7 @@ from kube import ApiError, EventRecorder, JsonObject, metadata
 _log = logging.getLogger(__name__)
 _QUERIES = (QueryAccelerators, QueryMemoryUsage, QuerySleeping, QueryLogTail)
 _QUIET = (*_QUERIES, Remember)
-_SLOW = (Wake, Sleep, DeleteInstance)
+_SLOW = (Wake, Sleep, DeleteInstance, SwapInstance)
 """Calls that take seconds: vLLM moves its weights, or a launcher waits for a child to exit."""
 
 
@@ -183,7 +185,58 @@ class Executor:
         """Performs one I/O action; returns (result for the memory, name of a created Pod)."""
         if isinstance(action, UpdatePod | DeletePod | CreatePod):
             return await self._pod_write(action, written, ctx)
+        if isinstance(action, SwapInstance):
+            return await self._swap(action, ctx), ""
         return await self._peer_call(action, ctx.isc_name), ""
+
+    async def _swap(self, action: SwapInstance, ctx: PassContext) -> str:
+        """Swap (issue 16), else warm within the same action; returns the path taken.
+
+        The launcher refuses a swap it cannot do before it touches vLLM (the sleeper stays),
+        and deletes the sleeper when vLLM failed half-way; either way the requester must not
+        wait for another pass to get its server, so the cause goes into a Warning Event and
+        the instance is started as the warm path would: the sleeper, which holds the desired
+        port, is deleted (a 404 counts as done) and the config PUT.
+        """
+        peers, isc = self.peers, ctx.isc_name
+        launcher, source, new = action.launcher, action.source_id, action.instance_id
+        seen = self.state.instance_revision(launcher.uid, source)
+        at = None if seen is None else (launcher.uid, source, seen)
+        try:
+            await peers.swap_instance(action, isc)
+        except CallError as exc:
+            message = (
+                f"swapping new weights into sleeping vLLM instance {source} for instance {new} "
+                f'in launcher Pod "{launcher.name}" failed: {exc}; starting it fresh (warm)'
+            )
+            self._tell(ctx, action, "Warning", "SwapFailed", message)
+            delete = DeleteInstance(
+                launcher=launcher, ip=action.ip, instance_id=source, reason="reclaim"
+            )
+            await self._then_hold(at, peers.delete_instance(delete, isc), "gone")
+            await peers.create_instance(action, isc)
+            return "warm"
+        if at is not None:
+            self.book.hold(at[0], at[1], "gone", at[2])
+        message = (
+            f"vLLM instance {new} reuses the engine of sleeping instance {source} in launcher "
+            f'Pod "{launcher.name}": new weights swapped in, no new process'
+        )
+        self._tell(ctx, action, "Normal", "InstanceSwapped", message)
+        return "swap"
+
+    def _tell(
+        self,
+        ctx: PassContext,
+        action: Action,
+        type_: Literal["Normal", "Warning"],
+        reason: str,
+        message: str,
+    ) -> None:
+        target = ctx.target or self._pod_of(action)
+        if target is not None:
+            self.recorder.event(target, type=type_, reason=reason, message=message)
+        _log.info("%s: %s: %s", _describe(ctx.item), reason, message)
 
     async def _pod_write(
         self, action: UpdatePod | DeletePod | CreatePod, written: _Written, ctx: PassContext
@@ -271,7 +324,8 @@ class Executor:
             seconds * 1000,
             f" ({created})" if created else "",
         )
-        note = note_for(action, created=created)
+        # A swap tells its own story (`_swap`): which sleeper it reused, or why it went warm.
+        note = None if isinstance(action, SwapInstance) else note_for(action, created=created)
         target = ctx.target or self._pod_of(action)
         if note is not None and target is not None:
             self.recorder.event(target, type="Normal", reason=note[0], message=note[1])

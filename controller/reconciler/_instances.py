@@ -21,7 +21,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from contract.launcher import InstanceState, Phase
+from contract.launcher import InstanceState, Phase, swap_key
 from controller.core import InstanceView
 
 Override = Literal["awake", "asleep", "gone"]
@@ -125,4 +125,5 @@ def instance_view(
         last_used=times.last_used or times.first_seen,
         exit_code=state.exit_code,
         reason=state.reason or None,
+        swap_key=swap_key(state),
     )

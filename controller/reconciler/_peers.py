@@ -15,7 +15,7 @@ import httpx
 
 from contract import requester as rq
 from contract import vllm
-from contract.launcher import INSTANCES_PATH, LAUNCHER_PORT, instance_path, log_path
+from contract.launcher import INSTANCES_PATH, LAUNCHER_PORT, instance_path, log_path, swap_path
 from controller.core import (
     ConfigureProxy,
     CreateInstance,
@@ -28,6 +28,7 @@ from controller.core import (
     Sleep,
     Wake,
 )
+from controller.core._actions import SwapInstance
 from controller.reconciler._http import (
     CallError,
     HttpSettings,
@@ -89,6 +90,26 @@ class Peers:
         if existing.status_code == 404:
             raise RefusedError(f"{answer} (and GET answers 404: no such instance was created)")
         return None
+
+    async def swap_instance(self, action: SwapInstance, isc: str) -> Any:
+        """POST the swap (issue 16): the sleeping `source_id` becomes `instance_id`.
+
+        Signed like a create (the audience is the launcher's Pod UID). Any answer but 201 is a
+        `CallError` quoting it: 422 not swap-compatible, 409 not asleep (any more), 502 the
+        swap failed and the launcher deleted the sleeper, 404 (a reference launcher) no such
+        path. The limit is the wake's: the new weights are read from disk.
+        """
+        body = {**action.config, "new_instance_id": action.instance_id}
+        response = await self._call(
+            "swap_instance",
+            "POST",
+            base_url(action.ip, LAUNCHER_PORT) + swap_path(action.source_id),
+            isc,
+            self.settings.wake_s,
+            body=body,
+            audience=action.launcher.uid,
+        )
+        return response.json()
 
     async def delete_instance(self, action: DeleteInstance, isc: str) -> int | None:
         """DELETE the instance (404 counts as done); returns the DELETED event's revision."""

