@@ -34,19 +34,17 @@ if str(_ROOT) not in sys.path:
 
 from bench._observe import summary_ms  # noqa: E402
 from localcluster.controlplane import LocalCluster  # noqa: E402
-from localcluster.fma import manifests  # noqa: E402
 from localcluster.fma.environment import FmaEnvironment  # noqa: E402
 from localcluster.fma.userside import (  # noqa: E402
     VLLM_PORT,
     configure_real_vllm,
     fma_with_webhook,
     kubectl_apply,
-    vllm_args,
-    vllm_deployment,
+    real_vllm_deployment,
+    real_vllm_isc,
 )
-from localcluster.testing.tiny_model import build, default_model_dir  # noqa: E402
+from localcluster.testing.tiny_model import build, default_model_dir, variant  # noqa: E402
 from tests.e2e import inspect as i  # noqa: E402
-from tests.launcher.test_swap import variant  # noqa: E402
 
 APP = "chat"
 KV = {"VLLM_CPU_KVCACHE_SPACE": "1"}
@@ -55,22 +53,13 @@ TARGET_SWAP_OVER_HOT, TARGET_WARM_OVER_SWAP = 2.0, 4.0
 
 
 def _isc(name: str, model: Path, *, port: int = VLLM_PORT, env: dict[str, str] = KV) -> Any:
-    isc = manifests.inference_server_config(name, lc="vllm", port=port)
-    isc["spec"]["modelServerConfig"]["options"] = " ".join(vllm_args(model, APP))
-    isc["spec"]["modelServerConfig"]["env_vars"] = dict(env)
-    return isc
+    return real_vllm_isc(name, model, app=APP, port=port, env=env)
 
 
 def _deployment(
     env: FmaEnvironment, model: Path, *, port: int = VLLM_PORT, variables: dict[str, str] = KV
 ) -> dict[str, Any]:
-    body = vllm_deployment(APP, args=vllm_args(model, APP), node=env.nodes[0])
-    container = body["spec"]["template"]["spec"]["containers"][0]
-    container["args"][-1] = str(port)
-    container["ports"][0]["containerPort"] = port
-    container["env"] = [{"name": k, "value": v} for k, v in variables.items()]
-    body["spec"]["replicas"] = 1
-    return body
+    return real_vllm_deployment(env, model, app=APP, port=port, variables=variables)
 
 
 def _running_and_ready(pod: Any) -> tuple[bool, bool]:

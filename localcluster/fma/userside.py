@@ -130,3 +130,31 @@ def service_url(env: FmaEnvironment, app: str) -> str:
 def requester_log(env: FmaEnvironment, pod: str) -> str:
     """`kubectl logs <pod>`: what the user reads."""
     return env.cluster.kubectl("logs", "-n", env.namespace, pod)
+
+
+def real_vllm_isc(
+    name: str, model: Path, *, app: str, port: int = VLLM_PORT, env: dict[str, str] | None = None
+) -> dict[str, Any]:
+    """An ISC serving `model` with real vLLM as `app` on `port`, with `env` as its variables."""
+    isc = manifests.inference_server_config(name, lc="vllm", port=port)
+    isc["spec"]["modelServerConfig"]["options"] = " ".join(vllm_args(model, app))
+    isc["spec"]["modelServerConfig"]["env_vars"] = dict(env or {})
+    return isc
+
+
+def real_vllm_deployment(
+    env: FmaEnvironment,
+    model: Path,
+    *,
+    app: str,
+    port: int = VLLM_PORT,
+    variables: dict[str, str] | None = None,
+) -> dict[str, Any]:
+    """The user's Deployment of one replica on `model`, served as `app` on `port`."""
+    body = vllm_deployment(app, args=vllm_args(model, app), node=env.nodes[0])
+    container = body["spec"]["template"]["spec"]["containers"][0]
+    container["args"][-1] = str(port)
+    container["ports"][0]["containerPort"] = port
+    container["env"] = [{"name": k, "value": v} for k, v in (variables or {}).items()]
+    body["spec"]["replicas"] = 1
+    return body

@@ -17,6 +17,7 @@ import importlib
 import json
 import os
 import shutil
+import struct
 import sys
 import tempfile
 from pathlib import Path
@@ -81,15 +82,15 @@ def _save_tokenizer(out: Path) -> int:
     return int(tokenizer.get_vocab_size())
 
 
-def _save_model(out: Path, vocab_size: int) -> None:
+def _save_model(out: Path, vocab_size: int, *, hidden_size: int = 128, seed: int = 0) -> None:
     torch = importlib.import_module("torch")
     transformers = importlib.import_module("transformers")
 
-    torch.manual_seed(0)
+    torch.manual_seed(seed)
     config = transformers.LlamaConfig(
         vocab_size=vocab_size,
-        hidden_size=128,
-        intermediate_size=256,
+        hidden_size=hidden_size,
+        intermediate_size=2 * hidden_size,
         num_hidden_layers=2,
         num_attention_heads=4,
         num_key_value_heads=4,
@@ -100,6 +101,48 @@ def _save_model(out: Path, vocab_size: int) -> None:
     )
     model = transformers.LlamaForCausalLM(config).to(torch.float32)
     model.save_pretrained(str(out), safe_serialization=True)
+
+
+def variant(source: Path, target: Path, *, seed: int, widen: str | None = None) -> Path:
+    """`source` with other random weights of the same shapes (a fine-tune, as far as vLLM can
+    tell), or with tensor `widen` one column wider in the header (another shape)."""
+    np = importlib.import_module("numpy")
+
+    shutil.copytree(source, target)
+    raw = (source / "model.safetensors").read_bytes()
+    (length,) = struct.unpack("<Q", raw[:8])
+    header = json.loads(raw[8 : 8 + length])
+    if widen is not None:
+        header[widen]["shape"][-1] += 1
+        encoded = json.dumps(header).encode()
+        (target / "model.safetensors").write_bytes(
+            struct.pack("<Q", len(encoded)) + encoded + raw[8 + length :]
+        )
+        return target
+    rng = np.random.default_rng(seed)
+    data = bytearray(raw[8 + length :])
+    for name, entry in header.items():
+        if name == "__metadata__":
+            continue
+        assert entry["dtype"] == "F32"
+        start, end = entry["data_offsets"]
+        values = rng.normal(0.0, 0.02, (end - start) // 4).astype("<f4")
+        if name.endswith("norm.weight"):
+            values = np.ones_like(values)
+        data[start:end] = values.tobytes()
+    (target / "model.safetensors").write_bytes(raw[: 8 + length] + bytes(data))
+    return target
+
+
+def other_shape(source: Path, target: Path, *, hidden_size: int = 64, seed: int = 1) -> Path:
+    """A Llama of another width with `source`'s tokenizer: vLLM serves it, but its weights do
+    not fit an engine built for `source` (what a swap must refuse)."""
+    target.mkdir()
+    for name in ("tokenizer.json", "tokenizer_config.json"):
+        shutil.copy(source / name, target / name)
+    vocab = json.loads((source / "config.json").read_text())["vocab_size"]
+    _save_model(target, vocab, hidden_size=hidden_size, seed=seed)
+    return target
 
 
 def build(model_dir: Path) -> Path:

@@ -17,8 +17,6 @@ One node with one GPU, so every requester gets the GPU the sleeper used.
 
 from __future__ import annotations
 
-import json
-import shutil
 from collections.abc import Iterator
 from dataclasses import fields
 from pathlib import Path
@@ -29,7 +27,6 @@ import pytest
 
 from controller.core import InstanceView
 from localcluster.controlplane import LocalCluster
-from localcluster.fma import manifests
 from localcluster.fma.environment import FmaEnvironment
 from localcluster.fma.userside import (
     VLLM_PORT,
@@ -37,14 +34,13 @@ from localcluster.fma.userside import (
     fma_with_webhook,
     kubectl_apply,
     node_port_service,
+    real_vllm_deployment,
+    real_vllm_isc,
     service_url,
-    vllm_args,
-    vllm_deployment,
 )
-from localcluster.testing.tiny_model import build, default_model_dir
+from localcluster.testing.tiny_model import build, default_model_dir, other_shape, variant
 from tests.contract.vllm_targets import vllm_missing_reason
 from tests.e2e import inspect as i
-from tests.launcher.test_swap import variant
 
 _WIRED = "swap_key" in {f.name for f in fields(InstanceView)}
 """Whether the controller sees each sleeper's `swap_key` (the bound path's swap hook)."""
@@ -61,36 +57,6 @@ KV = {"VLLM_CPU_KVCACHE_SPACE": "1"}
 FRESH = {**KV, "FMA_FRESH_ENGINE": "1"}
 
 
-def other_shape(source: Path, target: Path) -> Path:
-    """A Llama of another width (hidden 64) with `source`'s tokenizer: vLLM can serve it, but
-    not into an engine built for `source`."""
-    import importlib
-
-    torch = importlib.import_module("torch")
-    transformers = importlib.import_module("transformers")
-    target.mkdir()
-    for name in ("tokenizer.json", "tokenizer_config.json"):
-        shutil.copy(source / name, target / name)
-    config = json.loads((source / "config.json").read_text())
-    torch.manual_seed(1)
-    llama = transformers.LlamaConfig(
-        vocab_size=config["vocab_size"],
-        hidden_size=64,
-        intermediate_size=128,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=4,
-        max_position_embeddings=512,
-        bos_token_id=0,
-        eos_token_id=1,
-        tie_word_embeddings=False,
-    )
-    transformers.LlamaForCausalLM(llama).to(torch.float32).save_pretrained(
-        str(target), safe_serialization=True
-    )
-    return target
-
-
 @pytest.fixture(scope="module")
 def models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     a = build(default_model_dir())
@@ -100,10 +66,7 @@ def models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
 
 def _isc(name: str, model: Path, *, port: int = VLLM_PORT, env: dict[str, str] = KV) -> Any:
-    isc = manifests.inference_server_config(name, lc="vllm", port=port)
-    isc["spec"]["modelServerConfig"]["options"] = " ".join(vllm_args(model, APP))
-    isc["spec"]["modelServerConfig"]["env_vars"] = dict(env)
-    return isc
+    return real_vllm_isc(name, model, app=APP, port=port, env=env)
 
 
 @pytest.fixture(scope="module")
@@ -130,12 +93,7 @@ def deployment(
     env: FmaEnvironment, model: Path, *, port: int = VLLM_PORT, variables: dict[str, str] = KV
 ) -> dict[str, Any]:
     """The user's Deployment on `model`, served as `chat` on `port` with `variables`."""
-    body = vllm_deployment(APP, args=vllm_args(model, APP), node=env.nodes[0])
-    container = body["spec"]["template"]["spec"]["containers"][0]
-    container["args"][-1] = str(port)
-    container["ports"][0]["containerPort"] = port
-    container["env"] = [{"name": k, "value": v} for k, v in variables.items()]
-    return body
+    return real_vllm_deployment(env, model, app=APP, port=port, variables=variables)
 
 
 def greedy(env: FmaEnvironment) -> tuple[str, float]:

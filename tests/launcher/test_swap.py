@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import shutil
-import struct
 import time
 from pathlib import Path
 from typing import Any
@@ -32,45 +30,14 @@ pytestmark = pytest.mark.skipif(
 MODEL_OPTIONS = "--enforce-eager --dtype float32 --max-model-len 512 --served-model-name tiny"
 
 
-def variant(source: Path, target: Path, *, seed: int, widen: str | None = None) -> Path:
-    """`source` with other random weights of the same shapes (a fine-tune, as far as vLLM can
-    tell), or with tensor `widen` one column wider in the header (another shape)."""
-    import numpy as np
-
-    shutil.copytree(source, target)
-    raw = (source / "model.safetensors").read_bytes()
-    (length,) = struct.unpack("<Q", raw[:8])
-    header = json.loads(raw[8 : 8 + length])
-    if widen is not None:
-        header[widen]["shape"][-1] += 1
-        encoded = json.dumps(header).encode()
-        (target / "model.safetensors").write_bytes(
-            struct.pack("<Q", len(encoded)) + encoded + raw[8 + length :]
-        )
-        return target
-    rng = np.random.default_rng(seed)
-    data = bytearray(raw[8 + length :])
-    for name, entry in header.items():
-        if name == "__metadata__":
-            continue
-        assert entry["dtype"] == "F32"
-        start, end = entry["data_offsets"]
-        values = rng.normal(0.0, 0.02, (end - start) // 4).astype("<f4")
-        if name.endswith("norm.weight"):
-            values = np.ones_like(values)
-        data[start:end] = values.tobytes()
-    (target / "model.safetensors").write_bytes(raw[: 8 + length] + bytes(data))
-    return target
-
-
 @pytest.fixture(scope="module")
 def models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     a = tiny_model.build(tiny_model.default_model_dir())
     root = tmp_path_factory.mktemp("models")
     return {
         "a": a,
-        "b": variant(a, root / "b", seed=7),
-        "wide": variant(a, root / "wide", seed=0, widen="lm_head.weight"),
+        "b": tiny_model.variant(a, root / "b", seed=7),
+        "wide": tiny_model.variant(a, root / "wide", seed=0, widen="lm_head.weight"),
     }
 
 
