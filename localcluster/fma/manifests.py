@@ -59,6 +59,13 @@ def launcher_config(
         ],
         "ports": [{"name": "launcher", "containerPort": LAUNCHER_PORT}],
     }
+    return launcher_config_of(name, {"terminationGracePeriodSeconds": 5}, container, max_instances)
+
+
+def launcher_config_of(
+    name: str, pod_spec: Mapping[str, Any], container: dict[str, Any], max_instances: int
+) -> dict[str, Any]:
+    """An LC whose launcher Pods run `container`, with the rest of `pod_spec`."""
     return {
         "apiVersion": objects.API_VERSION,
         "kind": "LauncherConfig",
@@ -67,7 +74,7 @@ def launcher_config(
             "maxInstances": max_instances,
             "podTemplate": {
                 "metadata": {"labels": {"app.kubernetes.io/name": name}},
-                "spec": {"terminationGracePeriodSeconds": 5, "containers": [container]},
+                "spec": {**pod_spec, "containers": [container]},
             },
         },
     }

@@ -31,6 +31,7 @@ import helm_python
 
 from contract import keys, objects
 from contract.launcher import LAUNCHER_PORT
+from localcluster.fma.manifests import launcher_config_of
 from localcluster.realnode.node import REAL_NODE_KEY
 
 if TYPE_CHECKING:
@@ -160,19 +161,5 @@ def launcher_config(
             "limits": {"memory": "6Gi"},
         },
     }
-    return {
-        "apiVersion": objects.API_VERSION,
-        "kind": "LauncherConfig",
-        "metadata": {"name": name},
-        "spec": {
-            "maxInstances": max_instances,
-            "podTemplate": {
-                "metadata": {"labels": {"app.kubernetes.io/name": name}},
-                "spec": {
-                    "terminationGracePeriodSeconds": 10,
-                    "tolerations": [TOLERATION],
-                    "containers": [container],
-                },
-            },
-        },
-    }
+    pod_spec = {"terminationGracePeriodSeconds": 10, "tolerations": [TOLERATION]}
+    return launcher_config_of(name, pod_spec, container, max_instances)

@@ -41,20 +41,6 @@ def models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     }
 
 
-@pytest.fixture(scope="module")
-def vllm_env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
-    root = tmp_path_factory.mktemp("vllm")
-    (root / "tmp").mkdir()
-    return {
-        "VLLM_CPU_KVCACHE_SPACE": "1",
-        "VLLM_CACHE_ROOT": str(root / "cache"),
-        "TORCHINDUCTOR_CACHE_DIR": str(root / "inductor"),
-        "TMPDIR": str(root / "tmp"),
-        "VLLM_NO_USAGE_STATS": "1",
-        "DO_NOT_TRACK": "1",
-    }
-
-
 def greedy(port: int) -> tuple[str, float]:
     """The text and first-token logprob of a greedy completion."""
     response = httpx.post(
