@@ -474,6 +474,9 @@ def test_scale_to_zero_and_back_is_a_hot_wake(stack: Stack) -> None:
     _ready_requester(stack, 240)
     stack.step("scale to 1 (hot wake) to a Ready requester", began)
     _through_the_service(stack)
+    # The controller observes the actuation when it knows the requester container's start,
+    # which the kubelet may report a moment after readiness: wait for the sample.
+    stack.wait("the hot actuation in the controller's metrics", lambda: stack.actuations("hot"), 60)
     assert stack.actuations("hot") == 1
     assert stack.actuations("cold") == 1
 
