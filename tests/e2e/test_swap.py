@@ -10,7 +10,16 @@ The story, in file order (each step starts from the state the previous one left)
 3. scaled to 0, edited to checkpoint C of another shape (its own port): warm; the sleeper of
    B is untouched and stays asleep in the launcher;
 4. scaled to 0, edited to B once more but with an extra environment variable (another engine,
-   never swapped): a fresh B server, warm, whose greedy output equals the swapped one.
+   never swapped): a fresh B server, warm, whose greedy output equals the swapped one;
+5. edited to A with that variable: swaps into the fresh B sleeper (the launcher records the
+   canary of A's files under these options), and answers as A did in step 1;
+6. edited back to B with the variable: swaps again, and answers as the fresh B server did;
+7. A's weights rewritten in place with other values (same header, so the same signature: what
+   `rsync` of a retrained checkpoint over the old one does), then edited to A with the
+   variable: the swap runs, the canary differs from the one recorded for A's files, so the
+   launcher deletes the engine and the controller starts A fresh in the same actuation: warm,
+   a `SwapFailed` Event with the cause, a Ready requester serving the new weights, and no
+   broken instance left.
 
 One node with one GPU, so every requester gets the GPU the sleeper used.
 """
@@ -83,6 +92,7 @@ def env(
             _isc("ckpt-b", models["b"]),
             _isc("ckpt-c", models["c"], port=OTHER_PORT),
             _isc("fresh-b", models["b"], env=FRESH),
+            _isc("fresh-a", models["a"], env=FRESH),
         ):
             environment.apply("inferenceserverconfigs", isc)
         environment.start_controller()
@@ -135,6 +145,20 @@ def launcher_instances(env: FmaEnvironment) -> tuple[str, dict[str, dict[str, An
     return i.meta(launcher)["name"], {x["instance_id"]: x for x in i.instances(launcher)}
 
 
+def events(env: FmaEnvironment, reason: str) -> list[str]:
+    return [e.message or "" for e in env.core.list_namespaced_event(env.namespace).items
+            if e.reason == reason]  # fmt: skip
+
+
+def rewrite_in_place(model: Path, scratch: Path, *, seed: int) -> None:
+    """Other values into `model`'s weights file, byte for byte the same header and size."""
+    weights = model / "model.safetensors"
+    fresh = variant(model, scratch, seed=seed) / "model.safetensors"
+    assert fresh.stat().st_size == weights.stat().st_size
+    with weights.open("r+b") as out:  # in place: same inode, same listing but the mtime
+        out.write(fresh.read_bytes())
+
+
 class TestSwap:
     seen: ClassVar[dict[str, Any]] = {}
 
@@ -172,6 +196,7 @@ class TestSwap:
             return found[0] if found else None
 
         message = env.wait("an InstanceSwapped Event", swapped_event, 30)
+        self.seen["swapped_events"] = 1
         assert f"vLLM instance {only['instance_id']} reuses the engine" in message
         assert f"of sleeping instance {self.seen['a_id']} in launcher Pod" in message
 
@@ -194,3 +219,47 @@ class TestSwap:
         fresh = greedy(env)
         assert fresh[0] == self.seen["b_swapped"][0]
         assert fresh[1] == pytest.approx(self.seen["b_swapped"][1], abs=1e-4)
+
+    def test_a_to_the_fresh_b_sleeper_swaps(
+        self, env: FmaEnvironment, models: dict[str, Path]
+    ) -> None:
+        _, before = launcher_instances(env)
+        roll(env, deployment(env, models["a"], variables=FRESH))
+        assert actuations(env, "swap") == 2 and actuations(env, "warm") == 2
+        _, after = launcher_instances(env)
+        (swapped,) = set(after) - set(before)
+        assert after[swapped]["options"].startswith(f"--model {models['a']} ")
+        text, logprob = greedy(env)
+        assert text == self.seen["a"][0]
+        assert logprob == pytest.approx(self.seen["a"][1], abs=1e-4)
+
+    def test_and_back_to_b(self, env: FmaEnvironment, models: dict[str, Path]) -> None:
+        roll(env, deployment(env, models["b"], variables=FRESH))
+        assert actuations(env, "swap") == 3 and actuations(env, "warm") == 2
+        assert greedy(env)[0] == self.seen["b_swapped"][0]
+        _, instances = launcher_instances(env)
+        (self.seen["fresh_b_id"],) = [k for k, v in instances.items() if v["phase"] == "ready"]
+
+    def test_a_swap_that_fails_its_check_goes_warm_and_leaves_no_broken_instance(
+        self, env: FmaEnvironment, models: dict[str, Path], tmp_path: Path
+    ) -> None:
+        rewrite_in_place(models["a"], tmp_path / "a-retrained", seed=23)
+        name_before, _ = launcher_instances(env)
+        requester = roll(env, deployment(env, models["a"], variables=FRESH))
+        assert i.meta(requester)["annotations"]["dual-pods.llm-d.ai/inference-server-config"] == (
+            "fresh-a"
+        )
+        # Started fresh in the same actuation: warm, not swap, and the cause on the requester.
+        paths = {p: actuations(env, p) for p in ("cold", "warm", "swap", "hot")}
+        assert paths == {"cold": 1, "warm": 3, "swap": 3, "hot": 0}, paths
+        failed = env.wait("a SwapFailed Event", lambda: events(env, "SwapFailed") or None, 30)
+        assert f"sleeping vLLM instance {self.seen['fresh_b_id']}" in failed[0]
+        assert "the canary completion" in failed[0] and "starting it fresh (warm)" in failed[0]
+        # The engine that took the rewritten weights is gone; whatever is left works.
+        name, instances = launcher_instances(env)
+        assert name == name_before
+        assert self.seen["fresh_b_id"] not in instances
+        broken = {k: v for k, v in instances.items() if v["phase"] not in ("ready", "sleeping")}
+        assert not broken, broken
+        # The fresh engine serves the rewritten weights, not those A had in step 1.
+        assert greedy(env) != self.seen["a"]
