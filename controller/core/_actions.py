@@ -190,10 +190,16 @@ class Sleep(Action):
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class QueryAccelerators(Action):
-    """`GET http://<requester ip>:<admin port>/v1/dual-pods/accelerators`; result: UUIDs."""
+    """`GET http://<requester ip>:<admin port>/v1/dual-pods/accelerators`; result: UUIDs.
+
+    `poll_after`: the stub has only just started and may not listen yet, so a failed query is
+    asked again after this many seconds instead of on the queue's backoff (0.2 s doubling:
+    a stub up after 0.7 s would be asked at 1.4 s, most of a hot actuation).
+    """
 
     ip: str
     port: int
+    poll_after: float | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

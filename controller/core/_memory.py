@@ -246,6 +246,12 @@ class Settings:
     """A not-Ready launcher older than this is not waited for when choosing (A5)."""
     retry_after: float = 5.0
     """Fixed re-check delay for polls such as `/is_sleeping` of a starting direct provider."""
+    stub_poll_interval: float = 0.1
+    """How often the requester stub's GPU query is retried while the stub may still be
+    starting (a refused connection costs the stub nothing)."""
+    stub_start_window: float = 20.0
+    """How long after the requester container's start it counts as starting; later, a failing
+    GPU query retries on the backoff."""
     instance_list_grace: float = 10.0
     """After a successful PUT, how long an instance may still be missing from the launcher's
     list before it counts as lost (the stream may lag the PUT's reply)."""

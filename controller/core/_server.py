@@ -57,8 +57,9 @@ def _active(  # noqa: PLR0911 - the steps of §8.2, each may end the pass
         return _starting(snap, req, provider)
     gpus = snap.memory.gpu_uuids
     if gpus is None:
-        query = a.QueryAccelerators(ip=req.ip, port=admin_port(req))
-        if snap.memory.gpu_error is None:
+        poll = _poll(snap, req)
+        query = a.QueryAccelerators(ip=req.ip, port=admin_port(req), poll_after=poll)
+        if snap.memory.gpu_error is None or poll is not None:  # a starting stub: no status yet
             return [query]
         url = f"http://{req.ip}:{admin_port(req)}{ACCELERATORS_PATH}"
         error = f'GET "{url}" fails: {snap.memory.gpu_error}'
@@ -116,3 +117,12 @@ def _provider_deleted(snap: ServerSnapshot, provider: PodView, *, wanted: bool) 
         patch = a.PodPatch(remove_finalizers=(keys.PROVIDER_FINALIZER,))
         actions.append(a.UpdatePod(pod=ref(provider), patch=patch))
     return actions
+
+
+def _poll(snap: ServerSnapshot, req: PodView) -> float | None:
+    """The GPU query's retry interval while the stub may still be starting (else None)."""
+    started = req.server_started_at
+    settings = snap.settings
+    if started is None or snap.now - started > settings.stub_start_window:
+        return None
+    return settings.stub_poll_interval

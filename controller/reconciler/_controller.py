@@ -274,6 +274,9 @@ class DualPodsController:
                 self.duality.update(step.snap, outcome.memory)
         if outcome.failure is not None:
             level = logging.INFO if outcome.expected else logging.WARNING
+            if outcome.poll_after is not None:
+                _log.debug("%s: %s; polling again", key, outcome.failure)
+                return Result(requeue_after=outcome.poll_after)
             _log.log(level, "%s: %s; retrying", key, outcome.failure)
             return Result(retry=True)
         if outcome.requeue_after is not None and not outcome.answered:

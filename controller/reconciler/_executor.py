@@ -94,6 +94,8 @@ class Outcome:
     forget: bool = False
     expected: bool = False
     """The failure is routine: a stale cache (409, 404) or a peer still starting."""
+    poll_after: float | None = None
+    """The failed action asked to be retried after this, not on the backoff."""
 
 
 @dataclass
@@ -150,6 +152,8 @@ class Executor:
                 )
                 outcome.failure = f"{type(action).__name__} failed: {error}"
                 outcome.expected = _routine(action, exc)
+                if isinstance(action, QueryAccelerators) and not isinstance(exc, RefusedError):
+                    outcome.poll_after = action.poll_after
                 break
             outcome.memory = record_success(outcome.memory, action, now=self.clock(), result=result)
             outcome.acted = True

@@ -133,6 +133,20 @@ def test_gpus_are_queried_then_errors_reported() -> None:
     assert "GPUs is empty" in (status_of(decide_server(snapshot(memory=empty))) or "")
 
 
+def test_a_stub_that_has_just_started_is_polled_without_a_status_write() -> None:
+    young = requester(server_started_at=NOW - 0.5)
+    [query] = decide_server(snapshot(requester=young, memory=ServerMemory()))
+    assert query == QueryAccelerators(ip="10.0.0.1", port=8081, poll_after=0.1)
+    refused = record_failure(ServerMemory(), query, now=NOW, error="connection refused")
+    # Not listening yet is the normal course of its start: asked again, nothing reported.
+    assert decide_server(snapshot(requester=young, memory=refused)) == [query]
+    # Still failing once the start window is over: reported, and retried on the backoff.
+    old = requester(server_started_at=NOW - 21)
+    actions = decide_server(snapshot(requester=old, memory=refused))
+    assert "fails: connection refused" in (status_of(actions) or "")
+    assert actions[-1] == QueryAccelerators(ip="10.0.0.1", port=8081)
+
+
 def test_cordoned_node_deletes_requester_without_provider() -> None:
     actions = decide_server(snapshot(node=NodeView(name="n1", unschedulable=True)))
     assert kinds(actions) == ["DeleteRequester"]

@@ -141,3 +141,30 @@ def test_an_answered_query_is_acted_on_at_once_and_the_poll_is_kept_for_later() 
         await made.executor.peers.calls.http.aclose()
 
     run_virtual(main)
+
+
+def test_a_stub_not_listening_yet_is_polled_again_soon_not_on_the_backoff() -> None:
+    from controller.core import Action, QueryAccelerators
+    from controller.reconciler._controller import _Step
+    from controller.reconciler._executor import PassContext
+
+    def refuse(request: httpx.Request) -> httpx.Response:
+        raise httpx.ConnectError("connection refused", request=request)
+
+    async def main() -> None:
+        made = controller(Recorder(echo_apiserver), Recorder(refuse))
+
+        def decide_with(poll_after: float | None) -> None:
+            def decide(key: ServerKey) -> _Step:
+                query: Action = QueryAccelerators(ip="10.0.0.1", port=8081, poll_after=poll_after)
+                return _Step([query], ServerMemory(), PassContext(item=key, decided_at=0.0))
+
+            made._decide = decide  # type: ignore[method-assign,assignment]
+
+        decide_with(0.1)  # the stub has just started
+        assert await made.reconcile(KEY) == Result(requeue_after=0.1)
+        decide_with(None)  # long started: a failure like any other
+        assert await made.reconcile(KEY) == Result(retry=True)
+        await made.executor.peers.calls.http.aclose()
+
+    run_virtual(main)
