@@ -22,11 +22,13 @@ Run: `.venv/bin/python bench/hot_path.py [--requesters 20] [--rounds 3] [--mode 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
+from collections import Counter
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -37,7 +39,7 @@ if str(_ROOT) not in sys.path:
 from bench import _rounds as rounds  # noqa: E402
 from bench import _templates as t  # noqa: E402
 from bench._env import BenchEnv, BenchSetup, bench_environment  # noqa: E402
-from bench._observe import CpuMeter, summary_ms  # noqa: E402
+from bench._observe import CpuMeter, apiserver_writes, summary_ms, writes_per  # noqa: E402
 from bench._profile import profiling  # noqa: E402
 from localcluster.kubelet.podspec import PROBE_PERIOD_SCALE  # noqa: E402
 
@@ -86,11 +88,40 @@ def _prepare(env: BenchEnv, args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
+class _Writes:
+    """The apiserver's writes (every client's) by actuation path, bind side and unbind side."""
+
+    def __init__(self, env: BenchEnv) -> None:
+        self.env = env
+        self.spent: dict[str, Counter[str]] = {}
+        self.actuations: dict[str, int] = {}
+
+    def _now(self) -> Counter[str]:
+        return apiserver_writes(self.env.cluster.kubectl("get", "--raw", "/metrics"))
+
+    @contextlib.contextmanager
+    def counting(self, path: str, actuations: int) -> Iterator[None]:
+        before = self._now()
+        yield
+        self.spent[path] = self.spent.get(path, Counter()) + (self._now() - before)
+        self.actuations[path] = self.actuations.get(path, 0) + actuations
+
+    def report(self) -> dict[str, Any]:
+        return {
+            path: writes_per(Counter(), spent, self.actuations[path])
+            for path, spent in self.spent.items()
+        }
+
+
 def _measure(env: BenchEnv, args: argparse.Namespace) -> dict[str, Any]:
     templates = _prepare(env, args)
     n, timeout = args.requesters, args.timeout
-    cold = rounds.bring_up(env, n, timeout, create=templates["a"])
-    rounds.release(env, timeout)
+    writes = _Writes(env)
+    first = "cold" if args.mode == "launcher" else "direct (new provider)"
+    with writes.counting(first, n):
+        cold = rounds.bring_up(env, n, timeout, create=templates["a"])
+    with writes.counting("unbind", n):
+        rounds.release(env, timeout)
     hot: list[rounds.Sample] = []
     assert env.controller is not None and env.controller.pid is not None
     pids = {"controller": env.controller.pid, "hollow-kubelet": env.kubelets[0].pid or 0}
@@ -98,13 +129,15 @@ def _measure(env: BenchEnv, args: argparse.Namespace) -> dict[str, Any]:
     cpu = CpuMeter(env.controller.pid)
     with profiling(args.py_spy, pids, env.workdir / "profiles") as profiles:
         for _ in range(args.rounds):
-            with cpu.window():
+            with cpu.window(), writes.counting("hot", n):
                 hot += rounds.bring_up(env, n, timeout)
-            rounds.release(env, timeout)
+            with writes.counting("unbind", n):
+                rounds.release(env, timeout)
     warm: list[rounds.Sample] = []
     if args.warm and args.mode == "launcher":
         rounds.switch_template(env, templates["b"])
-        warm = rounds.bring_up(env, n, timeout)
+        with writes.counting("warm", n):
+            warm = rounds.bring_up(env, n, timeout)
     wake = args.wake_delay
     overheads = [s.running_to_ready - wake for s in hot]
     return {
@@ -127,6 +160,9 @@ def _measure(env: BenchEnv, args: argparse.Namespace) -> dict[str, Any]:
             "warm": summary_ms([s.running_to_ready for s in warm]),
         },
         "paths_observed": rounds.paths(env),
+        # From the apiserver's side, every client (controller, scheduler, kubelet, Events),
+        # per requester: the bring-up by path, and the scale-down that unbinds (and sleeps).
+        "apiserver_writes_per_actuation": writes.report(),
         "controller_timings_all_rounds": env.controller_timings(),
         "profile_of_hot_rounds": profiles.summary() if args.py_spy else None,
     }

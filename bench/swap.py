@@ -13,9 +13,18 @@ Each sample is the time from the first sight of the requester's `inference-serve
 running to the first sight of the requester Ready (polled every 20 ms), and the controller's
 own `fma_actuation_seconds` (container start → ready relay answered) is reported per path too.
 
+Two knobs separate what fma does from what the test set-up adds:
+
+- `--probe-period-scale` (default 1, the real kubelet): the requesters' readiness probe period
+  (1 s, Kubernetes' minimum) times this, through the local kubelet's test annotation. At 1 every
+  sample ends on a probe tick, so samples fall on whole seconds after the stub's first probe;
+- `--hidden-size`/`--layers` (default: the tiny model, 128 and 2): a bigger random Llama with
+  the tiny model's tokenizer. The tiny model's fresh start is almost only vLLM's fixed costs
+  (about a second once forked), which a real model's loading, profiling and compilation dwarf.
+
 Targets (issue 16): swap within 2x of hot, and at least 4x faster than warm. Prints JSON.
 
-    bash hack/in-netns.sh .venv/bin/python bench/swap.py [--rounds 2]
+    bash hack/in-netns.sh .venv/bin/python bench/swap.py [--rounds 2] [--probe-period-scale 0.05]
 """
 
 from __future__ import annotations
@@ -43,7 +52,13 @@ from localcluster.fma.userside import (  # noqa: E402
     real_vllm_deployment,
     real_vllm_isc,
 )
-from localcluster.testing.tiny_model import build, default_model_dir, variant  # noqa: E402
+from localcluster.kubelet.podspec import PROBE_PERIOD_SCALE  # noqa: E402
+from localcluster.testing.tiny_model import (  # noqa: E402
+    build,
+    default_model_dir,
+    other_shape,
+    variant,
+)
 from tests.e2e import inspect as i  # noqa: E402
 
 APP = "chat"
@@ -57,9 +72,28 @@ def _isc(name: str, model: Path, *, port: int = VLLM_PORT, env: dict[str, str] =
 
 
 def _deployment(
-    env: FmaEnvironment, model: Path, *, port: int = VLLM_PORT, variables: dict[str, str] = KV
+    env: FmaEnvironment,
+    model: Path,
+    *,
+    port: int = VLLM_PORT,
+    variables: dict[str, str] = KV,
+    probe_scale: float = 1.0,
 ) -> dict[str, Any]:
-    return real_vllm_deployment(env, model, app=APP, port=port, variables=variables)
+    body = real_vllm_deployment(env, model, app=APP, port=port, variables=variables)
+    if probe_scale != 1.0:
+        meta = body["spec"]["template"].setdefault("metadata", {})
+        meta.setdefault("annotations", {})[PROBE_PERIOD_SCALE] = str(probe_scale)
+    return body
+
+
+def _models(workdir: Path, hidden_size: int, layers: int) -> tuple[Path, Path]:
+    """Checkpoints A and B: the tiny model and a variant, or a bigger Llama and a variant."""
+    tiny = build(default_model_dir())
+    if (hidden_size, layers) == (128, 2):
+        a = tiny
+    else:
+        a = other_shape(tiny, workdir / "checkpoint-a", hidden_size=hidden_size, layers=layers)
+    return a, variant(a, workdir / "checkpoint-b", seed=7)
 
 
 def _running_and_ready(pod: Any) -> tuple[bool, bool]:
@@ -101,9 +135,15 @@ def _actuations(env: FmaEnvironment) -> dict[str, dict[str, float]]:
     return out
 
 
-def run(rounds: int, workdir: Path) -> dict[str, Any]:
-    a = build(default_model_dir())
-    b = variant(a, workdir / "checkpoint-b", seed=7)
+def run(
+    rounds: int, workdir: Path, *, probe_scale: float = 1.0, hidden_size: int = 128, layers: int = 2
+) -> dict[str, Any]:
+    a, b = _models(workdir, hidden_size, layers)
+    mib = sum(f.stat().st_size for f in a.glob("*.safetensors")) / (1 << 20)
+
+    def deployment(model: Path, **kw: Any) -> dict[str, Any]:
+        return _deployment(env, model, probe_scale=probe_scale, **kw)
+
     samples: dict[str, list[float]] = {"hot": [], "swap": [], "warm": []}
     with (
         LocalCluster(workdir / "cluster") as cluster,
@@ -116,18 +156,22 @@ def run(rounds: int, workdir: Path) -> dict[str, Any]:
             fresh = {**KV, "FMA_BENCH_ROUND": str(r)}
             env.apply("inferenceserverconfigs", _isc(f"warm-{r}", b, port=WARM_PORT, env=fresh))
         env.start_controller()
-        kubectl_apply(env, _deployment(env, a))
+        kubectl_apply(env, deployment(a))
         i.ready_requester(env, APP, 600)
         for r in range(rounds):
-            samples["hot"].append(_timed(env, _deployment(env, a)))
-            samples["swap"].append(_timed(env, _deployment(env, b)))
-            samples["swap"].append(_timed(env, _deployment(env, a)))
+            samples["hot"].append(_timed(env, deployment(a)))
+            samples["swap"].append(_timed(env, deployment(b)))
+            samples["swap"].append(_timed(env, deployment(a)))
             fresh = {**KV, "FMA_BENCH_ROUND": str(r)}
-            warm = _deployment(env, b, port=WARM_PORT, variables=fresh)
+            warm = deployment(b, port=WARM_PORT, variables=fresh)
             samples["warm"].append(_timed(env, warm))
-            samples["hot"].append(_timed(env, _deployment(env, a)))
+            samples["hot"].append(_timed(env, deployment(a)))
         controller = _actuations(env)
-    report: dict[str, Any] = {k: summary_ms(v) for k, v in samples.items()}
+    report: dict[str, Any] = {
+        "model": {"hidden_size": hidden_size, "layers": layers, "weights_mib": round(mib, 1)},
+        "readiness_probe_period_ms": round(1000 * probe_scale),
+    }
+    report.update({k: summary_ms(v) for k, v in samples.items()})
     hot, swap, warm = (report[k]["p50_ms"] for k in ("hot", "swap", "warm"))
     report["controller_actuation"] = controller
     report["ratios"] = {
@@ -146,14 +190,24 @@ def run(rounds: int, workdir: Path) -> dict[str, Any]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0] if __doc__ else None)
     parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument(
+        "--probe-period-scale",
+        type=float,
+        default=1.0,
+        help="requesters' readiness probe period times this (1: the kubelet's)",
+    )
+    parser.add_argument("--hidden-size", type=int, default=128, help="128: the tiny model")
+    parser.add_argument("--layers", type=int, default=2, help="2: the tiny model")
     parser.add_argument("--workdir", type=Path, default=None, help="keep logs here")
-    args = parser.parse_args(argv)
+    args = parser.parse_args(argv)  # fmt: skip
+    options = {"probe_scale": args.probe_period_scale, "hidden_size": args.hidden_size,
+               "layers": args.layers}  # fmt: skip
     if args.workdir is not None:
         args.workdir.mkdir(parents=True, exist_ok=True)
-        print(json.dumps(run(args.rounds, args.workdir), indent=2))
+        print(json.dumps(run(args.rounds, args.workdir, **options), indent=2))
         return 0
     with tempfile.TemporaryDirectory(prefix="fma-bench-swap-") as scratch:
-        print(json.dumps(run(args.rounds, Path(scratch)), indent=2))
+        print(json.dumps(run(args.rounds, Path(scratch), **options), indent=2))
     return 0
 
 

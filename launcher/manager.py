@@ -263,6 +263,7 @@ class InstanceManager:
             self._note_log_growth(instance)
             if await self._prober.healthy(host, port):
                 self._observe(instance, phases.Healthy())
+                await self._first_canary(instance)
                 break
             if time.monotonic() >= deadline:
                 self._observe(instance, phases.StartTimedOut(self.settings.start_timeout))
@@ -276,6 +277,29 @@ class InstanceManager:
             if sleeping is not None:
                 self._observe(instance, phases.SleepState(sleeping))
             await asyncio.sleep(interval)
+
+    async def _first_canary(self, instance: Instance) -> None:
+        """Issue 16: once a swappable instance is ready (and reported so), its answer to the
+        swap's canary is recorded for the files it started on, so a later swap back to them is
+        checked too; and the engine's first request, which costs vLLM its one-time set-up
+        (seconds on CPU), is paid here rather than by the first swap into it. A fresh engine's
+        answer is the truth about the files as they are now, so it replaces what an earlier
+        swap recorded (files rewritten in place keep their directory and signature). A failure
+        (the instance went to sleep meanwhile, the server has no completions) records nothing."""
+        pending = self._swappable.get(instance.instance_id)
+        target = await pending if pending is not None else None
+        if not isinstance(target, signature.Swappable):
+            return
+        base = f"http://{instance.host}:{instance.port}"
+        try:
+            async with httpx.AsyncClient(base_url=base, timeout=SWAP_TIMEOUT_S) as client:
+                _served, answer = await swapping.canary(client)
+        except swapping.SwapStepError as err:
+            self.metrics.canaries.labels(at="start", outcome="failed").inc()
+            _log.info("instance %s: no canary answer at start: %s", instance.instance_id, err)
+            return
+        self._canaries[(str(target.model_dir), target.signature.digest)] = answer
+        self.metrics.canaries.labels(at="start", outcome="recorded").inc()
 
     def _note_log_growth(self, instance: Instance) -> None:
         """Announces new log bytes as `UPDATED` (with `log_size`), at most once per probe.
@@ -382,7 +406,11 @@ class InstanceManager:
                 + "; only a sleeping instance can take new weights"
             )
         config, _argv, port, host = self._validate(VllmConfig.model_validate(request.to_json()))
-        target = await self._compatible(old_id, config)
+        try:
+            target = await self._compatible(old_id, config)
+        except InvalidRequestError:
+            self.metrics.swaps.labels(outcome="refused").inc()
+            raise
         self._reserved.update((new_id, old_id))  # no create of new_id, no second swap of old_id
         old.deleting = True  # a DELETE now waits for the outcome (404, as for any deletion)
         if old.monitor is not None:
@@ -392,6 +420,7 @@ class InstanceManager:
         except swapping.SwapStepError as err:
             old.deleting = False
             self._reserved.difference_update((new_id, old_id))
+            self.metrics.swaps.labels(outcome="failed").inc()
             message = f"swapping instance {old_id} to {new_id} failed: {err}"
             _log.warning("%s; deleting the instance", message)
             with contextlib.suppress(NotFoundError):
@@ -411,6 +440,8 @@ class InstanceManager:
             log_size=old.log_size,
             ready_seconds=result.seconds,
         )
+        self.metrics.swaps.labels(outcome="swapped").inc()
+        self.metrics.swap_seconds.observe(result.seconds)
         old.status = "stopped"
         del self.instances[old_id]
         spawned_as = self._spawned_as.pop(old_id, old_id)
@@ -462,10 +493,13 @@ class InstanceManager:
         key = (str(target.model_dir), target.signature.digest)
         seen = self._canaries.get(key)
         if seen is not None and not seen.matches(result.canary):
+            self.metrics.canaries.labels(at="swap", outcome="differed").inc()
             raise swapping.SwapStepError(
                 f"the canary completion {result.canary} differs from {seen}, seen before "
                 f"on the weights in {target.model_dir}"
             )
+        outcome = "recorded" if seen is None else "matched"
+        self.metrics.canaries.labels(at="swap", outcome=outcome).inc()
         self._canaries[key] = result.canary
         return result
 

@@ -95,6 +95,9 @@ class ReconcilerSettings:
     """A waiting item is looked at again this often (the awaited watch event is quicker)."""
     passes_in_a_row: int = 8
     """Passes over one item in one go while each acts (then it goes to the end of the queue)."""
+    max_detached: int = 64
+    """Passes with a slow call that go on outside the workers at once; beyond that, a worker
+    runs the pass itself (back-pressure, and no decision waits for a slot and goes stale)."""
     relay_logs: bool = True
     """Copy each bound server's vLLM log to its requester's stdout (`kubectl logs`)."""
 
@@ -124,6 +127,7 @@ class DualPodsController:
             settings=settings.informers,
         )
         self.labels = KeyLabels()
+        self._detached = asyncio.Semaphore(settings.max_detached)
         self.queue: WorkQueue[Key] = WorkQueue(metrics=metrics.queue, label=self.labels)
         self.book = InstanceBook()
         self._http = peer_http or launcher_http_client()
@@ -212,7 +216,8 @@ class DualPodsController:
             step = self._decide(key)
             if step is None:
                 return _requeue(later)
-            if detachable and self.executor.slow(step.actions):
+            if detachable and self.executor.slow(step.actions) and not self._detached.locked():
+                await self._detached.acquire()  # free: `locked()` said so, and nothing awaited
                 return Detached(self._finish_detached(key, step, later))
             result = await self._execute(step)
             if not isinstance(result, _Again):
@@ -221,12 +226,15 @@ class DualPodsController:
         return Result(requeue_after=0.0)  # fairness: back to the end of the queue
 
     async def _finish_detached(self, key: Key, step: _Step, later: float | None) -> Result | None:
-        result = await self._execute(step)
-        if not isinstance(result, _Again):
-            return _merge(result, later)
-        finished = await self._passes(key, detachable=False)
-        assert not isinstance(finished, Detached)
-        return _merge(finished, _earliest(later, result.requeue_after))
+        try:
+            result = await self._execute(step)
+            if not isinstance(result, _Again):
+                return _merge(result, later)
+            finished = await self._passes(key, detachable=False)
+            assert not isinstance(finished, Detached)
+            return _merge(finished, _earliest(later, result.requeue_after))
+        finally:
+            self._detached.release()
 
     def _decide(self, key: Key) -> _Step | None:
         """One decision on the caches as they are now (synchronous: a consistent snapshot)."""

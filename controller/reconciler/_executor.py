@@ -65,8 +65,10 @@ from kube import ApiError, EventRecorder, JsonObject, metadata
 _log = logging.getLogger(__name__)
 _QUERIES = (QueryAccelerators, QueryMemoryUsage, QuerySleeping, QueryLogTail)
 _QUIET = (*_QUERIES, Remember)
-_SLOW = (Wake, Sleep, DeleteInstance, SwapInstance)
-"""Calls that take seconds: vLLM moves its weights, or a launcher waits for a child to exit."""
+_SLOW = (Wake, Sleep, DeleteInstance, SwapInstance, QueryAccelerators)
+"""Calls that keep a pass waiting on a peer: seconds when vLLM moves its weights or a launcher
+waits for a child to exit; tens of milliseconds for a stub's GPU query, but hundreds of those
+come at once when a Deployment scales up, and two workers would answer them one by one."""
 
 
 @dataclass(frozen=True, kw_only=True)

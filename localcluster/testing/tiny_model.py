@@ -82,7 +82,9 @@ def _save_tokenizer(out: Path) -> int:
     return int(tokenizer.get_vocab_size())
 
 
-def _save_model(out: Path, vocab_size: int, *, hidden_size: int = 128, seed: int = 0) -> None:
+def _save_model(
+    out: Path, vocab_size: int, *, hidden_size: int = 128, layers: int = 2, seed: int = 0
+) -> None:
     torch = importlib.import_module("torch")
     transformers = importlib.import_module("transformers")
 
@@ -91,7 +93,7 @@ def _save_model(out: Path, vocab_size: int, *, hidden_size: int = 128, seed: int
         vocab_size=vocab_size,
         hidden_size=hidden_size,
         intermediate_size=2 * hidden_size,
-        num_hidden_layers=2,
+        num_hidden_layers=layers,
         num_attention_heads=4,
         num_key_value_heads=4,
         max_position_embeddings=512,
@@ -134,14 +136,29 @@ def variant(source: Path, target: Path, *, seed: int, widen: str | None = None) 
     return target
 
 
-def other_shape(source: Path, target: Path, *, hidden_size: int = 64, seed: int = 1) -> Path:
-    """A Llama of another width with `source`'s tokenizer: vLLM serves it, but its weights do
-    not fit an engine built for `source` (what a swap must refuse)."""
+def rewrite_in_place(model: Path, scratch: Path, *, seed: int) -> None:
+    """Other random values into `model`'s weights file, with byte for byte the same header and
+    size: a retrained checkpoint copied over the old one (what `rsync` does), which keeps the
+    directory, the listing but the mtime, and the swap signature. `scratch` must not exist."""
+    weights = model / "model.safetensors"
+    fresh = variant(model, scratch, seed=seed) / "model.safetensors"
+    if fresh.stat().st_size != weights.stat().st_size:
+        raise AssertionError("a variant must keep the weights file's size")
+    with weights.open("r+b") as out:  # the same inode: written over, not replaced
+        out.write(fresh.read_bytes())
+
+
+def other_shape(
+    source: Path, target: Path, *, hidden_size: int = 64, layers: int = 2, seed: int = 1
+) -> Path:
+    """A Llama of another width (or depth) with `source`'s tokenizer: vLLM serves it, but its
+    weights do not fit an engine built for `source` (what a swap must refuse). Benchmarks use
+    it for a bigger model than the tiny one, whose start is nearly all vLLM's fixed costs."""
     target.mkdir()
     for name in ("tokenizer.json", "tokenizer_config.json"):
         shutil.copy(source / name, target / name)
     vocab = json.loads((source / "config.json").read_text())["vocab_size"]
-    _save_model(target, vocab, hidden_size=hidden_size, seed=seed)
+    _save_model(target, vocab, hidden_size=hidden_size, layers=layers, seed=seed)
     return target
 
 

@@ -47,7 +47,13 @@ from localcluster.fma.userside import (
     real_vllm_isc,
     service_url,
 )
-from localcluster.testing.tiny_model import build, default_model_dir, other_shape, variant
+from localcluster.testing.tiny_model import (
+    build,
+    default_model_dir,
+    other_shape,
+    rewrite_in_place,
+    variant,
+)
 from tests.contract.vllm_targets import vllm_missing_reason
 from tests.e2e import inspect as i
 
@@ -68,9 +74,10 @@ FRESH = {**KV, "FMA_FRESH_ENGINE": "1"}
 
 @pytest.fixture(scope="module")
 def models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    a = build(default_model_dir())
+    tiny = build(default_model_dir())
     root = tmp_path_factory.mktemp("checkpoints")
     root.chmod(0o755)
+    a = variant(tiny, root / "a", seed=5)  # a copy of its own: step 7 rewrites it in place
     return {"a": a, "b": variant(a, root / "b", seed=7), "c": other_shape(a, root / "c")}
 
 
@@ -148,15 +155,6 @@ def launcher_instances(env: FmaEnvironment) -> tuple[str, dict[str, dict[str, An
 def events(env: FmaEnvironment, reason: str) -> list[str]:
     return [e.message or "" for e in env.core.list_namespaced_event(env.namespace).items
             if e.reason == reason]  # fmt: skip
-
-
-def rewrite_in_place(model: Path, scratch: Path, *, seed: int) -> None:
-    """Other values into `model`'s weights file, byte for byte the same header and size."""
-    weights = model / "model.safetensors"
-    fresh = variant(model, scratch, seed=seed) / "model.safetensors"
-    assert fresh.stat().st_size == weights.stat().st_size
-    with weights.open("r+b") as out:  # in place: same inode, same listing but the mtime
-        out.write(fresh.read_bytes())
 
 
 class TestSwap:

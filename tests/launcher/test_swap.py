@@ -20,7 +20,8 @@ import pytest
 from contract.launcher import swap_path
 from localcluster.processes import free_port
 from localcluster.testing import tiny_model
-from tests.launcher.support import running_launcher
+from tests.e2e.inspect import metric
+from tests.launcher.support import Launcher, running_launcher
 
 pytestmark = pytest.mark.skipif(
     importlib.util.find_spec("vllm") is None,
@@ -57,6 +58,17 @@ def greedy(port: int) -> tuple[str, float]:
     assert response.status_code == 200, response.text
     choice: dict[str, Any] = response.json()["choices"][0]
     return choice["text"], float(choice["logprobs"]["token_logprobs"][0])
+
+
+def canaries(launcher: Launcher, at: str, outcome: str, *, at_least: int = 0) -> float:
+    """`fma_launcher_canaries_total{at, outcome}`, waited for up to `at_least` (60 s)."""
+    deadline = time.monotonic() + 60
+    while True:
+        text = launcher.http.get("/metrics").text
+        value = metric(text, "fma_launcher_canaries_total", {"at": at, "outcome": outcome})
+        if value >= at_least or time.monotonic() > deadline:
+            return value
+        time.sleep(0.2)
 
 
 def test_swap_equals_a_fresh_server(
@@ -101,3 +113,37 @@ def test_swap_equals_a_fresh_server(
         assert out_b_swapped[1] == pytest.approx(out_b_fresh[1], abs=1e-4)
         print(json.dumps({"swap_seconds": round(seconds, 3), "a": out_a, "b": out_b_fresh}))
         assert launcher.http.delete("/v2/vllm/instances/fresh-b").status_code == 200
+
+
+def test_a_swap_back_to_rewritten_files_fails_its_check_and_deletes_the_engine(
+    tmp_path: Path, models: dict[str, Path], vllm_env: dict[str, str]
+) -> None:
+    """The canary answer recorded at the engine's first start covers the files it started on:
+    swapped away and back after they were rewritten in place (same signature), the check
+    fails, the engine is deleted, and the answer says why."""
+    start = tiny_model.variant(models["a"], tmp_path / "start", seed=3)
+    with running_launcher(tmp_path, entry=None, env=vllm_env, ready_timeout=300) as launcher:
+        port = free_port()
+
+        def options(model: Path) -> str:
+            return f"--model {model} --port {port} {MODEL_OPTIONS}"
+
+        def swap(old: str, new: str, model: Path) -> httpx.Response:
+            asleep = httpx.post(f"http://127.0.0.1:{port}/sleep", params={"level": 1})
+            assert asleep.status_code == 200
+            launcher.wait_phase(old, "sleeping", timeout=30)
+            body = {"new_instance_id": new, "options": options(model)}
+            return launcher.http.post(swap_path(old), json=body, timeout=300)
+
+        assert launcher.put("first", options(start)).status_code == 201
+        launcher.wait_phase("first", "ready", timeout=600)
+        assert canaries(launcher, "start", "recorded", at_least=1) == 1  # before it sleeps
+        assert swap("first", "b", models["b"]).status_code == 201
+        assert canaries(launcher, "swap", "recorded") == 1
+        tiny_model.rewrite_in_place(start, tmp_path / "retrained", seed=29)
+        failed = swap("b", "back", start)
+        assert failed.status_code >= 500, failed.text
+        assert "canary completion" in failed.text and "was deleted" in failed.text
+        assert canaries(launcher, "swap", "differed") == 1
+        assert launcher.http.get("/v2/vllm/instances/b").status_code == 404
+        assert launcher.http.get("/v2/vllm/instances/back").status_code == 404

@@ -16,9 +16,18 @@ from controller.reconciler import (
     ReconcilerSettings,
     ServerKey,
 )
-from kube import PODS, EventRecorder, KubeClient, Result
+from kube import PODS, Detached, EventRecorder, KubeClient, Result
 from tests.unit.reconciler_support import NS, Recorder, echo_apiserver, node, pod
 from tests.virtualtime import run_virtual
+
+
+async def settled(made: DualPodsController, key: ServerKey | LauncherKey | IscKey) -> Result | None:
+    """`reconcile`, with a pass that left the worker (`Detached`) finished as the pool would."""
+    result = await made.reconcile(key)
+    while isinstance(result, Detached):
+        result = await result.rest
+    return result
+
 
 ISC_KEY = "dual-pods.llm-d.ai/inference-server-config"
 KEY = ServerKey("req-uid", "req")
@@ -38,9 +47,10 @@ class _Sink:
         return patch
 
 
-def controller(api: Recorder, peers: Recorder) -> DualPodsController:
+def controller(api: Recorder, peers: Recorder, *, max_detached: int = 64) -> DualPodsController:
     client = KubeClient(httpx.AsyncClient(transport=httpx.MockTransport(api), base_url="https://k"))
-    settings = ReconcilerSettings(namespace=NS, core=Settings(memory_check=False))
+    core = Settings(memory_check=False)
+    settings = ReconcilerSettings(namespace=NS, core=core, max_detached=max_detached)
     made = DualPodsController(
         client,
         settings,
@@ -66,14 +76,14 @@ def test_a_cold_actuation_runs_its_passes_in_a_row_until_the_cache_lags() -> Non
         made = controller(api, peers)
         # Asked for the GPUs, then created the launcher in the next pass; the informers are
         # not running here, so the cache does not show the new launcher: wait for it.
-        assert await made.reconcile(KEY) == Result(requeue_after=1.0)
+        assert await settled(made, KEY) == Result(requeue_after=1.0)
         assert made.memories[KEY.uid].gpu_uuids == ("GPU-0",)
         created = api.bodies()[0]
         assert created["metadata"]["generateName"] == "launcher-lc-"
         assert created["metadata"]["annotations"]["dual-pods.llm-d.ai/requester"] == "req-uid req"
         assert created["metadata"]["finalizers"] == ["dual-pods.llm-d.ai/provider"]
         assert made.memories[KEY.uid].path == "cold"
-        assert await made.reconcile(KEY) == Result(requeue_after=1.0)
+        assert await settled(made, KEY) == Result(requeue_after=1.0)
         assert len(api.requests) == 2
         launcher = pod("launcher-lc-abcde", uid="launcher-lc-abcde-uid", ip=None, rv="11",
                        annotations=created["metadata"]["annotations"],
@@ -82,7 +92,7 @@ def test_a_cold_actuation_runs_its_passes_in_a_row_until_the_cache_lags() -> Non
         made.informers[PODS.plural].store.upsert(launcher)
         requester = pod("req", uid="req-uid", rv="11", annotations={ISC_KEY: "isc1"})
         made.informers[PODS.plural].store.upsert(requester)
-        result = await made.reconcile(KEY)  # bound, the launcher is starting: wait for it
+        result = await settled(made, KEY)  # bound, the launcher is starting: wait for it
         assert isinstance(result, Result) and result.requeue_after is not None
         assert result.requeue_after > 100  # the launcher's start deadline (900 s)
         await made.executor.peers.calls.http.aclose()
@@ -94,10 +104,10 @@ def test_a_failure_retries_and_a_vanished_server_is_forgotten() -> None:
     async def main() -> None:
         refused = Recorder(lambda request: httpx.Response(503, text="starting"))
         made = controller(Recorder(echo_apiserver), refused)
-        assert await made.reconcile(KEY) == Result(retry=True)
+        assert await settled(made, KEY) == Result(retry=True)
         made.memories[KEY.uid] = ServerMemory(gpu_uuids=("GPU-0",))
         made.informers[PODS.plural].store.delete(pod("req"))
-        assert await made.reconcile(KEY) is None
+        assert await settled(made, KEY) is None
         assert KEY.uid not in made.memories
 
     run_virtual(main)
@@ -106,11 +116,11 @@ def test_a_failure_retries_and_a_vanished_server_is_forgotten() -> None:
 def test_other_items_without_work_end_quietly() -> None:
     async def main() -> None:
         made = controller(Recorder(echo_apiserver), Recorder(gpus))
-        assert await made.reconcile(LauncherKey("nope", "nope")) is None
+        assert await settled(made, LauncherKey("nope", "nope")) is None
         bad = {**ISC, "spec": {"modelServerConfig": {"port": "x"}}}
         made.informers["inferenceserverconfigs"].store.upsert(bad)
-        assert await made.reconcile(IscKey("isc1")) is None  # unreadable: no collection
-        assert await made.reconcile(IscKey("other")) is None  # deleted ISC, no launchers
+        assert await settled(made, IscKey("isc1")) is None  # unreadable: no collection
+        assert await settled(made, IscKey("other")) is None  # deleted ISC, no launchers
 
     run_virtual(main)
 
@@ -136,7 +146,7 @@ def test_an_answered_query_is_acted_on_at_once_and_the_poll_is_kept_for_later() 
             return _Step(script.pop(0), ServerMemory(), PassContext(item=key, decided_at=0.0))
 
         made._decide = decide  # type: ignore[method-assign,assignment]
-        assert await made.reconcile(KEY) == Result(requeue_after=5.0)
+        assert await settled(made, KEY) == Result(requeue_after=5.0)
         assert decided == [2, 1]  # the second pass came at once, and its own Requeue is later
         await made.executor.peers.calls.http.aclose()
 
@@ -162,9 +172,27 @@ def test_a_stub_not_listening_yet_is_polled_again_soon_not_on_the_backoff() -> N
             made._decide = decide  # type: ignore[method-assign,assignment]
 
         decide_with(0.1)  # the stub has just started
-        assert await made.reconcile(KEY) == Result(requeue_after=0.1)
+        assert await settled(made, KEY) == Result(requeue_after=0.1)
         decide_with(None)  # long started: a failure like any other
-        assert await made.reconcile(KEY) == Result(retry=True)
+        assert await settled(made, KEY) == Result(retry=True)
         await made.executor.peers.calls.http.aclose()
+
+    run_virtual(main)
+
+
+def test_slow_passes_leave_the_worker_up_to_a_limit_then_a_worker_runs_them() -> None:
+    async def main() -> None:
+        made = controller(Recorder(echo_apiserver), Recorder(gpus), max_detached=1)
+        first = await made.reconcile(KEY)  # asks the stub for its GPUs: leaves the worker
+        assert isinstance(first, Detached)
+        # The one slot is taken: the next slow pass is run by the worker that took it.
+        second, third = (ServerKey(f"{n}-uid", n) for n in ("second", "third"))
+        for key in (second, third):
+            made.informers["pods"].store.upsert(
+                pod(key.name, uid=key.uid, annotations={ISC_KEY: "isc1"})
+            )
+        assert not isinstance(await made.reconcile(second), Detached)
+        await first.rest  # done: the slot is free again
+        assert isinstance(await made.reconcile(third), Detached)
 
     run_virtual(main)

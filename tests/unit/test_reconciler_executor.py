@@ -329,7 +329,9 @@ def test_slow_calls_are_told_apart_so_their_pass_can_leave_the_worker() -> None:
     update = UpdateRequester(pod=REQ, patch=PodPatch(labels={"a": "b"}))
     assert Executor.slow([wake, update])
     assert Executor.slow([Sleep(ip=LAUNCHER_IP, port=8005)])
-    assert not Executor.slow([update, QueryAccelerators(ip="10.0.0.1", port=8081)])
+    # A GPU query waits on a stub: hundreds of them come at once when a Deployment scales up.
+    assert Executor.slow([QueryAccelerators(ip="10.0.0.1", port=8081)])
+    assert not Executor.slow([update, RelayReady(ip="10.0.0.1", port=8081, uid="u")])
 
 
 def test_every_pod_the_apiserver_returns_is_written_through_to_the_cache() -> None:
