@@ -181,18 +181,31 @@ def test_a_stub_not_listening_yet_is_polled_again_soon_not_on_the_backoff() -> N
 
 
 def test_slow_passes_leave_the_worker_up_to_a_limit_then_a_worker_runs_them() -> None:
+    from controller.core import Wake
+    from controller.reconciler._controller import _Step
+    from controller.reconciler._executor import PassContext
+
     async def main() -> None:
         made = controller(Recorder(echo_apiserver), Recorder(gpus), max_detached=1)
-        first = await made.reconcile(KEY)  # asks the stub for its GPUs: leaves the worker
-        assert isinstance(first, Detached)
+        woken: set[str] = set()
+
+        def decide(key: ServerKey) -> _Step | None:
+            if key.uid in woken:
+                return None
+            woken.add(key.uid)
+            wake = Wake(ip="10.0.0.9", port=8005)
+            return _Step([wake], ServerMemory(), PassContext(item=key, decided_at=0.0))
+
+        made._decide = decide  # type: ignore[method-assign,assignment]
+        first, second, third = (ServerKey(f"{n}-uid", n) for n in ("first", "second", "third"))
+        detached = await made.reconcile(first)  # a wake: leaves the worker
+        assert isinstance(detached, Detached)
         # The one slot is taken: the next slow pass is run by the worker that took it.
-        second, third = (ServerKey(f"{n}-uid", n) for n in ("second", "third"))
-        for key in (second, third):
-            made.informers["pods"].store.upsert(
-                pod(key.name, uid=key.uid, annotations={ISC_KEY: "isc1"})
-            )
         assert not isinstance(await made.reconcile(second), Detached)
-        await first.rest  # done: the slot is free again
-        assert isinstance(await made.reconcile(third), Detached)
+        await detached.rest  # done: the slot is free again
+        again = await made.reconcile(third)
+        assert isinstance(again, Detached)
+        await again.rest
+        await made.executor.peers.calls.http.aclose()
 
     run_virtual(main)

@@ -27,6 +27,7 @@ from controller.core import (
     Requeue,
     ServerMemory,
     Sleep,
+    UnbindProvider,
     UpdateRequester,
     Wake,
 )
@@ -301,9 +302,13 @@ def test_events_and_the_actuation_metric() -> None:
                     path="hot", instances_deleted=0, seconds=1, isc_name="isc1", started_at=NOW - 3
                 ),
                 EmitEvent(pod=REQ, type="Warning", reason="ServerFailed", message="oops"),
-                BindProvider(
+                BindProvider(  # the bind is the labels and status: no Event of its own
                     pod=PodRef(name="l", uid="l-uid", resource_version="5"),
                     patch=PodPatch(labels={"x": "y"}),
+                ),
+                UnbindProvider(
+                    pod=PodRef(name="l", uid="l-uid", resource_version="6"),
+                    patch=PodPatch(labels={"x": None}),
                 ),
             ]
             outcome = await w.executor.run(actions, ServerMemory(), ctx)
@@ -317,7 +322,7 @@ def test_events_and_the_actuation_metric() -> None:
             task.cancel()
             sink = w.recorder.sink
             reasons = [e["reason"] for e in sink.events]  # type: ignore[attr-defined]
-            assert reasons == ["ServerFailed", "Bound"]
+            assert reasons == ["ServerFailed", "Unbound"]
 
     run_virtual(main)
 
@@ -329,8 +334,7 @@ def test_slow_calls_are_told_apart_so_their_pass_can_leave_the_worker() -> None:
     update = UpdateRequester(pod=REQ, patch=PodPatch(labels={"a": "b"}))
     assert Executor.slow([wake, update])
     assert Executor.slow([Sleep(ip=LAUNCHER_IP, port=8005)])
-    # A GPU query waits on a stub: hundreds of them come at once when a Deployment scales up.
-    assert Executor.slow([QueryAccelerators(ip="10.0.0.1", port=8081)])
+    assert not Executor.slow([update, QueryAccelerators(ip="10.0.0.1", port=8081)])
     assert not Executor.slow([update, RelayReady(ip="10.0.0.1", port=8081, uid="u")])
 
 
