@@ -285,9 +285,9 @@ def summary_ms(values: list[float]) -> dict[str, float | int]:
     }
 
 
-_WRITE_VERBS = frozenset({"POST", "PUT", "PATCH", "DELETE", "DELETECOLLECTION", "APPLY"})
+_WRITE_VERBS = frozenset({"POST", "PUT", "PATCH", "DELETE", "APPLY"})
 """The `verb` label of a write: the apiserver reports the HTTP method (`cleanVerb` in its
-endpoints/metrics), APPLY for a server-side apply, DELETECOLLECTION for a collection's DELETE."""
+endpoints/metrics; a collection's DELETE too), APPLY for a server-side apply."""
 _BACKGROUND: Final = frozenset({"leases", "nodes/status"})
 """Heartbeats (node leases, leader election, node status): written on a clock, not per
 actuation, so reported apart from what the actuations cost."""

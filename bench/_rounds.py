@@ -75,9 +75,13 @@ def bring_up(
     return samples
 
 
-def release(env: BenchEnv, timeout: float) -> None:
-    """Scale to 0; wait until no requester is left and every provider is unbound and asleep."""
-    env.scale(APP, 0)
+def release(env: BenchEnv, timeout: float, *, bare_pods: bool = False) -> None:
+    """Scale to 0 (or delete the bare requester Pods); wait until no requester is left and
+    every provider is unbound and asleep."""
+    if bare_pods:
+        env.core.delete_collection_namespaced_pod(env.namespace, label_selector=f"app={APP}")
+    else:
+        env.scale(APP, 0)
 
     def done(records: list[PodRecord]) -> bool:
         if _live_requesters(records):

@@ -25,6 +25,7 @@ import math
 import sys
 import tempfile
 import time
+from collections import Counter
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -36,6 +37,7 @@ if str(_ROOT) not in sys.path:
 
 import psutil  # noqa: E402
 
+from bench import _rounds as rounds  # noqa: E402
 from bench import _templates as t  # noqa: E402
 from bench._env import BenchEnv, BenchSetup, bench_environment  # noqa: E402
 from bench._observe import (  # noqa: E402
@@ -58,6 +60,8 @@ def _parser() -> argparse.ArgumentParser:
     add("--nodes", type=int, default=50)
     add("--kubelets", type=int, default=1, help="hollow-kubelet processes sharing the nodes")
     add("--create", choices=("pods", "deployment"), default="pods")
+    add("--hot-round", action=argparse.BooleanOptionalAction, default=True,
+        help="then release them all and create as many again (hot)")  # fmt: skip
     add("--controller-arg", action="append", default=[], help="extra fma-controller flag")
     add("--timeout", type=float, default=300.0, help="seconds to wait for all Ready")
     add("--workdir", type=Path, default=None, help="keep logs here (default: a temp dir)")
@@ -66,25 +70,76 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _requester_pod(index: int, template: dict[str, Any]) -> dict[str, Any]:
+def _requester_pod(name: str, template: dict[str, Any]) -> dict[str, Any]:
     meta = template["metadata"]
     return {
         "apiVersion": "v1",
         "kind": "Pod",
-        "metadata": {"name": f"{t.APP}-{index:04d}", **meta},
+        "metadata": {"name": name, **meta},
         "spec": template["spec"],
     }
 
 
-def _create(env: BenchEnv, args: argparse.Namespace, template: dict[str, Any]) -> float:
-    """Creates the requesters; returns when the last create returned (monotonic)."""
+def _create(
+    env: BenchEnv, args: argparse.Namespace, template: dict[str, Any], *, again: bool = False
+) -> float:
+    """Creates the requesters (`again`: the second time, scales the Deployment up or creates
+    Pods of other names); returns when the last create returned (monotonic)."""
     if args.create == "deployment":
-        env.create_deployment(t.APP, template, args.requesters)
+        if again:
+            env.scale(t.APP, args.requesters)
+        else:
+            env.create_deployment(t.APP, template, args.requesters)
         return time.monotonic()
+    prefix = f"{t.APP}-hot" if again else t.APP
     with ThreadPoolExecutor(16) as pool:
-        bodies = [_requester_pod(i, template) for i in range(args.requesters)]
+        bodies = [_requester_pod(f"{prefix}-{i:04d}", template) for i in range(args.requesters)]
         list(pool.map(lambda body: env.core.create_namespaced_pod(env.namespace, body), bodies))
     return time.monotonic()
+
+
+def _writes_now(env: BenchEnv) -> Counter[str]:
+    return apiserver_writes(env.cluster.kubectl("get", "--raw", "/metrics"))
+
+
+def _hot_round(env: BenchEnv, args: argparse.Namespace, template: dict[str, Any]) -> dict[str, Any]:
+    """Every requester away (each provider unbound and put to sleep), then as many again: each
+    lands on a GPU whose sleeper it can wake, so every bind is hot. Writes per requester of
+    each half, and how long the second took."""
+    count: int = args.requesters
+    before = _writes_now(env)
+    began = time.monotonic()
+    rounds.release(env, args.timeout, bare_pods=args.create == "pods")
+    released = time.monotonic()
+    middle = _writes_now(env)
+    seen = {r.uid for r in env.watcher.records()}
+    started = time.monotonic()
+    _create(env, args, template, again=True)
+
+    def fresh(records: list[PodRecord]) -> list[PodRecord]:
+        return [r for r in records if _is_requester(r) and r.uid not in seen]
+
+    def done(records: list[PodRecord]) -> bool:
+        return len([r for r in fresh(records) if r.ready_at is not None]) >= count
+
+    try:
+        finished: float | None = env.watcher.wait(
+            f"{count} hot requesters Ready", done, args.timeout
+        )
+    except TimeoutError:
+        finished = None
+    after = _writes_now(env)
+    hot = fresh(env.watcher.records())
+    return {
+        "release_s": round(released - began, 2),
+        "all_ready_s": round(finished - started, 2) if finished is not None else None,
+        "ready_at_the_end": len([r for r in hot if r.ready_at is not None]),
+        "requester_running_to_ready": summary_ms(
+            [r.ready_at - r.running_at for r in hot if r.ready_at and r.running_at]
+        ),
+        "apiserver_writes_unbind": writes_per(before, middle, count),
+        "apiserver_writes_hot": writes_per(middle, after, count),
+    }
 
 
 def _is_requester(record: PodRecord) -> bool:
@@ -143,6 +198,7 @@ def _run(env: BenchEnv, args: argparse.Namespace, kubelet_rss: list[RssSampler])
         except TimeoutError:
             finished = None
     writes_after = apiserver_writes(env.cluster.kubectl("get", "--raw", "/metrics"))
+    controller_cpu_s = env.controller_cpu_seconds() - cpu_before
     records = env.watcher.records()
     requesters = [r for r in records if _is_requester(r)]
     peak_mb = env.rss.peak_bytes / 2**20
@@ -161,13 +217,18 @@ def _run(env: BenchEnv, args: argparse.Namespace, kubelet_rss: list[RssSampler])
         "last_provider_ready_to_last_requester_ready_s": _gap(records),
         "controller_peak_rss_mb": round(peak_mb, 1),
         "controller_rss_samples": env.rss.samples,
-        "controller_cpu_s": round(env.controller_cpu_seconds() - cpu_before, 1),
+        "controller_cpu_s": round(controller_cpu_s, 1),
         "controller_timings": env.controller_timings(),
         "kubelet_peak_rss_mb": [round(s.peak_bytes / 2**20, 1) for s in kubelet_rss],
         "target_ready_s": TARGET_READY_S,
         "target_controller_rss_mb": TARGET_RSS_MB,
         "meets_targets": bool(all_ready_s <= TARGET_READY_S and peak_mb <= TARGET_RSS_MB),
         "profile": profiles.summary() if args.py_spy else None,
+        "hot_round": _hot_round(env, args, template) if args.hot_round else None,
+        "paths": {
+            path: env.metric("fma_actuation_seconds_count", {"path": path})
+            for path in ("cold", "hot")
+        },
     }
 
 

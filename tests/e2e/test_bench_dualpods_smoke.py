@@ -51,3 +51,9 @@ def test_scale_bench_runs(repo_root: Path) -> None:
     assert report["providers"] == 4
     assert report["controller_peak_rss_mb"] > 0 and report["controller_rss_samples"] > 0
     assert report["setup"]["requester_stub"] == "in-process"
+    # The hot round: all released, as many again, each bound hot, writes counted per half.
+    hot = report["hot_round"]
+    assert hot["ready_at_the_end"] == 4
+    assert report["paths"] == {"cold": 4, "hot": 4}
+    assert hot["apiserver_writes_hot"]["per_actuation"] > 0
+    assert hot["apiserver_writes_unbind"]["by_kind"]["DELETE pods"] >= 1
