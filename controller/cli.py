@@ -51,6 +51,7 @@ from kube import (
     LeadershipLostError,
     default_identity,
     http_client,
+    stream_client,
 )
 
 LOG_LEVEL: Final = "info"
@@ -203,6 +204,7 @@ class _Process:
         control = load_control(config)
         self.control = control
         self.client = KubeClient(http_client(config.connection))
+        self.log_client = KubeClient(stream_client(config.connection))
         self.metrics = ControllerMetrics()
         self.recorder = EventRecorder(
             KubeEventSink(self.client),
@@ -214,6 +216,7 @@ class _Process:
             metrics=self.metrics,
             recorder=self.recorder,
             control=control,
+            log_client=self.log_client,
         )
         self.populator: Populator | None = None
         if config.populator is not None:
@@ -289,6 +292,7 @@ class _Process:
     async def close(self) -> None:
         await self.server.close()
         await self.client.aclose()
+        await self.log_client.aclose()
 
 
 async def serve(config: CliConfig) -> int:

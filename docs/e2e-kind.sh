@@ -12,7 +12,8 @@
 #   2. applies a LauncherConfig, an InferenceServerConfig and a requester Deployment, waits
 #      until the requester is Ready (cold start: a launcher Pod forks fma's vLLM stand-in);
 #   3. scales the Deployment to 0 (the instance is put to sleep, the launcher stays) and back
-#      to 1, and shows the hot wake: the time to Ready and the controller's `Woken` Event.
+#      to 1, and shows the hot wake: the time to Ready, the new requester bound to the same
+#      launcher Pod, and no new vLLM instance (still one `InstanceCreated` Event).
 # The cluster is deleted at the end unless FMA_KIND_KEEP=1.
 #
 # Needs: docker, kind, kubectl >= 1.24 (for `kubectl patch --subresource`), helm >= 3.8, and
@@ -141,19 +142,17 @@ done
 [[ -z "$(kubectl -n "$NS" get pods -l app=tiny -o name)" ]] || fail "the requester did not go away"
 kubectl -n "$NS" wait --for=condition=Ready pod -l app.kubernetes.io/component=launcher --timeout=60s
 kubectl -n "$NS" get pods -L dual-pods.llm-d.ai/sleeping
+launcher="$(kubectl -n "$NS" get pods -l app.kubernetes.io/component=launcher -o jsonpath='{.items[0].metadata.name}')"
 
 step "scale to 1: hot wake"
 begin="$(date +%s%N)"
 kubectl -n "$NS" scale deployment/tiny --replicas=1
 kubectl -n "$NS" rollout status deployment/tiny --timeout=120s
 elapsed_ms="$((($(date +%s%N) - begin) / 1000000))"
-woken=""
-for _ in $(seq 30); do
-  woken="$(kubectl -n "$NS" get events --field-selector reason=Woken -o name)"
-  [[ -n "$woken" ]] && break
-  sleep 1
-done
-[[ -n "$woken" ]] || fail "no Woken event: the scale-up did not take the hot path"
+bound="$(kubectl -n "$NS" get pods -l app=tiny -o jsonpath='{.items[0].metadata.labels.dual-pods\.llm-d\.ai/dual}')"
+[[ "$bound" == "$launcher" ]] || fail "the requester is bound to '$bound', not to the sleeping launcher $launcher"
+created="$(kubectl -n "$NS" get events --field-selector reason=InstanceCreated -o name | wc -l)"
+[[ "$created" -eq 1 ]] || fail "$created InstanceCreated Events: the scale-up started an instance instead of a hot wake"
 kubectl -n "$NS" get events --field-selector involvedObject.kind=Pod --sort-by=.lastTimestamp | tail -n 8
 printf '\nhot wake: the requester was Ready %s ms after the scale-up\n' "$elapsed_ms"
 

@@ -18,6 +18,7 @@ from kube._config import (
     http_client,
     http_client_for,
     load_configuration,
+    stream_client,
 )
 from kube._events import (
     EventRecorder,
@@ -164,6 +165,7 @@ __all__ = [
     "process_one",
     "run_informers",
     "run_workers",
+    "stream_client",
     "update",
     "update_if_changed",
     "wait_all_synced",

@@ -178,8 +178,6 @@ class Wake(Action):
 
     ip: str
     port: int
-    provider: str = ""
-    """The provider Pod's name, for the `Woken` Event (the bind has none of its own)."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

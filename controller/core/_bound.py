@@ -258,7 +258,7 @@ def _wake(
         return gate.wait
     return [
         *gate.go,
-        a.Wake(ip=provider.ip, port=port, provider=provider.name),
+        a.Wake(ip=provider.ip, port=port),
         *requester_update(snap, errors=[], provider=provider, instance_id=inst.id),
     ]
 
@@ -326,7 +326,7 @@ def decide_bound_direct(snap: ServerSnapshot, provider: PodView) -> list[a.Actio
         if gate.wait:
             return gate.wait
         return [
-            a.Wake(ip=provider.ip, port=port, provider=provider.name),
+            a.Wake(ip=provider.ip, port=port),
             *requester_update(snap, errors=[], provider=provider),
         ]
     serving: list[a.Action] = []

@@ -114,9 +114,13 @@ class DualPodsController:
         recorder: EventRecorder,
         peer_http: httpx.AsyncClient | None = None,
         control: ControllerAuth | None = None,
+        log_client: KubeClient | None = None,
     ) -> None:
         """`control`: the credentials that sign calls to launchers and stubs (contracts §14);
-        None only with `--control-auth off`, for launchers and stubs that check nothing."""
+        None only with `--control-auth off`, for launchers and stubs that check nothing.
+        `log_client`: the apiserver client that follows direct providers' logs, one stream per
+        bound server for as long as it serves, so it must not share `client`'s pool
+        (`kube.stream_client`); None: `client`, for a handful of servers (tests)."""
         ns = settings.namespace
         self.settings = settings
         self.informers: dict[str, Informer] = focus_informers(
@@ -140,7 +144,11 @@ class DualPodsController:
         if settings.relay_logs:
             self._logs_http = log_relay_client()
             self.logs = LogRelay(
-                self.state, self._logs_http, client, ns, signer=control.signer if control else None
+                self.state,
+                self._logs_http,
+                log_client or client,
+                ns,
+                signer=control.signer if control else None,
             )
         self.watches.listener = _Listeners(self.router, self.logs)
         self.expectations = Expectations(

@@ -2,12 +2,13 @@
 
 The decisions emit Warning Events for failures themselves (`EmitEvent`); what went right is
 told here, after the action succeeded, so `kubectl describe pod` on the user's requester shows
-the actuation step by step (hot: Woken; swap: InstanceSwapped; warm: InstanceCreated; cold:
+what the actuation created or changed (swap: InstanceSwapped; warm: InstanceCreated; cold:
 LauncherCreated, InstanceCreated; unbind: Unbound). Each Event is an apiserver write, so none
-repeats what the Pods already say: the bind itself is the `dual` label and the requester's
-status (and the next Event names the provider), and the sleep of an unbind is the `sleeping`
-label (and `Unbound` says the provider stays as a sleeper). Pure: action in, (reason, message)
-out.
+repeats what the Pods already say: a bind is the requester's `dual` label and status, a wake
+the provider's `sleeping` label turning "false" and the requester turning Ready (a hot start
+thus writes no Event: its 3 writes are the bind, the requester's and the provider's labels),
+and the sleep of an unbind is the `sleeping` label (`Unbound` says where the server sleeps).
+Pure: action in, (reason, message) out.
 """
 
 from __future__ import annotations
@@ -20,7 +21,6 @@ from controller.core import (
     DeleteInstance,
     DeleteProvider,
     UnbindProvider,
-    Wake,
 )
 
 
@@ -38,9 +38,6 @@ def note_for(  # noqa: PLR0911 - one case per action type
             return "ProviderCreated", f'created server-providing Pod "{created}" (cold start)'
         case CreateInstance(launcher=pod, instance_id=iid):
             return "InstanceCreated", f'created vLLM instance {iid} in launcher Pod "{pod.name}"'
-        case Wake(ip=ip, port=port, provider=provider):
-            where = f' in server-providing Pod "{provider}"' if provider else ""
-            return "Woken", f"woke the sleeping vLLM server at {ip}:{port}{where} (hot start)"
         case UnbindProvider(pod=pod):
             return "Unbound", (
                 f'unbound server-providing Pod "{pod.name}"; its vLLM server stays there, asleep'

@@ -301,7 +301,7 @@ def test_bound_absent_known_instance_deletes_requester_after_grace() -> None:
 
 def test_bound_sleeping_instance_is_woken() -> None:
     actions = bound(instance(phase="sleeping"))
-    assert Wake(ip="10.0.1.1", port=8005, provider="launcher-a") in actions
+    assert Wake(ip="10.0.1.1", port=8005) in actions
     assert isinstance(actions[0], Remember)
     # The requester's side of the binding goes with the wake, in one Update.
     claimed = next(a for a in actions if isinstance(a, UpdateRequester))
@@ -648,8 +648,7 @@ def direct_bound(memory: ServerMemory, **overrides: Any) -> list[Action]:
 def test_direct_bound_queries_wakes_and_relays() -> None:
     actions = direct_bound(ServerMemory(gpu_uuids=GPUS))
     assert QuerySleeping(ip="10.0.1.1", port=80) in actions
-    woke = Wake(ip="10.0.1.1", port=80, provider="req-dual-x")
-    assert woke in direct_bound(ServerMemory(gpu_uuids=GPUS, sleeping=True))
+    assert Wake(ip="10.0.1.1", port=80) in direct_bound(ServerMemory(gpu_uuids=GPUS, sleeping=True))
     awake = direct_bound(ServerMemory(gpu_uuids=GPUS, sleeping=False))
     assert any(isinstance(a, RelayReady) for a in awake)
     assert any(isinstance(a, UpdateProvider) for a in awake)
