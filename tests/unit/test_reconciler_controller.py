@@ -4,6 +4,7 @@ create, wait for the own write, wait for the launcher), outcomes to queue result
 from __future__ import annotations
 
 import datetime as dt
+from pathlib import Path
 
 import httpx
 
@@ -209,3 +210,39 @@ def test_slow_passes_leave_the_worker_up_to_a_limit_then_a_worker_runs_them() ->
         await made.executor.peers.calls.http.aclose()
 
     run_virtual(main)
+
+
+def test_followed_logs_do_not_take_connections_of_the_shared_pool(tmp_path: Path) -> None:
+    """Each bound direct server's log is a stream held open for as long as it serves; in the
+    pool the other calls share, a few dozen of them stopped every write."""
+    from kube import ConnectionSettings, stream_client
+
+    async def main() -> None:
+        api = Recorder(echo_apiserver)
+        client = KubeClient(
+            httpx.AsyncClient(transport=httpx.MockTransport(api), base_url="https://k")
+        )
+        logs = KubeClient(
+            httpx.AsyncClient(transport=httpx.MockTransport(api), base_url="https://k")
+        )
+        made = DualPodsController(
+            client,
+            ReconcilerSettings(namespace=NS, core=Settings(memory_check=False)),
+            metrics=ControllerMetrics(),
+            recorder=EventRecorder(_Sink()),
+            log_client=logs,
+        )
+        assert made.logs is not None and made.logs.kube is logs
+        await made.executor.peers.calls.http.aclose()
+
+    run_virtual(main)
+    kubeconfig = tmp_path / "kubeconfig"
+    kubeconfig.write_text(
+        "apiVersion: v1\nkind: Config\ncurrent-context: c\n"
+        "clusters: [{name: k, cluster: {server: 'https://127.0.0.1:6443'}}]\n"
+        "users: [{name: u, user: {token: t}}]\n"
+        "contexts: [{name: c, context: {cluster: k, user: u}}]\n"
+    )
+    settings = ConnectionSettings(kubeconfig=kubeconfig, max_connections=64)
+    pool = stream_client(settings)._transport._pool  # type: ignore[attr-defined]
+    assert pool._max_connections == settings.max_streams > settings.max_connections
