@@ -20,6 +20,7 @@ import argparse
 import contextlib
 import json
 import os
+import re
 import signal
 import statistics
 import subprocess
@@ -78,6 +79,23 @@ def _time_until_healthy(port: int, started: float, alive: Callable[[], bool]) ->
     return time.perf_counter() - started
 
 
+_TOOK = re.compile(
+    r"\] (?P<what>[A-Za-z][^\]\n]*?) (?:took|takes) (?:[0-9.]+ GiB memory and )?"
+    r"(?P<seconds>[0-9.]+) ?s"
+)
+"""vLLM's own timings in its log: `Loading weights took 0.01 seconds`, `Model loading took 0.00
+GiB memory and 0.12 seconds`, `init engine (profile, create kv cache, warmup model) took 0.26
+seconds`, `Memory profiling takes ...`."""
+
+
+def phases(log: str) -> dict[str, float]:
+    """The phases vLLM timed itself in `log` (what → seconds; the last of each)."""
+    found: dict[str, float] = {}
+    for match in _TOOK.finditer(log):
+        found[match["what"].strip()] = float(match["seconds"])
+    return found
+
+
 def cold_start(model: Path, env: dict[str, str], work: Path) -> float:
     port = free_port()
     argv = [
@@ -90,7 +108,8 @@ def cold_start(model: Path, env: dict[str, str], work: Path) -> float:
         str(port),
         *OPTIONS.split(),
     ]
-    with (work / f"cold-{port}.log").open("wb") as log:
+    path = work / f"cold-{port}.log"
+    with path.open("wb") as log:
         started = time.perf_counter()
         process = subprocess.Popen(
             argv, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True, cwd=work
@@ -99,6 +118,7 @@ def cold_start(model: Path, env: dict[str, str], work: Path) -> float:
             return _time_until_healthy(port, started, lambda: process.poll() is None)
         finally:
             _stop_group(process)
+            LAST_PHASES["cold"] = phases(path.read_text(errors="replace"))
 
 
 def _stop_group(process: subprocess.Popen[bytes]) -> None:
@@ -130,6 +150,8 @@ def forked_start(launcher: str, model: Path, index: int) -> float:
     try:
         return _time_until_healthy(port, started, alive)
     finally:
+        log = httpx.get(f"{launcher}/v2/vllm/instances/{instance}/log", timeout=10)
+        LAST_PHASES["forked"] = phases(log.text) if log.status_code < 300 else {}
         httpx.delete(f"{launcher}/v2/vllm/instances/{instance}", timeout=60)
 
 
@@ -165,6 +187,10 @@ def _launcher(work: Path, env: dict[str, str]) -> tuple[ManagedProcess, str]:
     return process, url
 
 
+LAST_PHASES: dict[str, dict[str, float]] = {}
+"""The phases of the last start of each path (`cold`, `forked`), as vLLM logged them."""
+
+
 def run(runs: int, model: Path, work: Path) -> dict[str, Any]:
     env = _env(work)
     process, url = _launcher(work, env)
@@ -183,7 +209,7 @@ def run(runs: int, model: Path, work: Path) -> dict[str, Any]:
                 )
                 results.append(round(seconds, 3))
                 print(f"run {index} {name}: {seconds:.2f}s", file=sys.stderr, flush=True)
-        phases = httpx.get(url + "/readyz", timeout=10).json()
+        readyz = httpx.get(url + "/readyz", timeout=10).json()
     finally:
         process.stop(grace_seconds=30)
     cold_median, forked_median = statistics.median(cold), statistics.median(forked)
@@ -198,8 +224,11 @@ def run(runs: int, model: Path, work: Path) -> dict[str, Any]:
         "target_ratio": TARGET_RATIO,
         # What the fork server did once, so that forks need not: its imports, the heap it froze,
         # and the modules the first (untimed) instance taught it, imported while it was idle.
-        "forkserver": phases.get("forkserver"),
-        "preloaded_after_first_instance": phases.get("preloaded"),
+        "forkserver": readyz.get("forkserver"),
+        "preloaded_after_first_instance": readyz.get("preloaded"),
+        # Where a start's time goes, by vLLM's own log lines, for the last start of each path
+        # (the rest of a start is Python start-up and imports, which a fork skips).
+        "phases_seconds": LAST_PHASES,
     }
 
 

@@ -44,14 +44,21 @@ class SwapStepError(RuntimeError):
 
 @dataclass(frozen=True, slots=True)
 class Canary:
-    """A greedy completion of `CANARY_PROMPT`: its text and the first token's logprob."""
+    """A greedy completion of `CANARY_PROMPT`: its first token (as vLLM's `token_id:<n>`), that
+    token's logprob, and the text (for messages only)."""
 
     text: str
     first_logprob: float | None
+    first_token: str | None = None
 
     def matches(self, other: Canary) -> bool:
-        """Same text, and the same first logprob to within float noise."""
-        if self.text != other.text:
+        """The same first token, with the same logprob to within float noise.
+
+        The logprob is computed from every weight, so other weights change it; the text is not
+        compared: a byte-level tokenizer's detokenized text came back empty from an engine's
+        first request and as partial characters from a later one, for the same tokens.
+        """
+        if self.first_token != other.first_token:
             return False
         if self.first_logprob is None or other.first_logprob is None:
             return self.first_logprob is other.first_logprob
@@ -114,18 +121,24 @@ async def canary(client: httpx.AsyncClient) -> tuple[str, Canary]:
         "max_tokens": CANARY_TOKENS,
         "temperature": 0,
         "logprobs": 1,
+        "return_tokens_as_token_ids": True,
     }
     answer = await _post(client, vllm.COMPLETIONS_PATH, body)
     try:
         choice = answer["choices"][0]
         text = str(choice["text"])
-        logprobs = (choice.get("logprobs") or {}).get("token_logprobs") or [None]
-        first = logprobs[0]
-    except (KeyError, IndexError, TypeError):
+        logprobs = choice.get("logprobs") or {}
+        first = (logprobs.get("token_logprobs") or [None])[0]
+        token = (logprobs.get("tokens") or [None])[0]
+    except (KeyError, IndexError, TypeError, AttributeError):
         raise SwapStepError(
             f"POST {vllm.COMPLETIONS_PATH}: unexpected answer {answer!r:.200}"
         ) from None
-    return models[0], Canary(text, float(first) if isinstance(first, int | float) else None)
+    return models[0], Canary(
+        text,
+        float(first) if isinstance(first, int | float) else None,
+        str(token) if token is not None else None,
+    )
 
 
 async def swap_weights(

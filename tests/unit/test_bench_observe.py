@@ -51,3 +51,21 @@ def test_heartbeats_are_reported_apart_from_what_actuations_cost() -> None:
     assert report["total"] == 15 and report["per_actuation"] == 5.0
     assert report["background"] == {"PUT leases": 7}
     assert "PUT leases" not in report["by_kind"]
+
+
+def test_the_warm_start_breakdown_reads_vllms_own_timings() -> None:
+    from bench.warm_start import phases
+
+    log = (
+        "INFO 12-05 04:33:54 [default_loader.py:267] Loading weights took 0.01 seconds\n"
+        "(EngineCore_DP0 pid=9) INFO 12-05 04:33:54 [gpu_model_runner.py:2] Model loading took"
+        " 0.0020 GiB memory and 0.123 seconds\n"
+        "INFO 12-05 04:33:55 [core.py:210] init engine (profile, create kv cache, warmup model)"
+        " took 0.26 seconds\n"
+        "INFO 12-05 04:33:55 [api_server.py:1] Starting vLLM API server 0 on http://0.0.0.0:8000\n"
+    )
+    assert phases(log) == {
+        "Loading weights": 0.01,
+        "Model loading": 0.123,
+        "init engine (profile, create kv cache, warmup model)": 0.26,
+    }
