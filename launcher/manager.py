@@ -384,6 +384,14 @@ class InstanceManager:
         self._swappable.pop(instance_id, None)
         self._renamed.pop(self._spawned_as.pop(instance_id, instance_id), None)
 
+    async def _catch_up_on_sleep(self, instance: Instance) -> None:
+        """The controller puts an instance to sleep by calling vLLM itself, and `phase` follows
+        on the next probe (up to `probe_interval` later); a swap asks vLLM at once instead."""
+        if instance.phase != "ready" or instance.status != "running" or instance.deleting:
+            return
+        if await self._prober.sleeping(instance.host, instance.port):
+            self._observe(instance, phases.SleepState(sleeping=True))
+
     async def swap(self, old_id: str, request: SwapRequest) -> Instance:
         """Turns the sleeping instance `old_id` into `request.new_instance_id` with the
         request's weights: DELETED of the old ID, then CREATED of the new one, one process.
@@ -399,6 +407,7 @@ class InstanceManager:
         old = self.get(old_id)
         if new_id in self.instances or new_id in self._reserved:
             raise ConflictError(f"Instance {new_id} already exists")
+        await self._catch_up_on_sleep(old)
         if old.deleting or old.status != "running" or old.phase != "sleeping":
             raise ConflictError(
                 f"Instance {old_id} cannot be swapped: it is {old.status}/{old.phase}"

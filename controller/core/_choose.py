@@ -193,17 +193,19 @@ def swap_source(
 ) -> InstanceView | None:
     """A sleeper that can take the weights of `config` in place, for instance `iid` (issue 16).
 
-    It is asleep on the launcher's word (`phase`; a reference launcher has no swap), and its
-    `swap_key` (every option but the model, the environment, the GPUs: contract.launcher) is
-    the desired one, so it also sits on the desired port and the requester's GPUs. Whether the
-    model files match too only the launcher can tell (it reads them); it refuses before any
-    vLLM call when they do not, and the executor then goes warm.
+    It is asleep: on the launcher's word (`phase`; a reference launcher has no swap), or
+    `ready` where the launcher has not yet probed the sleep the controller asked vLLM for (an
+    unbound launcher holds only sleeping instances: contracts §3; the launcher asks vLLM again
+    before it swaps). Its `swap_key` (every option but the model, the environment, the GPUs:
+    contract.launcher) is the desired one, so it also sits on the desired port and the
+    requester's GPUs. Whether the model files match too only the launcher can tell (it reads
+    them); it refuses before any vLLM call when they do not, and the executor then goes warm.
     """
     key = swap_key(config)
     if key is None:
         return None
     for inst in instances:
-        if inst.id == iid or inst.stopped or inst.phase != "sleeping":
+        if inst.id == iid or inst.stopped or inst.phase not in ("sleeping", "ready"):
             continue
         # InstanceView.swap_key is filled from the launcher's InstanceState (the same
         # contract function over the options the sleeper was created with).

@@ -79,7 +79,6 @@ def test_what_is_not_swap_compatible_goes_warm() -> None:
         sleeper("Iold", options=f"--model /models/a {SERVED.replace('chat', 'other')}"),
         sleeper("Iold", options=f"--model /models/a {SERVED} --enforce-eager"),
         sleeper("Iold", gpu_uuids=("GPU-1",)),
-        sleeper("Iold", phase="ready"),  # awake: bound to someone
         sleeper("Iold", running=False),
         sleeper("Iold", swap_key=None),  # an older launcher: unknown
         InstanceView(id="Iold", phase="sleeping", port=8005, gpu_uuids=GPUS),
@@ -88,6 +87,16 @@ def test_what_is_not_swap_compatible_goes_warm() -> None:
         assert swap_source([inst], "Inew", WANT_CONFIG) is None, inst
         plan = rank([empty, lv(launcher_pod("l-a"), inst)], WANT, max_instances=2)
         assert plan is not None and plan.launcher.name == "l-empty", inst
+
+
+def test_a_sleeper_whose_launcher_has_not_probed_its_sleep_yet_is_swapped() -> None:
+    """The controller sleeps vLLM itself and the launcher's `phase` follows on its next probe;
+    an unbound launcher holds only sleepers, so a `ready` one there is asleep (the launcher
+    asks vLLM before it swaps). One starting or failed is not a source."""
+    lagging = sleeper("Iold", phase="ready")
+    assert swap_source([lagging], "Inew", WANT_CONFIG) is lagging
+    for phase in ("starting", "failed"):
+        assert swap_source([sleeper("Iold", phase=phase)], "Inew", WANT_CONFIG) is None
 
 
 def test_a_hub_model_or_no_served_name_is_never_swapped() -> None:

@@ -40,6 +40,7 @@ class _Engine(BaseHTTPRequestHandler):
     weights: ClassVar[str] = "a"
     broken: ClassVar[bool] = False
     answers: ClassVar[dict[str, str]] = {}
+    sleeping: ClassVar[bool] = False
 
     def log_message(self, format: str, *args: Any) -> None:
         pass
@@ -56,7 +57,7 @@ class _Engine(BaseHTTPRequestHandler):
         if self.path == "/health":
             self._reply(200)
         elif self.path == "/is_sleeping":
-            self._reply(200, {"is_sleeping": False})
+            self._reply(200, {"is_sleeping": _Engine.sleeping})
         elif self.path == "/v1/models":
             self._reply(200, {"object": "list", "data": [{"id": "tiny", "object": "model"}]})
         else:
@@ -76,9 +77,12 @@ class _Engine(BaseHTTPRequestHandler):
             self._reply(200, {"results": [None]})
         elif self.path == "/v1/completions":
             assert body is not None and body["temperature"] == 0
+            assert body["return_tokens_as_token_ids"] is True
             text = _Engine.answers.get(_Engine.weights, f" output of {_Engine.weights}")
-            choice = {"text": text, "logprobs": {"token_logprobs": [-1.5]}}
-            self._reply(200, {"choices": [choice]})
+            # What other weights change: the greedy token and its logprob (vLLM's shapes).
+            seed = sum(map(ord, text))
+            logprobs = {"tokens": [f"token_id:{seed % 512}"], "token_logprobs": [-seed / 1000]}
+            self._reply(200, {"choices": [{"text": text, "logprobs": logprobs}]})
         else:
             self._reply(200, {})
 
@@ -86,6 +90,7 @@ class _Engine(BaseHTTPRequestHandler):
 @pytest.fixture
 def engine() -> Iterator[int]:
     _Engine.calls, _Engine.weights, _Engine.broken, _Engine.answers = [], "a", False, {}
+    _Engine.sleeping = False
     server = ThreadingHTTPServer(("127.0.0.1", 0), _Engine)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
@@ -301,6 +306,20 @@ async def test_an_engine_that_does_not_answer_is_a_failure(
     assert response.status_code == 502
     assert "POST /sleep?level=1" in response.json()["detail"]
     assert "old" not in _manager(app).instances
+
+
+async def test_a_sleep_the_launcher_has_not_probed_yet_is_asked_for_at_the_swap(
+    app: FastAPI, tmp_path: Path, client: httpx.AsyncClient, engine: int, models: dict[str, Path]
+) -> None:
+    """The controller slept vLLM a moment ago; `phase` still says `ready` until the next probe."""
+    await _sleeper(app, tmp_path, engine, models["a"])
+    _manager(app).get("old").phase = "ready"
+    refused = await client.post(swap_path("old"), json=_swap("new", models["b"], engine))
+    assert refused.status_code == 409, refused.text  # awake: vLLM says so
+    _Engine.sleeping = True
+    response = await client.post(swap_path("old"), json=_swap("new", models["b"], engine))
+    assert response.status_code == 201, response.text
+    await _stop_monitors(app)
 
 
 async def test_the_canary_must_repeat_for_the_same_files(
