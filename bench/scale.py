@@ -130,7 +130,15 @@ def _hot_round(env: BenchEnv, args: argparse.Namespace, template: dict[str, Any]
         finished = None
     after = _writes_now(env)
     hot = fresh(env.watcher.records())
+    events = env.core.list_namespaced_event(env.namespace).items
     return {
+        # Every Event of the whole run by reason and component (what the writes were).
+        "events_by_reason": dict(
+            sum(
+                (Counter({f"{e.reason} ({e.source.component})": e.count or 1}) for e in events),
+                Counter(),
+            ).most_common()
+        ),
         "release_s": round(released - began, 2),
         "all_ready_s": round(finished - started, 2) if finished is not None else None,
         "ready_at_the_end": len([r for r in hot if r.ready_at is not None]),
