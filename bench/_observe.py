@@ -312,6 +312,12 @@ def apiserver_writes(metrics_text: str) -> Counter[str]:
     return counts
 
 
+WRITES_SETTLE_S: Final = 1.5
+"""How long after an actuation its last writes may still come: the controller writes its
+Events `controller.cli.EVENT_DELAY_S` (1 s) late, after a burst. A reading taken at once would
+count them in the next phase."""
+
+
 def writes_per(before: Counter[str], after: Counter[str], actuations: int) -> dict[str, Any]:
     """What `actuations` actuations cost the apiserver in writes, per actuation and by kind;
     heartbeats in the same time are counted apart (`background`)."""

@@ -39,7 +39,13 @@ if str(_ROOT) not in sys.path:
 from bench import _rounds as rounds  # noqa: E402
 from bench import _templates as t  # noqa: E402
 from bench._env import BenchEnv, BenchSetup, bench_environment  # noqa: E402
-from bench._observe import CpuMeter, apiserver_writes, summary_ms, writes_per  # noqa: E402
+from bench._observe import (  # noqa: E402
+    WRITES_SETTLE_S,
+    CpuMeter,
+    apiserver_writes,
+    summary_ms,
+    writes_per,
+)
 from bench._profile import profiling  # noqa: E402
 from localcluster.kubelet.podspec import PROBE_PERIOD_SCALE  # noqa: E402
 
@@ -103,6 +109,7 @@ class _Writes:
     def counting(self, path: str, actuations: int) -> Iterator[None]:
         before = self._now()
         yield
+        time.sleep(WRITES_SETTLE_S)
         self.spent[path] = self.spent.get(path, Counter()) + (self._now() - before)
         self.actuations[path] = self.actuations.get(path, 0) + actuations
 

@@ -41,6 +41,7 @@ from bench import _rounds as rounds  # noqa: E402
 from bench import _templates as t  # noqa: E402
 from bench._env import BenchEnv, BenchSetup, bench_environment  # noqa: E402
 from bench._observe import (  # noqa: E402
+    WRITES_SETTLE_S,
     PodRecord,
     RssSampler,
     apiserver_writes,
@@ -111,6 +112,7 @@ def _hot_round(env: BenchEnv, args: argparse.Namespace, template: dict[str, Any]
     began = time.monotonic()
     rounds.release(env, args.timeout, bare_pods=args.create == "pods")
     released = time.monotonic()
+    time.sleep(WRITES_SETTLE_S)
     middle = _writes_now(env)
     seen = {r.uid for r in env.watcher.records()}
     started = time.monotonic()
@@ -128,6 +130,7 @@ def _hot_round(env: BenchEnv, args: argparse.Namespace, template: dict[str, Any]
         )
     except TimeoutError:
         finished = None
+    time.sleep(WRITES_SETTLE_S)
     after = _writes_now(env)
     hot = fresh(env.watcher.records())
     events = env.core.list_namespaced_event(env.namespace).items
@@ -205,6 +208,7 @@ def _run(env: BenchEnv, args: argparse.Namespace, kubelet_rss: list[RssSampler])
             )
         except TimeoutError:
             finished = None
+    time.sleep(WRITES_SETTLE_S)
     writes_after = apiserver_writes(env.cluster.kubectl("get", "--raw", "/metrics"))
     controller_cpu_s = env.controller_cpu_seconds() - cpu_before
     records = env.watcher.records()
