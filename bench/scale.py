@@ -99,6 +99,23 @@ def _create(
     return time.monotonic()
 
 
+def _wait_ready(
+    env: BenchEnv, count: int, timeout: float, *, besides: set[str] | None = None
+) -> float | None:
+    """When `count` requesters (other than the UIDs `besides`) were Ready; None: not in time."""
+    skip = besides or set()
+
+    def done(records: list[PodRecord]) -> bool:
+        ready = [r for r in records if _is_requester(r) and r.uid not in skip and r.ready_at]
+        return len(ready) >= count
+
+    try:
+        finished: float = env.watcher.wait(f"{count} requesters Ready", done, timeout)
+    except TimeoutError:
+        return None
+    return finished
+
+
 def _writes_now(env: BenchEnv) -> Counter[str]:
     return apiserver_writes(env.cluster.kubectl("get", "--raw", "/metrics"))
 
@@ -118,21 +135,10 @@ def _hot_round(env: BenchEnv, args: argparse.Namespace, template: dict[str, Any]
     started = time.monotonic()
     _create(env, args, template, again=True)
 
-    def fresh(records: list[PodRecord]) -> list[PodRecord]:
-        return [r for r in records if _is_requester(r) and r.uid not in seen]
-
-    def done(records: list[PodRecord]) -> bool:
-        return len([r for r in fresh(records) if r.ready_at is not None]) >= count
-
-    try:
-        finished: float | None = env.watcher.wait(
-            f"{count} hot requesters Ready", done, args.timeout
-        )
-    except TimeoutError:
-        finished = None
+    finished = _wait_ready(env, count, args.timeout, besides=seen)
     time.sleep(WRITES_SETTLE_S)
     after = _writes_now(env)
-    hot = fresh(env.watcher.records())
+    hot = [r for r in env.watcher.records() if _is_requester(r) and r.uid not in seen]
     events = env.core.list_namespaced_event(env.namespace).items
     return {
         # Every Event of the whole run by reason and component (what the writes were).
@@ -193,23 +199,14 @@ def _run(env: BenchEnv, args: argparse.Namespace, kubelet_rss: list[RssSampler])
     cpu_before = env.controller_cpu_seconds()
     pids = {"controller": env.controller.pid, "hollow-kubelet": env.kubelets[0].pid or 0}
     pids = {k: v for k, v in pids.items() if args.profile in (k, "both")}
-    writes_before = apiserver_writes(env.cluster.kubectl("get", "--raw", "/metrics"))
+    writes_before = _writes_now(env)
     with profiling(args.py_spy, pids, env.workdir / "profiles") as profiles:
         started = time.monotonic()
         created = _create(env, args, template)
 
-        def done(records: list[PodRecord]) -> bool:
-            ready = [r for r in records if _is_requester(r) and r.ready_at is not None]
-            return len(ready) >= count
-
-        try:
-            finished: float | None = env.watcher.wait(
-                f"{count} requesters Ready", done, args.timeout
-            )
-        except TimeoutError:
-            finished = None
+        finished = _wait_ready(env, count, args.timeout)
     time.sleep(WRITES_SETTLE_S)
-    writes_after = apiserver_writes(env.cluster.kubectl("get", "--raw", "/metrics"))
+    writes_after = _writes_now(env)
     controller_cpu_s = env.controller_cpu_seconds() - cpu_before
     records = env.watcher.records()
     requesters = [r for r in records if _is_requester(r)]
