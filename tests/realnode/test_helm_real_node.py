@@ -147,6 +147,11 @@ class Stack:
                 "exec", "-n", self.served, name, "--", "sh", "-c", errors, check=False
             )
             out.append(f"$ (error lines of the vLLM instance logs in {name})\n{lines[-6000:]}")
+            # The launcher's own log: its view of each instance (exits, the swap's canary).
+            launcher = self.cluster.kubectl(
+                "logs", "-n", self.served, name, "--tail=30", check=False
+            )
+            out.append(f"$ kubectl logs -n {self.served} {name} --tail=30\n{launcher[-6000:]}")
         return "\n".join(out)
 
     def controller_metrics(self) -> str:
@@ -406,7 +411,8 @@ def _ready_requester(stack: Stack, timeout: float) -> dict[str, Any]:
 
 
 def _completion(stack: Stack, base_url: str) -> dict[str, Any]:
-    body = {"model": MODEL_NAME, "prompt": "The launcher", "max_tokens": 4}
+    # With logprobs: on CPU vLLM compiles that op at run time, which the image must allow.
+    body = {"model": MODEL_NAME, "prompt": "The launcher", "max_tokens": 4, "logprobs": 1}
 
     def attempt() -> dict[str, Any] | None:
         try:
@@ -430,7 +436,9 @@ def _through_the_service(stack: Stack) -> None:
         f"http://{service.spec.cluster_ip}",  # ClusterIP, routed to the bridge
     ):
         answer = _completion(stack, url)
-        assert answer["model"] == MODEL_NAME and isinstance(answer["choices"][0]["text"], str)
+        [choice] = answer["choices"]
+        assert answer["model"] == MODEL_NAME and isinstance(choice["text"], str)
+        assert len(choice["logprobs"]["token_logprobs"]) == 4
 
 
 def test_a_vllm_deployment_is_mutated_bound_to_a_launcher_and_served(stack: Stack) -> None:
