@@ -74,6 +74,7 @@ from kube._store import (
     namespace_index,
     node_name_index,
 )
+from kube._transport import KEEPALIVE_S, pooled_transport
 from kube._workers import Detached, Reconcile, Result, process_one, run_workers
 from kube._workqueue import (
     NoMetrics,
@@ -99,6 +100,7 @@ __all__ = [
     "DEFAULT_KINDS",
     "EVENTS",
     "INFERENCE_SERVER_CONFIGS",
+    "KEEPALIVE_S",
     "LAUNCHER_CONFIGS",
     "LAUNCHER_POPULATION_POLICIES",
     "LEASES",
@@ -161,6 +163,7 @@ __all__ = [
     "object_key",
     "patch_json",
     "patch_merge",
+    "pooled_transport",
     "preconditions_of",
     "process_one",
     "run_informers",

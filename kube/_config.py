@@ -18,6 +18,8 @@ import httpx
 import kubernetes.client
 import kubernetes.config
 
+from kube._transport import pooled_transport
+
 
 @dataclass(frozen=True, kw_only=True)
 class ConnectionSettings:
@@ -108,16 +110,14 @@ def http_client_for(
 
     `transport` replaces the network (tests pass an `httpx.MockTransport`).
     """
-    limits = httpx.Limits(
-        max_connections=settings.max_connections,
-        max_keepalive_connections=settings.max_connections,
-    )
+    if transport is None:
+        transport = pooled_transport(
+            max_connections=settings.max_connections, verify=_ssl_context(configuration)
+        )
     return httpx.AsyncClient(
         base_url=str(configuration.host),
-        verify=_ssl_context(configuration),
         auth=_ConfigAuth(configuration),
         timeout=httpx.Timeout(settings.request_timeout_s),
-        limits=limits,
         transport=transport,
         headers={"Accept": "application/json", "User-Agent": settings.user_agent},
     )

@@ -49,7 +49,7 @@ from controller.reconciler._expectations import Expectations
 from controller.reconciler._http import HttpSettings, PeerCalls, peer_call_client
 from controller.reconciler._instances import InstanceBook
 from controller.reconciler._keys import Key, KeyLabels, LauncherKey, ServerKey
-from controller.reconciler._logrelay import LogRelay, log_relay_client
+from controller.reconciler._logrelay import LogRelay
 from controller.reconciler._peers import Peers
 from controller.reconciler._podwrites import PodWrites
 from controller.reconciler._router import EventRouter
@@ -140,12 +140,10 @@ class DualPodsController:
         self.state = ClusterState(ns, self.informers, self.watches, self.book)
         self.router = EventRouter(self.state, self._enqueue, book=self.book, metrics=metrics)
         self.logs: LogRelay | None = None
-        self._logs_http: httpx.AsyncClient | None = None
         if settings.relay_logs:
-            self._logs_http = log_relay_client()
             self.logs = LogRelay(
                 self.state,
-                self._logs_http,
+                self._calls_http,
                 log_client or client,
                 ns,
                 signer=control.signer if control else None,
@@ -193,9 +191,8 @@ class DualPodsController:
         finally:
             self.queue.shutdown()
             await self.watches.aclose()
-            if self.logs is not None and self._logs_http is not None:
+            if self.logs is not None:
                 await self.logs.aclose()
-                await self._logs_http.aclose()
             await self._http.aclose()
             await self._calls_http.aclose()
 

@@ -17,6 +17,7 @@ import httpx
 from contract.auth import MUTATING_METHODS
 from controlauth import ControlToken, Signer
 from controller.observability import ControllerMetrics
+from kube import pooled_transport
 
 _BODY_CHARS: Final = 300
 
@@ -51,15 +52,18 @@ class HttpSettings:
 
 
 def peer_call_client(*, max_connections: int = 1000) -> httpx.AsyncClient:
-    """The client of `PeerCalls`: one short request per connection.
+    """The client of `PeerCalls` and of the log relay, on `kube.pooled_transport`.
 
-    A controller talks to hundreds of peers (every requester, launcher and instance), a few
-    calls each per actuation. Kept-alive connections to all of them would make every request
-    pay for httpcore's scan of the pool (a `poll` per idle connection); a loopback or
-    in-cluster TCP connect is cheaper than that.
+    A hot actuation makes about ten calls to two peers (the requester's stub and the launcher
+    or provider); kept-alive connections save each call a TCP connect and close, and aiohttp's
+    pool, unlike httpcore's, does not look at the idle connections to every other peer on each
+    request. The default timeout is the log relay's; `PeerCalls` gives each call its own.
     """
-    limits = httpx.Limits(max_connections=max_connections, max_keepalive_connections=0)
-    return httpx.AsyncClient(limits=limits, trust_env=False)
+    return httpx.AsyncClient(
+        transport=pooled_transport(max_connections=max_connections),
+        timeout=httpx.Timeout(10.0, connect=2.0),
+        trust_env=False,
+    )
 
 
 @dataclass(eq=False)

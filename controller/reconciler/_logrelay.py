@@ -264,10 +264,3 @@ async def _rechunked(chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
     async for chunk in chunks:
         for start in range(0, len(chunk), CHUNK_BYTES):
             yield chunk[start : start + CHUNK_BYTES]
-
-
-def log_relay_client() -> httpx.AsyncClient:
-    """The relay's HTTP client: short timeouts, and no kept-alive pool for httpcore to scan."""
-    timeout = httpx.Timeout(10.0, connect=2.0)
-    limits = httpx.Limits(max_connections=1000, max_keepalive_connections=0)
-    return httpx.AsyncClient(timeout=timeout, limits=limits, trust_env=False)

@@ -25,7 +25,6 @@ from controller.reconciler._logrelay import (
     LogRelay,
     PodLog,
     Target,
-    log_relay_client,
     relay_target,
 )
 from controller.reconciler._peers import TAIL_CHARS, TAIL_LINES, Peers, last_lines
@@ -191,7 +190,7 @@ async def relaying(
     fake = FakeLauncher()
     address = launcher_address()
     await fake.server.start(host=address, port=LAUNCHER_PORT)
-    http = log_relay_client()
+    http = peer_call_client()
     relays: list[LogRelay] = []
     cache = Cache(launcher(ip=address))
 
