@@ -197,6 +197,12 @@ class BenchEnv:
                 for purpose, count in sorted(http_count.items())
                 if count
             },
+            "gpu_prefetch": {
+                outcome: int(count)
+                for outcome, count in sorted(
+                    self.metric_by("fma_gpu_prefetch_total", "outcome").items()
+                )
+            },
         }
 
     def controller_cpu_seconds(self) -> float:

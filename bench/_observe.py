@@ -207,6 +207,16 @@ class CpuMeter:
     machine_busy_s: float = 0.0
     wall_s: float = 0.0
     by_name: dict[str, float] = field(default_factory=dict)
+    idle_s: float = 0.0
+    idle_wall_s: float = 0.0
+
+    def idle(self, seconds: float) -> None:
+        """Sample the process's own CPU while nothing is asked of it (its timers, heartbeats,
+        streams), so that the report can say what the windows cost on top of that."""
+        before = _cpu_of(self.pid)
+        time.sleep(seconds)
+        self.idle_s += _cpu_of(self.pid) - before
+        self.idle_wall_s += seconds
 
     @contextlib.contextmanager
     def window(self) -> Iterator[None]:
@@ -227,14 +237,25 @@ class CpuMeter:
         wall = self.wall_s or 1.0
         busiest = sorted(self.by_name.items(), key=lambda item: -item[1])[:8]
         own = self.by_name.get(self.label, 0.0)
+        idle_rate = self.idle_s / self.idle_wall_s if self.idle_wall_s else 0.0
+        above_idle = own - idle_rate * wall
         return {
             "process_cpu_ms_per_actuation": round(1000 * own / max(actuations, 1), 1),
+            "process_cpu_ms_per_actuation_above_idle": round(
+                1000 * above_idle / max(actuations, 1), 1
+            ),
             "process_cpu_percent_of_one_core": round(100 * own / wall, 1),
+            "process_idle_percent_of_one_core": round(100 * idle_rate, 1),
             "machine_busy_percent": round(100 * self.machine_busy_s / (wall * cpus), 1),
             "busiest_percent_of_one_core": {name: round(100 * s / wall, 1) for name, s in busiest},
             "cpus": cpus,
             "wall_s": round(self.wall_s, 2),
         }
+
+
+def _cpu_of(pid: int) -> float:
+    times = psutil.Process(pid).cpu_times()
+    return float(times.user + times.system)
 
 
 def _cpu_by_pid() -> dict[int, tuple[str, float]]:

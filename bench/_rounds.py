@@ -84,7 +84,10 @@ def release(env: BenchEnv, timeout: float, *, bare_pods: bool = False) -> None:
         env.scale(APP, 0)
 
     def done(records: list[PodRecord]) -> bool:
-        if _live_requesters(records):
+        # Gone, not only terminating: until the kubelet deletes a requester, its GPUs stay
+        # allocated and the next round's requesters would wait for the scheduler's retry (and
+        # its final writes would count as theirs).
+        if any(r.labels.get("app") == APP and r.deleted_at is None for r in records):
             return False
         providers = [r for r in records if SLEEPING in r.labels and r.deleted_at is None]
         return all(

@@ -8,6 +8,9 @@ ignores; docs/contracts.md ("Launcher additions") lists them.
 
 from __future__ import annotations
 
+import functools
+import hashlib
+import json
 from collections.abc import Mapping
 from typing import Any, Final, Literal
 
@@ -251,10 +254,17 @@ def swap_options(config: VllmConfig) -> tuple[str, dict[str, Any]] | None:
 
 
 def swap_key(config: VllmConfig) -> str | None:
-    """A hex digest of `swap_options` without the model path (None: never swappable)."""
-    import hashlib
-    import json
+    """A hex digest of `swap_options` without the model path (None: never swappable).
 
+    The controller asks it of every instance in each pass; it is computed once per distinct
+    configuration (a shell split and a hash are most of a pass's decision time otherwise)."""
+    env = tuple(sorted((config.env_vars or {}).items()))
+    return _swap_key(config.options, env, tuple(config.gpu_uuids or ()))
+
+
+@functools.lru_cache(maxsize=4096)
+def _swap_key(options: str, env: tuple[tuple[str, str], ...], gpus: tuple[str, ...]) -> str | None:
+    config = VllmConfig(options=options, env_vars=dict(env), gpu_uuids=list(gpus))
     found = swap_options(config)
     if found is None:
         return None

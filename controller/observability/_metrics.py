@@ -20,7 +20,9 @@ global default one), so tests and benchmarks can run several controllers in one 
 
 Ours, beyond the reference: `leader_election_master_status{name}` (client-go's name: 1 while
 this replica leads), `fma_informer_synced{resource}` and `fma_informer_lists_total{resource}`
-(a growing list count means repeated 410s), plus the standard process and Python metrics.
+(a growing list count means repeated 410s), `fma_gpu_prefetch_total{outcome}` (GPU queries
+asked ahead of the passes, `controller/reconciler/_prefetch.py`), plus the standard process
+and Python metrics.
 """
 
 from __future__ import annotations
@@ -159,6 +161,13 @@ class ControllerMetrics:
         )
         self.launcher_pod_count = Gauge(
             "fma_launcher_pod_count", "Launcher Pods by phase", ("lcfg_name", "phase"), registry=r
+        )
+        self.gpu_prefetch = Counter(
+            "fma_gpu_prefetch_total",
+            "GPU queries asked ahead of a requester's pass, by what the pass found: the answer "
+            "(hit), a call under way (joined), or nothing it could use (missed)",
+            ("outcome",),
+            registry=r,
         )
         self.leader = Gauge(
             "leader_election_master_status",

@@ -19,7 +19,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 import httpx
 
@@ -52,6 +54,7 @@ from controller.reconciler._keys import Key, KeyLabels, LauncherKey, ServerKey
 from controller.reconciler._logrelay import LogRelay
 from controller.reconciler._peers import Peers
 from controller.reconciler._podwrites import PodWrites
+from controller.reconciler._prefetch import GpuPrefetch
 from controller.reconciler._router import EventRouter
 from controller.reconciler._snapshot import server_snapshot
 from controller.reconciler._state import ClusterState
@@ -100,6 +103,8 @@ class ReconcilerSettings:
     runs the pass itself (back-pressure, and no decision waits for a slot and goes stale)."""
     relay_logs: bool = True
     """Copy each bound server's vLLM log to its requester's stdout (`kubectl logs`)."""
+    gpu_prefetch: int = 16
+    """GPU queries asked ahead of the passes at once (`GpuPrefetch`); 0: none, each pass asks."""
 
 
 class DualPodsController:
@@ -154,9 +159,23 @@ class DualPodsController:
         )
         signer = control.signer if control else None
         calls = PeerCalls(self._calls_http, metrics, namespace=ns, signer=signer)
+        peers = Peers(calls, settings.http)
+        self.memories: dict[str, ServerMemory] = {}
+        self.prefetch: GpuPrefetch | None = None
+        if settings.gpu_prefetch > 0:
+            self.prefetch = GpuPrefetch(
+                peers,
+                metrics.gpu_prefetch,
+                known=self._knows_gpus,
+                answered=self._requeue_requester,
+                limit=settings.gpu_prefetch,
+                poll_s=settings.core.stub_poll_interval,
+                window_s=settings.core.stub_start_window,
+            )
         self.executor = Executor(
             pods=PodWrites(client, ns, control=control),
-            peers=Peers(calls, settings.http),
+            peers=peers,
+            prefetch=self.prefetch,
             state=self.state,
             book=self.book,
             expectations=self.expectations,
@@ -166,8 +185,14 @@ class DualPodsController:
             write_through=self.informers[PODS.plural].write_through,
         )
         self.duality = Duality(metrics.duality, ns)
-        self.memories: dict[str, ServerMemory] = {}
         self.ready = asyncio.Event()
+
+    def _requeue_requester(self, pod: Mapping[str, Any]) -> None:
+        self._enqueue(ServerKey(p.uid(pod), p.name(pod)), p.scheduled_node(pod) or "")
+
+    def _knows_gpus(self, uid: str) -> bool:
+        memory = self.memories.get(uid)
+        return memory is not None and memory.gpu_uuids is not None
 
     def synced(self) -> dict[str, bool]:
         return {name: informer.has_synced for name, informer in self.informers.items()}
@@ -177,6 +202,8 @@ class DualPodsController:
         self.router.register(self.informers, self.watches)
         if self.logs is not None:
             self.informers[PODS.plural].add_handlers(_log_handlers(self.logs))
+        if self.prefetch is not None:
+            self.informers[PODS.plural].add_handlers(_prefetch_handlers(self.prefetch))
         try:
             async with asyncio.TaskGroup() as group:
                 group.create_task(run_informers(self.informers), name="informers")
@@ -193,6 +220,8 @@ class DualPodsController:
             await self.watches.aclose()
             if self.logs is not None:
                 await self.logs.aclose()
+            if self.prefetch is not None:
+                await self.prefetch.aclose()
             await self._http.aclose()
             await self._calls_http.aclose()
 
@@ -355,6 +384,14 @@ def _log_handlers(logs: LogRelay) -> Handlers:
         on_add=logs.pod_changed,
         on_update=lambda _old, new: logs.pod_changed(new),
         on_delete=logs.pod_deleted,
+    )
+
+
+def _prefetch_handlers(prefetch: GpuPrefetch) -> Handlers:
+    return Handlers(
+        on_add=prefetch.pod_changed,
+        on_update=lambda _old, new: prefetch.pod_changed(new),
+        on_delete=prefetch.pod_deleted,
     )
 
 

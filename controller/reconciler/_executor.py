@@ -59,6 +59,7 @@ from controller.reconciler._keys import Key
 from controller.reconciler._notes import note_for
 from controller.reconciler._peers import Peers
 from controller.reconciler._podwrites import PodWrites
+from controller.reconciler._prefetch import GpuPrefetch
 from controller.reconciler._state import ClusterState
 from kube import ApiError, EventRecorder, JsonObject, metadata
 
@@ -127,6 +128,8 @@ class Executor:
     recorder: EventRecorder
     metrics: ControllerMetrics
     enqueue_node: Callable[[str], None]
+    prefetch: GpuPrefetch | None = None
+    """GPU queries asked ahead; None: each pass asks."""
     write_through: Callable[[JsonObject], bool] = lambda _obj: False
     clock: Callable[[], float] = time.time
 
@@ -143,6 +146,14 @@ class Executor:
         for action in actions:
             if self._bookkeeping(action, outcome, ctx):
                 continue
+            if (
+                isinstance(action, QueryAccelerators)
+                and self.prefetch is not None
+                and self.prefetch.pending(action)
+            ):
+                # The prefetch queues this server again when it has the answer (or gives up).
+                outcome.requeue_after = self.prefetch.window_s
+                break
             started = time.monotonic()
             try:
                 result, created = await self._perform(action, written, ctx)
@@ -298,7 +309,8 @@ class Executor:
             case QuerySleeping():
                 return await peers.query_sleeping(action, isc)
             case QueryAccelerators():
-                return await peers.accelerators(action, isc)
+                found = await self.prefetch.take(action) if self.prefetch is not None else None
+                return found if found is not None else await peers.accelerators(action, isc)
             case QueryMemoryUsage():
                 return await peers.memory_usage(action, isc)
             case QueryLogTail():

@@ -7,14 +7,16 @@ feeds it:
 
 - launcher mode: the launcher's watch (which the controller holds anyway) announces log growth
   as `UPDATED` events carrying `log_size`; the relay then reads `GET .../instances/<id>/log`
-  with `Range: bytes=<next>-` and forwards it. Nothing polls: no news, no request.
+  with `Range: bytes=<next>-` and forwards it, at most once per `PULL_PERIOD_S`. Nothing polls:
+  no news, no request.
 - direct mode: the provider's `inference-server` log through the apiserver (`follow=true`).
 
-Nothing is doubled or lost across a controller restart: a relay starts by asking the stub how
-much it holds (an empty `set-log` at position 0; fma's stub answers `X-Fma-Log-Length`, a
-reference stub does not and gets everything again, which it drops up to what it has). A stub
-that restarted (it answers 400 to a position past its end) is resumed the same way. One pump
-task per requester; it ends when the binding does.
+Nothing is doubled or lost across a controller restart: a relay sends from the log's start, and
+the answer to each `set-log` says how much the stub holds (fma's stub answers
+`X-Fma-Log-Length`; a reference stub does not and gets everything again, which it drops up to
+what it has), so a stub that holds the log already costs one chunk, and a fresh one, the usual
+case, no extra call. A stub that restarted (it answers 400 to a position past its end) is sent
+the log from its start again. One pump task per requester; it ends when the binding does.
 
 Which requester gets which log is decided by `relay_target` (pure) from the cached Pods.
 """
@@ -43,6 +45,9 @@ _log = logging.getLogger(__name__)
 CHUNK_BYTES: Final = 256 * 1024
 """At most this much per `set-log` call (the launcher caps an open range at 1 MiB)."""
 _RETRY_S: Final = (0.5, 1.0, 2.0, 5.0, 10.0)
+PULL_PERIOD_S: Final = 2.0
+"""At most one read of an instance's log per this long: the first at once, later growth
+gathered (kubectl logs then lags vLLM by at most this)."""
 
 
 class PodLookup(Protocol):
@@ -107,7 +112,7 @@ def _deleting(pod: Mapping[str, Any]) -> bool:
 
 
 class _StubRestartedError(Exception):
-    """The stub holds less than we sent (it restarted): resume from what it has."""
+    """The stub holds less than we sent (it restarted): start again from the log's start."""
 
 
 class LogRelay:
@@ -196,11 +201,10 @@ class LogRelay:
         failures = 0
         while True:
             try:
-                offset = await self._resume(target)
                 if isinstance(target.source, InstanceLog):
-                    await self._pump_instance(uid, target, target.source, offset)
+                    await self._pump_instance(uid, target, target.source)
                 else:
-                    await self._pump_pod(target, target.source, offset)
+                    await self._pump_pod(target, target.source)
                 failures = 0
             except _StubRestartedError:
                 continue
@@ -209,21 +213,23 @@ class LogRelay:
                 failures += 1
             await asyncio.sleep(_RETRY_S[min(failures, len(_RETRY_S) - 1)])
 
-    async def _resume(self, target: Target) -> int:
-        """How many log bytes the stub holds (0 when it does not say)."""
-        response = await self._post_log(target, 0, b"")
-        held = response.headers.get(rq.LOG_LENGTH_HEADER, "")
-        return int(held) if held.isdigit() else 0
-
-    async def _pump_instance(self, uid: str, target: Target, source: InstanceLog, at: int) -> None:
+    async def _pump_instance(self, uid: str, target: Target, source: InstanceLog) -> None:
+        """From the log's start: the first `set-log` answers how much the stub holds already
+        (nothing, unless this relay restarted), and reading goes on from there."""
         url = base_url(source.ip, LAUNCHER_PORT) + log_path(source.instance_id)
         news = self._news[uid]
+        at = 0
+        pulled = -PULL_PERIOD_S
         while True:
             size = self._sizes.get((source.launcher_uid, source.instance_id), 0)
             if at >= size:
                 news.clear()
                 await news.wait()
                 continue
+            # Coalesce: a bound engine's log grows by a line at each of the launcher's probes.
+            await asyncio.sleep(pulled + PULL_PERIOD_S - asyncio.get_running_loop().time())
+            pulled = asyncio.get_running_loop().time()
+            size = self._sizes.get((source.launcher_uid, source.instance_id), size)
             end = min(size, at + CHUNK_BYTES) - 1
             response = await self.http.get(url, headers={"Range": f"bytes={at}-{end}"})
             if response.status_code == 404:
@@ -234,8 +240,8 @@ class LogRelay:
                 continue
             at = await self._forward(target, at, response.content)
 
-    async def _pump_pod(self, target: Target, source: PodLog, held: int) -> None:
-        position = 0
+    async def _pump_pod(self, target: Target, source: PodLog) -> None:
+        position, held = 0, 0
         async with self.kube.follow_log(
             PODS, source.name, namespace=self.namespace, container=objects.INFERENCE_SERVER
         ) as chunks:
@@ -243,20 +249,20 @@ class LogRelay:
                 start, position = position, position + len(chunk)
                 if position <= held:
                     continue  # the stub has these already
-                await self._forward(target, start, chunk)
+                held = await self._forward(target, start, chunk)
 
     async def _forward(self, target: Target, at: int, data: bytes) -> int:
-        response = await self._post_log(target, at, data)
-        if response.status_code == 400:
-            raise _StubRestartedError
-        response.raise_for_status()
-        return at + len(data)
-
-    async def _post_log(self, target: Target, at: int, data: bytes) -> httpx.Response:
+        """`set-log` of `data` at `at`; how much of the log the stub holds now (fma's stub says,
+        for a reference stub: what it was sent)."""
         url = f"{base_url(target.ip, target.port)}{rq.SET_LOG_PATH}?startPos={at}"
         headers = {"Content-Type": "text/plain"}
         auth = ControlToken(self.signer, target.uid) if self.signer else httpx.USE_CLIENT_DEFAULT
-        return await self.http.post(url, content=data, headers=headers, auth=auth)
+        response = await self.http.post(url, content=data, headers=headers, auth=auth)
+        if response.status_code == 400:
+            raise _StubRestartedError
+        response.raise_for_status()
+        held = response.headers.get(rq.LOG_LENGTH_HEADER, "")
+        return int(held) if held.isdigit() else at + len(data)
 
 
 async def _rechunked(chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:

@@ -244,5 +244,5 @@ def test_followed_logs_do_not_take_connections_of_the_shared_pool(tmp_path: Path
         "contexts: [{name: c, context: {cluster: k, user: u}}]\n"
     )
     settings = ConnectionSettings(kubeconfig=kubeconfig, max_connections=64)
-    limits = stream_client(settings)._transport.limits  # type: ignore[attr-defined]
-    assert limits.max_connections == settings.max_streams > settings.max_connections
+    pool = stream_client(settings)._transport._pool  # type: ignore[attr-defined]
+    assert pool._max_connections == settings.max_streams > settings.max_connections
