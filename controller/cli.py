@@ -82,8 +82,12 @@ def _parser() -> argparse.ArgumentParser:
     add("--kubeconfig", type=Path, default=None, help="default: in-cluster, else $KUBECONFIG")
     add("--context", default=None)
     core, server = Settings(), ServerSettings()  # each core flag's dest is a Settings field
-    add("--num-workers", type=int, default=ReconcilerSettings(namespace="-").workers,
+    reconciler = ReconcilerSettings(namespace="-")
+    add("--num-workers", type=int, default=reconciler.workers,
         help="items reconciled concurrently (default %(default)s)")  # fmt: skip
+    add("--gpu-prefetch", type=int, default=reconciler.gpu_prefetch,
+        help="requesters' GPU queries asked ahead of their passes at once; 0: none, each "
+        "pass asks (default %(default)s)")  # fmt: skip
     add("--sleeper-limit", type=int, default=core.sleeper_limit,
         help="direct mode: sleepers kept per GPU (default %(default)s)")  # fmt: skip
     add(
@@ -185,7 +189,10 @@ def parse_args(argv: Sequence[str] | None) -> CliConfig:
     return CliConfig(
         connection=ConnectionSettings(kubeconfig=args.kubeconfig, context=args.context),
         reconciler=ReconcilerSettings(
-            namespace=args.namespace, workers=args.num_workers, core=core
+            namespace=args.namespace,
+            workers=args.num_workers,
+            gpu_prefetch=args.gpu_prefetch,
+            core=core,
         ),
         populator=populator,
         leader=leader,

@@ -18,6 +18,7 @@ from __future__ import annotations
 import ssl
 from typing import Final
 
+import aiohttp
 import httpx
 from httpx_aiohttp import AiohttpTransport
 
@@ -36,4 +37,32 @@ def pooled_transport(
     once a transport is given).
     """
     limits = httpx.Limits(max_connections=max_connections, keepalive_expiry=KEEPALIVE_S)
-    return AiohttpTransport(verify=verify, limits=limits, trust_env=False)
+    return _Transport(verify=verify, limits=limits, trust_env=False)
+
+
+_CLEARER: Final[tuple[tuple[type[Exception], type[httpx.TransportError]], ...]] = (
+    (aiohttp.ServerTimeoutError, httpx.TimeoutException),
+    (aiohttp.ClientConnectorError, httpx.ConnectError),
+    (aiohttp.ServerDisconnectedError, httpx.RemoteProtocolError),
+)
+
+
+class _Transport(AiohttpTransport):
+    """`AiohttpTransport`, naming a refused connection `ConnectError` as httpx does.
+
+    httpx-aiohttp 0.2 maps every `aiohttp.ClientConnectionError` to `httpx.ConnectTimeout`, so a
+    stub that does not listen yet was reported as "ConnectTimeout: Cannot connect to host" in
+    logs and in the requester's status; timeouts keep the library's mapping.
+    """
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        try:
+            return await super().handle_async_request(request)
+        except httpx.TransportError as exc:
+            cause = exc.__cause__
+            for found, clearer in _CLEARER:
+                if isinstance(cause, found):
+                    if isinstance(exc, clearer):
+                        raise
+                    raise clearer(str(exc), request=request) from cause
+            raise
