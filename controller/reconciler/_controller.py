@@ -103,8 +103,14 @@ class ReconcilerSettings:
     runs the pass itself (back-pressure, and no decision waits for a slot and goes stale)."""
     relay_logs: bool = True
     """Copy each bound server's vLLM log to its requester's stdout (`kubectl logs`)."""
-    gpu_prefetch: int = 16
-    """GPU queries asked ahead of the passes at once (`GpuPrefetch`); 0: none, each pass asks."""
+    gpu_prefetch: int = 0
+    """GPU queries asked ahead of the passes at once (`GpuPrefetch`); 0: none, each pass asks.
+
+    Off by default: on the 2-core benchmark cluster, where one hollow kubelet process starts and
+    probes all 1000 Pods, asking ahead let the controller create providers faster than that
+    process could start and probe them; probes timed out, readiness flapped, and 500 requesters
+    took 125-260 s to be Ready instead of 50 (four runs of `bench/scale.py`, with 2 and with 16
+    calls at once). Where each node has its own kubelet that throttle is gone."""
 
 
 class DualPodsController:
