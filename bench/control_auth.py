@@ -4,10 +4,11 @@
 
 Two real launcher processes (`python -m launcher`, mock GPUs) on 127.0.0.1: one verifying control
 tokens (`FMA_CONTROL_TRUST`, `FMA_POD_UID`), one with `FMA_CONTROL_AUTH=off`. The controller's own
-HTTP layer (`PeerCalls`, a new connection per call as in production) sends the same mutating
-call to each, `DELETE /v2/vllm/instances` (stop all; none run, so the launcher's own work is
-constant), alternating call by call so both see the same machine. With authentication on, each
-call is signed by `Signer` with the credential `fma-certs ensure-control` issues.
+HTTP layer (`PeerCalls` on `peer_call_client`, connections kept alive as in production) sends the
+same mutating call to each, `DELETE /v2/vllm/instances` (stop all; none run, so the launcher's
+own work is constant), alternating call by call so both see the same machine. With
+authentication on, each call is signed by `Signer` with the credential `fma-certs ensure-control`
+issues.
 
 It prints one JSON object: p50/p99 per side, `added_p50_ms` (on minus off), and the CPU cost of
 signing and of verifying one token measured in this process. Target: `added_p50_ms` <= 1.
@@ -133,7 +134,7 @@ def main(argv: list[str] | None = None) -> int:
         result = {
             "benchmark": "control_auth",
             "calls_per_side": args.calls,
-            "call": "DELETE /v2/vllm/instances through PeerCalls, a new connection each",
+            "call": "DELETE /v2/vllm/instances through PeerCalls, connections kept alive",
             **calls,
             **crypto_cost(credentials),
             "targets": {"added_p50_ms_le_1": calls["added_p50_ms"] <= TARGET_ADDED_P50_MS},
