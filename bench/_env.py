@@ -29,7 +29,7 @@ import kubernetes.client
 from kubernetes.client.exceptions import ApiException
 from prometheus_client.parser import text_string_to_metric_families
 
-from bench._observe import PodWatcher, RssSampler
+from bench._observe import PodWatcher, RssSampler, process_cpu_seconds
 from localcluster.controlplane import LocalCluster
 from localcluster.fma import manifests
 from localcluster.fma.controller_process import issue_control_credential
@@ -206,11 +206,8 @@ class BenchEnv:
         }
 
     def controller_cpu_seconds(self) -> float:
-        import psutil
-
         assert self.controller is not None and self.controller.pid is not None
-        times = psutil.Process(self.controller.pid).cpu_times()
-        return float(times.user + times.system)
+        return process_cpu_seconds(self.controller.pid)
 
 
 def _kubelet_configs(cluster: LocalCluster, setup: BenchSetup) -> list[KubeletConfig]:

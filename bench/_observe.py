@@ -213,9 +213,9 @@ class CpuMeter:
     def idle(self, seconds: float) -> None:
         """Sample the process's own CPU while nothing is asked of it (its timers, heartbeats,
         streams), so that the report can say what the windows cost on top of that."""
-        before = _cpu_of(self.pid)
+        before = process_cpu_seconds(self.pid)
         time.sleep(seconds)
-        self.idle_s += _cpu_of(self.pid) - before
+        self.idle_s += process_cpu_seconds(self.pid) - before
         self.idle_wall_s += seconds
 
     @contextlib.contextmanager
@@ -253,7 +253,8 @@ class CpuMeter:
         }
 
 
-def _cpu_of(pid: int) -> float:
+def process_cpu_seconds(pid: int) -> float:
+    """User and system CPU seconds of the process `pid` so far."""
     times = psutil.Process(pid).cpu_times()
     return float(times.user + times.system)
 

@@ -21,7 +21,7 @@ import logging
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import httpx
 
@@ -207,9 +207,9 @@ class DualPodsController:
         """Informers, then workers; until cancelled (everything stops with it)."""
         self.router.register(self.informers, self.watches)
         if self.logs is not None:
-            self.informers[PODS.plural].add_handlers(_log_handlers(self.logs))
+            self.informers[PODS.plural].add_handlers(_pod_handlers(self.logs))
         if self.prefetch is not None:
-            self.informers[PODS.plural].add_handlers(_prefetch_handlers(self.prefetch))
+            self.informers[PODS.plural].add_handlers(_pod_handlers(self.prefetch))
         try:
             async with asyncio.TaskGroup() as group:
                 group.create_task(run_informers(self.informers), name="informers")
@@ -385,19 +385,19 @@ class _Listeners:
             self.logs.log_grew(launcher, view.instances)
 
 
-def _log_handlers(logs: LogRelay) -> Handlers:
-    return Handlers(
-        on_add=logs.pod_changed,
-        on_update=lambda _old, new: logs.pod_changed(new),
-        on_delete=logs.pod_deleted,
-    )
+class _PodListener(Protocol):
+    """What follows the Pod cache besides the router (the log relay, the GPU prefetch)."""
+
+    def pod_changed(self, pod: Mapping[str, Any]) -> None: ...
+
+    def pod_deleted(self, pod: Mapping[str, Any]) -> None: ...
 
 
-def _prefetch_handlers(prefetch: GpuPrefetch) -> Handlers:
+def _pod_handlers(listener: _PodListener) -> Handlers:
     return Handlers(
-        on_add=prefetch.pod_changed,
-        on_update=lambda _old, new: prefetch.pod_changed(new),
-        on_delete=prefetch.pod_deleted,
+        on_add=listener.pod_changed,
+        on_update=lambda _old, new: listener.pod_changed(new),
+        on_delete=listener.pod_deleted,
     )
 
 

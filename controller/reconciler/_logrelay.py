@@ -91,7 +91,7 @@ def relay_target(provider: Mapping[str, Any], requester: Mapping[str, Any] | Non
     binding = p.bound_to(provider)
     if requester is None or binding is None or binding[0] != p.uid(requester):
         return None
-    if _deleting(provider) or _deleting(requester):
+    if p.is_deleting(provider) or p.is_deleting(requester):
         return None
     req_ip, provider_ip = p.pod_ip(requester), p.pod_ip(provider)
     if req_ip is None or provider_ip is None:
@@ -105,10 +105,6 @@ def relay_target(provider: Mapping[str, Any], requester: Mapping[str, Any] | Non
             InstanceLog(p.uid(provider), provider_ip, iid), req_ip, port, p.uid(requester)
         )
     return Target(PodLog(p.name(provider), p.uid(provider)), req_ip, port, p.uid(requester))
-
-
-def _deleting(pod: Mapping[str, Any]) -> bool:
-    return bool((pod.get("metadata") or {}).get("deletionTimestamp"))
 
 
 class _StubRestartedError(Exception):

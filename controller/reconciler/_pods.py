@@ -43,6 +43,10 @@ def name(pod: Mapping[str, Any]) -> str:
     return str(_meta(pod).get("name") or "")
 
 
+def is_deleting(pod: Mapping[str, Any]) -> bool:
+    return bool(_meta(pod).get("deletionTimestamp"))
+
+
 def is_requester(pod: Mapping[str, Any]) -> bool:
     """A non-empty server patch, or the ISC annotation present at all (§1.2)."""
     found = annotations_of(pod)

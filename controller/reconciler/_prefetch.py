@@ -74,7 +74,7 @@ class GpuPrefetch:
         """Requester UID → where it was asked (once per requester and address)."""
 
     def pod_changed(self, pod: Mapping[str, Any]) -> None:
-        if not p.is_requester(pod) or (pod.get("metadata") or {}).get("deletionTimestamp"):
+        if not p.is_requester(pod) or p.is_deleting(pod):
             return
         uid, ip = p.uid(pod), p.pod_ip(pod)
         if ip is None or p.scheduled_node(pod) is None or self.known(uid):
