@@ -24,20 +24,26 @@ from typing import Any
 
 @dataclass
 class Profiles:
-    files: dict[str, Path] = field(default_factory=dict)
+    """The recordings of each process; several blocks of one process add up (`extend`)."""
+
+    files: dict[str, list[Path]] = field(default_factory=dict)
+
+    def extend(self, other: Profiles) -> None:
+        for name, paths in other.files.items():
+            self.files.setdefault(name, []).extend(paths)
 
     def summary(self, top: int = 12) -> dict[str, Any]:
-        return {name: _summarize(path, top) for name, path in self.files.items()}
+        return {name: _summarize(paths, top) for name, paths in self.files.items()}
 
 
-def _summarize(path: Path, top: int) -> dict[str, Any]:
+def _summarize(paths: list[Path], top: int) -> dict[str, Any]:
     own: collections.Counter[str] = collections.Counter()
     total: collections.Counter[str] = collections.Counter()
     samples = 0
     try:
-        lines = path.read_text().splitlines()
-    except FileNotFoundError:
-        return {"error": f"no profile written to {path}"}
+        lines = [line for path in paths for line in path.read_text().splitlines()]
+    except FileNotFoundError as exc:
+        return {"error": f"no profile written to {exc.filename}"}
     for line in lines:
         stack, _, count_text = line.rpartition(" ")
         if not stack or not count_text.isdigit():
@@ -56,7 +62,7 @@ def _summarize(path: Path, top: int) -> dict[str, Any]:
         "samples": samples,
         "own_percent": share(own) if samples else {},
         "total_percent": share(total) if samples else {},
-        "file": str(path),
+        "files": [str(path) for path in paths],
     }
 
 
@@ -68,8 +74,13 @@ def _short(frame: str) -> str:
 
 
 @contextlib.contextmanager
-def profiling(py_spy: Path | None, pids: Mapping[str, int], out_dir: Path) -> Iterator[Profiles]:
-    """Records each process while the block runs (nothing when `py_spy` is None)."""
+def profiling(
+    py_spy: Path | None, pids: Mapping[str, int], out_dir: Path, *, tag: str = ""
+) -> Iterator[Profiles]:
+    """Records each process while the block runs (nothing when `py_spy` is None).
+
+    `tag` names the block's files (`<process><tag>.collapsed`), for several blocks in one
+    directory."""
     profiles = Profiles()
     if py_spy is None:
         yield profiles
@@ -77,13 +88,13 @@ def profiling(py_spy: Path | None, pids: Mapping[str, int], out_dir: Path) -> It
     out_dir.mkdir(parents=True, exist_ok=True)
     recorders = []
     for name, pid in pids.items():
-        path = out_dir / f"{name}.collapsed"
+        path = out_dir / f"{name}{tag}.collapsed"
         argv = [str(py_spy), "record", "--pid", str(pid), "--format", "raw", "--rate", "200",
                 "--nonblocking", "--output", str(path)]  # fmt: skip
         recorders.append(
             subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         )
-        profiles.files[name] = path
+        profiles.files[name] = [path]
     time.sleep(0.5)  # attached
     try:
         yield profiles

@@ -46,7 +46,7 @@ from bench._observe import (  # noqa: E402
     summary_ms,
     writes_per,
 )
-from bench._profile import profiling  # noqa: E402
+from bench._profile import Profiles, profiling  # noqa: E402
 from localcluster.kubelet.podspec import PROBE_PERIOD_SCALE  # noqa: E402
 
 TARGET_P50_MS, TARGET_P99_MS = 100.0, 500.0
@@ -69,7 +69,7 @@ def _parser() -> argparse.ArgumentParser:
     add("--timeout", type=float, default=180.0, help="seconds per round at most")
     add("--workdir", type=Path, default=None, help="keep logs here (default: a temp dir)")
     add("--py-spy", type=Path, default=None,
-        help="py-spy executable: profile the hot rounds")  # fmt: skip
+        help="py-spy executable: profile the hot bring-ups")  # fmt: skip
     add("--profile", choices=("controller", "hollow-kubelet", "both"), default="both")
     return parser
 
@@ -136,13 +136,19 @@ def _measure(env: BenchEnv, args: argparse.Namespace) -> dict[str, Any]:
     pids = {"controller": env.controller.pid, "hollow-kubelet": env.kubelets[0].pid or 0}
     pids = {k: v for k, v in pids.items() if args.profile in (k, "both")}
     cpu = CpuMeter(env.controller.pid)
-    with profiling(args.py_spy, pids, env.workdir / "profiles") as profiles:
-        for _ in range(args.rounds):
-            cpu.idle(IDLE_SAMPLE_S)
-            with cpu.window(), writes.counting("hot", n):
-                hot += rounds.bring_up(env, n, timeout)
-            with writes.counting("unbind", n):
-                rounds.release(env, timeout)
+    profiles = Profiles()
+    for index in range(args.rounds):
+        cpu.idle(IDLE_SAMPLE_S)
+        out, tag = env.workdir / "profiles", f"-hot-{index}"
+        with (
+            profiling(args.py_spy, pids, out, tag=tag) as recorded,
+            cpu.window(),
+            writes.counting("hot", n),
+        ):
+            hot += rounds.bring_up(env, n, timeout)
+        profiles.extend(recorded)
+        with writes.counting("unbind", n):
+            rounds.release(env, timeout)
     warm: list[rounds.Sample] = []
     if args.warm and args.mode == "launcher":
         rounds.switch_template(env, templates["b"])
@@ -176,7 +182,7 @@ def _measure(env: BenchEnv, args: argparse.Namespace) -> dict[str, Any]:
         # per requester: the bring-up by path, and the scale-down that unbinds (and sleeps).
         "apiserver_writes_per_actuation": writes.report(),
         "controller_timings_all_rounds": env.controller_timings(),
-        "profile_of_hot_rounds": profiles.summary() if args.py_spy else None,
+        "profile_of_hot_bring_ups": profiles.summary() if args.py_spy else None,
     }
 
 

@@ -17,7 +17,7 @@ import httpx
 import kubernetes.client
 import kubernetes.config
 
-from kube._transport import pooled_transport
+from kube._transport import APISERVER_KEEPALIVE_S, pooled_transport
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -121,7 +121,9 @@ def http_client_for(
     """
     if transport is None:
         transport = pooled_transport(
-            max_connections=settings.max_connections, verify=_ssl_context(configuration)
+            max_connections=settings.max_connections,
+            verify=_ssl_context(configuration),
+            keepalive_s=APISERVER_KEEPALIVE_S,
         )
     return httpx.AsyncClient(
         base_url=str(configuration.host),

@@ -23,20 +23,30 @@ import httpx
 from httpx_aiohttp import AiohttpTransport
 
 KEEPALIVE_S: Final = 4.0
-"""How long an idle connection is kept for reuse: under uvicorn's 5 s (the launcher, vLLM),
-so that the client never picks a connection the server is closing at that moment."""
+"""How long an idle connection to a peer is kept for reuse: under uvicorn's 5 s (the launcher,
+vLLM), so that the client never picks a connection the server is closing at that moment."""
+
+APISERVER_KEEPALIVE_S: Final = 30.0
+"""The same for the apiserver, which closes no idle connection itself (client-go keeps them
+90 s). Below the idle timeouts of the load balancers found in front of apiservers (60 s and
+more), and long enough that a controller acting every few seconds does not pay a TLS handshake
+per connection per burst: with 4 s, every hot bring-up of `bench/hot_path.py` opened its
+apiserver connections again, 4% of the controller's CPU."""
 
 
 def pooled_transport(
-    *, max_connections: int, verify: ssl.SSLContext | bool = True
+    *,
+    max_connections: int,
+    verify: ssl.SSLContext | bool = True,
+    keepalive_s: float = KEEPALIVE_S,
 ) -> httpx.AsyncBaseTransport:
-    """A transport keeping idle connections `KEEPALIVE_S`, at most `max_connections` in all.
+    """A transport keeping idle connections `keepalive_s`, at most `max_connections` in all.
 
     `verify`: the TLS trust and client certificate as an `ssl.SSLContext`, True for the
     system's trust store, False for none (an `httpx.AsyncClient`'s own `verify` is not used
     once a transport is given).
     """
-    limits = httpx.Limits(max_connections=max_connections, keepalive_expiry=KEEPALIVE_S)
+    limits = httpx.Limits(max_connections=max_connections, keepalive_expiry=keepalive_s)
     return _Transport(verify=verify, limits=limits, trust_env=False)
 
 

@@ -14,6 +14,7 @@ it does not change `launcher-config-hash` either way.
 from __future__ import annotations
 
 import copy
+import weakref
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Final
@@ -76,10 +77,31 @@ class LauncherTemplate:
         return launcher_config_hash(self.template_hash, node)
 
 
+_BUILT: dict[tuple[int, bool], tuple[weakref.ref[LauncherConfig], LauncherTemplate]] = {}
+"""Templates by the parsed LC they were built from (`id`, checked through a weak reference)."""
+
+
 def build_launcher_template(
     lc: LauncherConfig, *, with_reflector: bool = False
 ) -> LauncherTemplate:
-    """Build, hash and complete the launcher Pod of `lc`; raise LauncherTemplateError."""
+    """Build, hash and complete the launcher Pod of `lc`; raise LauncherTemplateError.
+
+    Built once per parsed LC object: the controller parses an LC once per resourceVersion
+    (`ClusterState`) and every unbound pass needs its template, whose build is a deep copy, a
+    canonical encoding and a hash of the whole Pod. The template lives as long as the parsed
+    object; a malformed LC's error is not kept. (Keying on UID and resourceVersion instead
+    would not do: test apiservers hand out the same pair for different objects.)
+    """
+    key = (id(lc), with_reflector)
+    cached = _BUILT.get(key)
+    if cached is not None and cached[0]() is lc:
+        return cached[1]
+    built = _build(lc, with_reflector=with_reflector)
+    _BUILT[key] = (weakref.ref(lc, lambda _gone: _BUILT.pop(key, None)), built)
+    return built
+
+
+def _build(lc: LauncherConfig, *, with_reflector: bool) -> LauncherTemplate:
     name = lc.metadata.name or ""
     template = lc.spec.pod_template
     spec = (

@@ -69,6 +69,7 @@ from kube import (
     Handlers,
     Informer,
     InformerSettings,
+    JsonObject,
     KubeClient,
     Result,
     WorkQueue,
@@ -188,10 +189,12 @@ class DualPodsController:
             recorder=recorder,
             metrics=metrics,
             enqueue_node=self.router.enqueue_node,
-            write_through=self.informers[PODS.plural].write_through,
+            write_through=self._write_through,
         )
         self.duality = Duality(metrics.duality, ns)
         self.ready = asyncio.Event()
+        self._writing_for: Key | None = None
+        """The item whose pass is storing its own write in the Pod cache right now."""
 
     def _requeue_requester(self, pod: Mapping[str, Any]) -> None:
         self._enqueue(ServerKey(p.uid(pod), p.name(pod)), p.scheduled_node(pod) or "")
@@ -232,8 +235,23 @@ class DualPodsController:
             await self._calls_http.aclose()
 
     def _enqueue(self, key: Key, node: str, *, urgent: bool = False) -> None:
+        if key == self._writing_for:
+            return
         self.labels.remember(key, node)
         self.queue.add(key, urgent=urgent)
+
+    def _write_through(self, obj: JsonObject, item: Key) -> bool:
+        """Stores a Pod our pass of `item` wrote; the cache event queues other items only.
+
+        The pass decides again right after a write (`_execute`: `Outcome.wrote`), so the item's
+        own key queued by its own write would only make one more pass with nothing to do once
+        the worker is done: two of a hot actuation's ten passes were that.
+        """
+        self._writing_for = item
+        try:
+            return self.informers[PODS.plural].write_through(obj)
+        finally:
+            self._writing_for = None
 
     # ----- passes --------------------------------------------------------------------------------
 
@@ -327,7 +345,7 @@ class DualPodsController:
                 return Result(requeue_after=outcome.poll_after)
             _log.log(level, "%s: %s; retrying", key, outcome.failure)
             return Result(retry=True)
-        if outcome.requeue_after is not None and not outcome.answered:
+        if outcome.requeue_after is not None and not (outcome.answered or outcome.wrote):
             return Result(requeue_after=outcome.requeue_after)
         return _Again(outcome.requeue_after) if outcome.acted else None
 

@@ -95,6 +95,9 @@ class Outcome:
     answered: bool = False
     """A query succeeded: the next decision has what it asked for, and should not wait for
     the pass's `Requeue` (which is there for when the answer does not come)."""
+    wrote: bool = False
+    """A Pod was written: the next decision reads it (its cache event does not queue the item
+    again, `DualPodsController._write_through`), so it does not wait for the `Requeue` either."""
     forget: bool = False
     expected: bool = False
     """The failure is routine: a stale cache (409, 404) or a peer still starting."""
@@ -130,7 +133,8 @@ class Executor:
     enqueue_node: Callable[[str], None]
     prefetch: GpuPrefetch | None = None
     """GPU queries asked ahead; None: each pass asks."""
-    write_through: Callable[[JsonObject], bool] = lambda _obj: False
+    write_through: Callable[[JsonObject, Key], bool] = lambda _obj, _item: False
+    """Stores a Pod the apiserver returned in the cache at once, for the pass of the item."""
     clock: Callable[[], float] = time.time
 
     @staticmethod
@@ -172,6 +176,7 @@ class Executor:
             outcome.memory = record_success(outcome.memory, action, now=self.clock(), result=result)
             outcome.acted = True
             outcome.answered = outcome.answered or isinstance(action, _QUERIES)
+            outcome.wrote = outcome.wrote or isinstance(action, UpdatePod | DeletePod | CreatePod)
             self._report(action, ctx, created, time.monotonic() - started)
         return outcome
 
@@ -235,7 +240,7 @@ class Executor:
             await peers.create_instance(action, isc)
             return "warm"
         if at is not None:
-            self.book.hold(at[0], at[1], "gone", at[2])
+            self.book.hold(at[0], at[1], "gone", at[2], now=self.clock())
         message = (
             f"vLLM instance {new} reuses the engine of sleeping instance {source} in launcher "
             f'Pod "{launcher.name}": new weights swapped in, no new process'
@@ -270,7 +275,7 @@ class Executor:
                     self.metrics.launcher_create_seconds.labels(
                         self.pods.namespace, action.lc_name, success
                     ).observe(time.monotonic() - started)
-            self.write_through(created)
+            self.write_through(created, ctx.item)
             self.expectations.expect(ctx.item, expectation)
             return None, expectation.name
         ref = action.pod
@@ -282,7 +287,7 @@ class Executor:
             obj, expectation = await self.pods.delete(action, version)
         if obj.get("kind", "Pod") == "Pod" and obj:
             written.pods[ref.uid] = obj
-            self.write_through(obj)
+            self.write_through(obj, ctx.item)
         self.expectations.expect(ctx.item, expectation)
         return None, ""
 
@@ -331,7 +336,7 @@ class Executor:
         shows a newer revision, so the next decision does not act on the old state again."""
         await call
         if at is not None:
-            self.book.hold(at[0], at[1], state, at[2])
+            self.book.hold(at[0], at[1], state, at[2], now=self.clock())
 
     def _report(self, action: Action, ctx: PassContext, created: str, seconds: float) -> None:
         level = logging.DEBUG if isinstance(action, _QUIET) else logging.INFO

@@ -8,8 +8,14 @@ Two things the launcher's stream cannot tell by itself:
   made on that would wake an instance twice, delay a ready relay by a probe period, or — worse —
   relay a just-slept instance as ready to the next requester bound to it. So after a wake,
   sleep or delete succeeds we hold an *override* for that instance: its phase is what we made
-  it (or it is hidden, once deleted) until the launcher reports a newer revision of it. This is
-  the executor contract's "wait for caches to show own writes", applied to launcher state.
+  it (or it is hidden, once deleted) until the launcher reports a newer revision of it that
+  agrees (`ready` after a wake, `sleeping` after a sleep, stopped or failed after anything), or
+  one without a phase (a reference launcher, whose revisions change with its state only), or
+  `HOLD_MAX_S` has passed. A newer revision alone is not enough: an fma launcher's stream also
+  reports the growth of an instance's log, and our own `POST /wake_up` adds a line to it before
+  the launcher's next probe sees the engine awake; taking that revision as news made one wake
+  in five go out twice in `bench/hot_path.py`. This is the executor contract's "wait for caches
+  to show own writes", applied to launcher state.
 - **Recency.** The reference keeps least-recently-used times in memory; so do we: when this
   controller first saw an instance, and when it last put it to sleep (reference-differences B2 would
   persist them; a restart starts them again at "now", as contracts §8.7 allows).
@@ -19,7 +25,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Final, Literal
 
 from contract.launcher import InstanceState, Phase, swap_key
 from controller.core import InstanceView
@@ -27,11 +33,26 @@ from controller.core import InstanceView
 Override = Literal["awake", "asleep", "gone"]
 
 
+HOLD_MAX_S: Final = 10.0
+"""An override ends at the latest this long after the call: the launcher probes each instance
+every second (`--probe-interval`), so by then its word is news, not our call's echo."""
+
+
 @dataclass(slots=True)
 class _Held:
     state: Override
     revision: int
     """The instance's revision when we acted: the override holds while the stream is not newer."""
+    since: float
+    """When the call succeeded."""
+
+    def ends(self, phase: Phase | None, running: bool, revision: int, now: float) -> bool:
+        """Whether the launcher's report at `revision` ends the override (module docstring)."""
+        if revision <= self.revision:
+            return False
+        if phase is None or not running or phase == "failed" or now - self.since > HOLD_MAX_S:
+            return True
+        return {"awake": "ready", "asleep": "sleeping"}.get(self.state) == phase
 
 
 @dataclass(slots=True)
@@ -52,9 +73,11 @@ class InstanceBook:
         self._held: dict[str, dict[str, _Held]] = {}
         self._times: dict[str, dict[str, _Times]] = {}
 
-    def hold(self, launcher: str, instance_id: str, state: Override, revision: int) -> None:
-        """We just woke, slept or deleted this instance, as seen at `revision`."""
-        self._held.setdefault(launcher, {})[instance_id] = _Held(state, revision)
+    def hold(
+        self, launcher: str, instance_id: str, state: Override, revision: int, *, now: float
+    ) -> None:
+        """We just (at `now`) woke, slept or deleted this instance, as seen at `revision`."""
+        self._held.setdefault(launcher, {})[instance_id] = _Held(state, revision, now)
 
     def used(self, launcher: str, instance_id: str, now: float) -> None:
         """The instance stopped serving a requester (it was put to sleep) at `now`."""
@@ -93,7 +116,7 @@ class InstanceBook:
         held_here = self._held.get(launcher, {})
         held = held_here.get(instance_id)
         if held is not None:
-            if revision_of(raw) > held.revision:
+            if held.ends(phase, running, revision_of(raw), now):
                 del held_here[instance_id]  # the launcher has caught up with what we did
             elif held.state == "gone":
                 return None

@@ -31,6 +31,7 @@ from typing import Protocol
 
 from contract import keys
 from contract.objects import GPU_MAP
+from controller.core import node_view
 from controller.launcherapi import InstanceEvent, LauncherView
 from controller.observability import ControllerMetrics
 from controller.reconciler import _pods as p
@@ -114,10 +115,14 @@ class EventRouter:
     # ----- Pods ----------------------------------------------------------------------------------
 
     def pod_changed(self, old: JsonObject | None, new: JsonObject | None) -> None:
+        items: dict[Key, tuple[str, bool]] = {}
         for pod in (old, new):
             if pod is not None:
                 for key, node, urgent in _keys_of(pod):
-                    self.enqueue(key, node, urgent=urgent)
+                    seen = items.get(key)
+                    items[key] = (seen[0] or node, seen[1] or urgent) if seen else (node, urgent)
+        for key, (node, urgent) in items.items():
+            self.enqueue(key, node, urgent=urgent)
         self._follow_launcher(new if new is not None else old, gone=new is None)
         self._count_requesters(old, new)
 
@@ -147,6 +152,12 @@ class EventRouter:
     # ----- other kinds ---------------------------------------------------------------------------
 
     def node_changed(self, old: JsonObject | None, new: JsonObject | None) -> None:
+        """A Node's requesters, unless nothing a decision reads of it changed.
+
+        A kubelet writes its Node's status every few seconds (heartbeats, conditions); a
+        decision reads only its `NodeView` (cordon, deletion, labels, allocatable)."""
+        if old is not None and new is not None and node_view(old) == node_view(new):
+            return
         name = str(metadata(new or old or {}).get("name") or "")
         if name:
             for pod in self.state.requesters(node=name):

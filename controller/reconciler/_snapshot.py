@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from contract import keys
-from controller.core import PodView, ServerMemory, ServerSnapshot, Settings, pod_view
+from controller.core import PodView, ServerMemory, ServerSnapshot, Settings
 from controller.reconciler import _pods as p
 from controller.reconciler._keys import ServerKey
 from controller.reconciler._state import ClusterState
@@ -19,8 +19,8 @@ def server_snapshot(
 ) -> ServerSnapshot:
     """Everything `decide_server` may look at for the requester `key` names."""
     raw = state.pod(key.name)
-    requester = pod_view(raw) if raw is not None and p.uid(raw) == key.uid else None
-    providers = tuple(pod_view(pod) for pod in state.pods_by(p.BOUND_TO, key.uid))
+    requester = state.view(raw) if raw is not None and p.uid(raw) == key.uid else None
+    providers = tuple(state.view(pod) for pod in state.pods_by(p.BOUND_TO, key.uid))
     node_name = _node_of(requester, providers)
     isc, isc_error, lc, lc_error = None, None, None, None
     if requester is not None and requester.annotations.get(keys.ISC_ANNOTATION):

@@ -2,7 +2,8 @@
 
 Everything here is read-only and synchronous (the informers and streams write; decisions read),
 so a snapshot is taken between two awaits and is consistent with itself. CRs are parsed into
-their pydantic models once per resourceVersion, not once per decision.
+their pydantic models, and Pods into their `PodView`s, once per resourceVersion, not once per
+decision: a hot actuation decides about ten times on the same few Pods.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from kube import (
     LAUNCHER_CONFIGS,
     NODES,
     PODS,
+    Handlers,
     Informer,
     JsonObject,
     Store,
@@ -92,8 +94,30 @@ class ClusterState:
         self._iscs = _Parsed(InferenceServerConfig)
         self._lcs = _Parsed(LauncherConfig)
         self._gpu_map: tuple[str, dict[str, dict[str, int]] | None] | None = None
+        self._views: dict[str, PodView] = {}
+        """The view of each Pod's latest version seen (by UID; dropped with the Pod)."""
+        informers[PODS.plural].add_handlers(Handlers(on_delete=self._forget_view))
 
     # ----- Pods ----------------------------------------------------------------------------------
+
+    def view(self, pod: JsonObject) -> PodView:
+        """`pod_view(pod)`, built once per (UID, resourceVersion).
+
+        The stores replace an object on every change and never edit one, so a resourceVersion
+        names one content; a Pod without one (built by a test) is viewed afresh each time.
+        """
+        meta = metadata(pod)
+        uid, version = str(meta.get("uid") or ""), str(meta.get("resourceVersion") or "")
+        cached = self._views.get(uid)
+        if cached is not None and version and cached.resource_version == version:
+            return cached
+        view = pod_view(pod)
+        if uid and version:
+            self._views[uid] = view
+        return view
+
+    def _forget_view(self, pod: JsonObject) -> None:
+        self._views.pop(str(metadata(pod).get("uid") or ""), None)
 
     def pod(self, name: str) -> JsonObject | None:
         return self.pods.get_by_name(self.namespace, name)
@@ -156,7 +180,7 @@ class ClusterState:
         return view.instances if view is not None else None
 
     def launcher_view(self, pod: JsonObject | PodView, now: float) -> LauncherView:
-        view = pod if isinstance(pod, PodView) else pod_view(pod)
+        view = pod if isinstance(pod, PodView) else self.view(pod)
         raw = self.raw_instances(view.uid)
         if raw is None:
             return LauncherView(pod=view)
@@ -175,7 +199,7 @@ class ClusterState:
     def direct_providers_on(self, node: str | None) -> tuple[PodView, ...]:
         if not node:
             return ()
-        return tuple(pod_view(pod) for pod in self.pods.by_index(p.NOMINAL_ON, node))
+        return tuple(self.view(pod) for pod in self.pods.by_index(p.NOMINAL_ON, node))
 
     def instance_at(self, ip: str, port: int) -> tuple[str, str, int] | None:
         """(launcher UID, instance ID, its revision) of the live instance at `ip:port`."""

@@ -93,9 +93,18 @@ def test_a_cold_actuation_runs_its_passes_in_a_row_until_the_cache_lags() -> Non
         made.informers[PODS.plural].store.upsert(launcher)
         requester = pod("req", uid="req-uid", rv="11", annotations={ISC_KEY: "isc1"})
         made.informers[PODS.plural].store.upsert(requester)
-        result = await settled(made, KEY)  # bound, the launcher is starting: wait for it
+        # Bound: the requester's labels and status are written, and the pass that wrote them
+        # decides again at once, which waits until the cache shows that write.
+        assert await settled(made, KEY) == Result(requeue_after=1.0)
+        written = api.bodies()[-1]["metadata"]
+        assert api.requests[-1].url.path.endswith("/pods/req")
+        requester = pod("req", uid="req-uid", rv="12", labels=written["labels"],
+                        annotations={ISC_KEY: "isc1", **written["annotations"]})  # fmt: skip
+        made.informers[PODS.plural].store.upsert(requester)
+        result = await settled(made, KEY)  # the launcher is starting: wait for it
         assert isinstance(result, Result) and result.requeue_after is not None
         assert result.requeue_after > 100  # the launcher's start deadline (900 s)
+        assert len(api.requests) == 3, "nothing written again"
         await made.executor.peers.calls.http.aclose()
 
     run_virtual(main)

@@ -209,9 +209,13 @@ def test_wake_sleep_and_delete_hold_the_instance_until_the_stream_catches_up() -
                 ("POST", "http://10.0.1.1:8005/sleep"),
                 ("DELETE", "http://10.0.1.1:8001/v2/vllm/instances/i1"),
             ]
-            streams.views["l-uid"]["i1"] = {**streams.views["l-uid"]["i1"], "revision": 4}
+            instance = streams.views["l-uid"]["i1"]
+            streams.views["l-uid"]["i1"] = {**instance, "revision": 4}
+            view_now = cluster.launcher_view(cluster.pod_by_uid("l-uid") or {}, NOW)
+            assert view_now.instances == (), "newer, but still running: its child is exiting"
+            streams.views["l-uid"]["i1"] = {**instance, "revision": 5, "status": "stopped"}
             (view,) = cluster.launcher_view(cluster.pod_by_uid("l-uid") or {}, NOW).instances or ()
-            assert view.phase == "sleeping"  # a newer revision: the launcher's word again
+            assert view.stopped  # the launcher's word again
 
     run_virtual(main)
 
@@ -344,7 +348,8 @@ def test_every_pod_the_apiserver_returns_is_written_through_to_the_cache() -> No
         async with executor(cluster, apiserver=echo_apiserver) as w:
             seen: list[str] = []
 
-            def through(obj: dict[str, Any]) -> bool:
+            def through(obj: dict[str, Any], item: object) -> bool:
+                assert item == CTX.item
                 seen.append(obj["metadata"]["name"])
                 return True
 

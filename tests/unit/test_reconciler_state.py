@@ -16,6 +16,7 @@ from controller.reconciler import (
 )
 from controller.reconciler import _pods as p
 from controller.reconciler._expectations import met
+from controller.reconciler._instances import HOLD_MAX_S
 from controller.reconciler._snapshot import server_snapshot
 from tests.unit.reconciler_support import NOW, FakeStreams, node, pod, state
 
@@ -99,16 +100,26 @@ def test_instance_views_and_overrides() -> None:
     )  # fmt: skip
     assert view.created_at == NOW and view.exit_code == 3
     book.seen("l", {"i1": raw("sleeping", 3)}, NOW - 10)
-    book.hold("l", "i1", "awake", 3)
+    book.hold("l", "i1", "awake", 3, now=NOW)
     assert book.views("l", {"i1": raw("sleeping", 3)}, NOW)[0].phase == "ready"
     assert book.views("l", {"i1": raw("failed", 3, "stopped")}, NOW)[0].phase == "failed"
-    assert book.views("l", {"i1": raw("sleeping", 4)}, NOW)[0].phase == "sleeping"  # caught up
-    book.hold("l", "i1", "gone", 4)
-    assert book.views("l", {"i1": raw("sleeping", 4)}, NOW) == ()
+    # A newer revision still saying `sleeping` is the log's growth (our wake's access line)
+    # before the launcher's probe saw the engine awake: the override stays.
+    assert book.views("l", {"i1": raw("sleeping", 4)}, NOW)[0].phase == "ready"
+    assert book.views("l", {"i1": raw("ready", 5)}, NOW)[0].phase == "ready"  # caught up
+    assert book.views("l", {"i1": raw("sleeping", 6)}, NOW)[0].phase == "sleeping"  # news
+    book.hold("l", "i1", "awake", 6, now=NOW)
+    later = NOW + HOLD_MAX_S + 1
+    assert book.views("l", {"i1": raw("sleeping", 7)}, later)[0].phase == "sleeping", "too long"
+    book.hold("l", "i1", "gone", 7, now=NOW)
+    assert book.views("l", {"i1": raw("sleeping", 8)}, NOW) == (), "running: still going"
+    assert book.views("l", {"i1": raw("sleeping", 9, "stopped")}, NOW)[0].stopped
     book.used("l", "i1", NOW - 1)
-    book.hold("l", "i1", "asleep", 4)
-    (view,) = book.views("l", {"i1": raw("ready", 4)}, NOW)
+    book.hold("l", "i1", "asleep", 9, now=NOW)
+    (view,) = book.views("l", {"i1": raw("ready", 9)}, NOW)
     assert view.phase == "sleeping" and view.last_used == NOW - 1 and view.created_at == NOW - 10
+    assert book.views("l", {"i1": raw("ready", 10)}, NOW)[0].phase == "sleeping"
+    assert book.views("l", {"i1": {**raw("ready", 11), "phase": None}}, NOW)[0].phase is None
     book.seen("l", {}, NOW)  # the instance went away: its records too
     assert len(book) == 0
 
