@@ -23,6 +23,7 @@ from http import HTTPStatus
 from typing import Any, Final, Literal
 
 import httpx
+import orjson
 
 from kube._resources import JsonObject, ResourceKind, metadata
 
@@ -289,23 +290,39 @@ class KubeClient:
         body: Any = None,
         headers: Mapping[str, str] | None = None,
     ) -> JsonObject:
-        content = None if body is None else json.dumps(body).encode()
+        content = None if body is None else orjson.dumps(body)
         all_headers = {"Content-Type": "application/json", **(headers or {})}
         response = await self.http.request(
             method, path, params=params, content=content, headers=all_headers
         )
         if response.status_code >= 300:
             raise _error_from(response, response.content)
-        result = response.json() if response.content else {}
+        result = orjson.loads(response.content) if response.content else {}
         if not isinstance(result, dict):
             raise ApiError(response.status_code, "BadResponse", "not a JSON object", None)
         return result
 
 
 async def _ndjson(response: httpx.Response) -> AsyncIterator[JsonObject]:
-    """The events of a watch response, one JSON object per line."""
-    async for line in response.aiter_lines():
-        if line.strip():
-            event = json.loads(line)
-            if isinstance(event, dict):
-                yield event
+    """The events of a watch response, one JSON object per line.
+
+    Split and parsed as bytes (orjson): a controller parses every Pod change of its namespace,
+    and decoding to text first, then parsing with the standard library, was a tenth of its
+    CPU in `bench/hot_path.py`."""
+    pending = bytearray()
+    async for chunk in response.aiter_bytes():
+        pending += chunk
+        end = pending.rfind(b"\n")
+        if end < 0:
+            continue
+        lines = bytes(pending[:end]).split(b"\n")
+        del pending[: end + 1]
+        for line in lines:
+            if line.strip():
+                event = orjson.loads(line)
+                if isinstance(event, dict):
+                    yield event
+    if pending.strip():
+        event = orjson.loads(bytes(pending))
+        if isinstance(event, dict):
+            yield event

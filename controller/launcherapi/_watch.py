@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import json
 import logging
 import socket
 from collections.abc import Callable
@@ -36,6 +35,7 @@ from types import MappingProxyType
 from typing import Any, Final, Protocol
 
 import httpx
+import orjson
 
 from contract.launcher import (
     INSTANCES_PATH,
@@ -182,7 +182,7 @@ class LauncherWatch:
             self.base_url + INSTANCES_PATH, timeout=self.settings.request_timeout_s
         )
         response.raise_for_status()
-        body = response.json()
+        body = orjson.loads(response.content)
         if not isinstance(body, dict) or not isinstance(body.get("revision"), int):
             raise ValueError(f"unexpected instance list: {str(body)[:200]}")
         self._instances = {
@@ -251,7 +251,7 @@ def _notify(callback: Callable[..., None], *args: object) -> None:
 def _parse(line: str, *, updates: bool) -> InstanceEvent:
     """One NDJSON line as an event; anything else (an error line included) means resync."""
     try:
-        data = json.loads(line)
+        data = orjson.loads(line)
     except ValueError as exc:
         raise _ResyncError(f"unparsable line {line[:200]!r}") from exc
     kind = data.get("type") if isinstance(data, dict) else None

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import httpx
@@ -127,6 +127,31 @@ def test_watch_streams_ndjson_events_and_raises_on_an_http_410() -> None:
                 pass
         assert gone.value.gone
         return list(got)
+
+    assert asyncio.run(main()) == lines
+
+
+@pytest.mark.parametrize("size", [1, 7, 64, 100_000])
+def test_watch_events_split_anywhere_by_the_network_arrive_whole(size: int) -> None:
+    """The stream's chunks end anywhere: inside an event, inside a UTF-8 character."""
+    lines = [
+        {"type": "ADDED", "object": {"metadata": {"name": f"p{i}", "annotations": {"é": "ü" * i}}}}
+        for i in range(20)
+    ]
+    body = "".join(json.dumps(line, ensure_ascii=False) + "\n" for line in lines).encode()
+
+    class Chunked(httpx.AsyncByteStream):
+        async def __aiter__(self) -> AsyncIterator[bytes]:
+            for start in range(0, len(body), size):
+                yield body[start : start + size]
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, stream=Chunked())
+
+    async def main() -> list[object]:
+        client = KubeClient(_mock(handler))
+        async with client.watch(PODS, resource_version="4", timeout_s=10) as events:
+            return [event async for event in events]
 
     assert asyncio.run(main()) == lines
 
