@@ -217,13 +217,14 @@ def review_body(index: int) -> bytes:
 
 def serve(cert: Path, key: Path, port: int) -> None:
     import jsonlog
+    from kube import run_event_loop
     from webhook.app import create_app
     from webhook.cache import WebhookCache
     from webhook.cli import UVICORN_LOGGERS
     from webhook.handlers import Handlers
     from webhook.metrics import WebhookMetrics
     from webhook.mutation import MutationSettings
-    from webhook.server import run_event_loop, serve_tls
+    from webhook.server import serve_tls
     from webhook.validation import ValidationSettings
 
     jsonlog.configure("info", adopt=UVICORN_LOGGERS)

@@ -21,6 +21,11 @@ SLEEP_PATH: Final = "/sleep"
 WAKE_UP_PATH: Final = "/wake_up"
 IS_SLEEPING_PATH: Final = "/is_sleeping"
 """`GET`: `{"is_sleeping": bool}`."""
+PROBED_PATHS: Final = (HEALTH_PATH, IS_SLEEPING_PATH)
+"""What the launcher asks each of its instances every `--probe-interval`: an instance it starts
+leaves these out of its access log (`--disable-access-log-for-endpoints`, unless the ISC's
+options set it), or its log, which the requester's `kubectl logs` shows, would grow by a line
+a second and the log relay would copy each one."""
 COLLECTIVE_RPC_PATH: Final = "/collective_rpc"
 """`POST` (dev mode): runs a method on every worker; the swap path's `reload_weights`."""
 RESET_PREFIX_CACHE_PATH: Final = "/reset_prefix_cache"

@@ -51,6 +51,7 @@ from kube import (
     LeadershipLostError,
     default_identity,
     http_client,
+    run_event_loop,
     stream_client,
 )
 
@@ -386,7 +387,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         else "off",
         config.reconciler.workers,
     )
-    return asyncio.run(serve(config))
+    return run_event_loop(lambda: serve(config))
 
 
 if __name__ == "__main__":

@@ -46,6 +46,7 @@ from kube._leader import (
     LeaseStore,
     default_identity,
 )
+from kube._loop import run_event_loop
 from kube._resources import (
     CONFIG_MAPS,
     EVENTS,
@@ -166,6 +167,7 @@ __all__ = [
     "pooled_transport",
     "preconditions_of",
     "process_one",
+    "run_event_loop",
     "run_informers",
     "run_workers",
     "stream_client",

@@ -23,7 +23,7 @@ class Prober:
 
     async def healthy(self, host: str, port: int) -> bool:
         try:
-            response = await self._client.get(f"http://{host}:{port}/health")
+            response = await self._client.get(f"http://{host}:{port}{vllm.HEALTH_PATH}")
         except httpx.HTTPError:
             return False
         return response.status_code == 200

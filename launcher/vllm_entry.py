@@ -27,6 +27,7 @@ from vllm.utils.argparse_utils import FlexibleArgumentParser
 from vllm.utils.platform_utils import cuda_is_initialized
 from vllm.utils.system_utils import get_mp_context
 
+from contract.vllm import PROBED_PATHS
 from launcher import _proc
 
 FORK_ENGINE_CORE_ENV = "FMA_FORK_ENGINE_CORE"
@@ -87,8 +88,7 @@ def serve(argv: list[str]) -> Any:
     )
     args = parser.parse_args(argv)
     if getattr(args, "disable_access_log_for_endpoints", "absent") is None:
-        # The launcher probes /health and /is_sleeping every second; keep them out of the log.
-        args.disable_access_log_for_endpoints = "/health,/is_sleeping"
+        args.disable_access_log_for_endpoints = ",".join(PROBED_PATHS)
     configure_logging_from_args(args)
     validate_parsed_serve_args(args)
     uvloop.run(run_server(args))

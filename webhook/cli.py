@@ -96,11 +96,12 @@ def _serve_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
 
 def serve(settings: WebhookSettings) -> None:
     """Start the caches and serve until SIGTERM; the caches stop with the server."""
+    from kube import run_event_loop
     from webhook.app import create_app
     from webhook.cache import cluster_cache
     from webhook.handlers import Handlers
     from webhook.metrics import WebhookMetrics
-    from webhook.server import run_event_loop, serve_tls
+    from webhook.server import serve_tls
 
     cache = cluster_cache(connection(settings.kubeconfig), watch_timeout_s=settings.watch_timeout_s)
     metrics = WebhookMetrics()

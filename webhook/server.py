@@ -182,14 +182,3 @@ async def serve_tls(
             "server stopped",
             extra=fields(event="stopped", uptime_s=round(time.monotonic() - begun, 1)),
         )
-
-
-def run_event_loop(main: Callable[[], Any]) -> None:
-    """Run the coroutine function `main` on uvloop (lower per-request overhead) if available."""
-    try:
-        import uvloop
-    except ImportError:  # pragma: no cover - uvicorn[standard] brings it
-        asyncio.run(main())
-        return
-    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
-        runner.run(main())

@@ -46,6 +46,7 @@ from kube import (
     LeaderElector,
     focus_informers,
     http_client,
+    run_event_loop,
     run_informers,
 )
 
@@ -159,7 +160,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     for noisy in ("httpx", "httpcore"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
-    return asyncio.run(_until_signalled(serve(options)))
+    return run_event_loop(lambda: _until_signalled(serve(options)))
 
 
 async def _until_signalled(work: Coroutine[Any, Any, None]) -> int:

@@ -19,7 +19,7 @@ from contract.requester import PROBES_PORT, READY_PATH
 
 FMA_IMAGE: Final = "ghcr.io/llm-d/fma:e2e"
 VLLM_IMAGE: Final = "vllm/vllm-openai:e2e"
-STANDIN_ENTRY: Final = "localcluster.vllm_standin.cli:main"
+STANDIN_ENTRY: Final = "localcluster.vllm_standin.cli:launcher_instance"
 
 
 def _field(name: str, path: str) -> dict[str, Any]:

@@ -13,6 +13,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from contract.vllm import PROBED_PATHS
 from localcluster.vllm_standin.config import StandinConfig
 from localcluster.vllm_standin.options import parse
 from localcluster.vllm_standin.server import serve_standin
@@ -40,12 +41,20 @@ async def _run(config: StandinConfig) -> None:
     await serve_until(config, stop)
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def main(argv: Sequence[str] | None = None, *, quiet_paths: Sequence[str] = ()) -> int:
     args = sys.argv[1:] if argv is None else list(argv)
-    config = parse(args, log=sys.stdout, prog=Path(sys.argv[0]).name or "api_server.py")
+    prog = Path(sys.argv[0]).name or "api_server.py"
+    config = parse(args, log=sys.stdout, prog=prog, quiet_paths=quiet_paths)
     try:
         asyncio.run(_run(config))
     except OSError as e:
         print(f"ERROR: cannot bind {config.host}:{config.port}: {e}", file=sys.stderr)
         return 1
     return 0
+
+
+def launcher_instance(argv: Sequence[str]) -> int:
+    """The launcher's `--instance-entry` for the stand-in: as `launcher.vllm_entry.serve` does
+    for vLLM, the paths the launcher probes stay out of the access log unless the options name
+    `--disable-access-log-for-endpoints` themselves."""
+    return main(argv, quiet_paths=PROBED_PATHS)

@@ -28,6 +28,8 @@ class StandinConfig:
     wake_delay: float = 0.0
     dev_mode: bool = False
     access_log: bool = True
+    access_log_skip: frozenset[str] = frozenset()
+    """Request paths (without the query) left out of the access log."""
     log: TextIO | None = None
     non_default_args: dict[str, object] = field(default_factory=dict)
 

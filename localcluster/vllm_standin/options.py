@@ -2,8 +2,9 @@
 
 Tests and the launcher pass the stand-in exactly what they would pass vLLM. Options it models
 (`--model`, `--served-model-name`, `--host`, `--port`, `--max-model-len`,
-`--disable-uvicorn-access-log`) take effect; every other option vLLM knows is accepted and
-ignored (the vocabulary is generated from vLLM, see `gen_options`); anything else fails as vLLM's
+`--disable-uvicorn-access-log`, `--disable-access-log-for-endpoints`) take effect; every other
+option vLLM knows is accepted and ignored (the vocabulary is generated from vLLM, see
+`gen_options`); anything else fails as vLLM's
 argparse fails: usage, `error: unrecognized arguments: ...` on stderr, exit code 2. Like vLLM's
 `FlexibleArgumentParser`, `--a_b` means `--a-b`, dotted `--json-arg.key value` forms are
 accepted for JSON options, and `-O3` means `--optimization-level 3`.
@@ -31,6 +32,7 @@ _MODELLED: Final = frozenset(
         "--max-model-len",
         "--disable-uvicorn-access-log",
         "--no-disable-uvicorn-access-log",
+        "--disable-access-log-for-endpoints",
     }
 )
 _TYPES: Final = {"int": int, "float": float, "str": str}
@@ -49,6 +51,7 @@ def build_parser(prog: str = "api_server.py") -> argparse.ArgumentParser:
     parser.add_argument(
         "--disable-uvicorn-access-log", action=argparse.BooleanOptionalAction, default=False
     )
+    parser.add_argument("--disable-access-log-for-endpoints", default=None)
     own = parser.add_argument_group("stand-in")
     own.add_argument("--startup-delay", type=float, default=0.5, help="seconds until it listens")
     own.add_argument("--sleep-delay", type=float, default=0.0, help="seconds a sleep takes")
@@ -99,6 +102,14 @@ def normalize(args: Sequence[str]) -> list[str]:
     return out
 
 
+def _paths(raw: str | None, default: Sequence[str]) -> frozenset[str]:
+    """`--disable-access-log-for-endpoints`: comma-separated paths, matched exactly; when the
+    option is absent, `default` (what the launcher's instance entry gives)."""
+    if raw is None:
+        return frozenset(default)
+    return frozenset(path.strip() for path in raw.split(",") if path.strip())
+
+
 def _model_len(raw: str | None, parser: argparse.ArgumentParser) -> int | None:
     """vLLM's human-readable ints: 2048, 2k, 1K (x1024), 2m ..."""
     if raw is None:
@@ -127,6 +138,7 @@ def parse(
     env: Mapping[str, str] | None = None,
     log: TextIO | None = None,
     prog: str = "api_server.py",
+    quiet_paths: Sequence[str] = (),
 ) -> StandinConfig:
     """argv (without the program name) → config; exits 2 with argparse's message when bad."""
     env = os.environ if env is None else env
@@ -146,6 +158,7 @@ def parse(
         wake_delay=ns.wake_delay,
         dev_mode=_dev_mode(env, parser),
         access_log=not ns.disable_uvicorn_access_log,
+        access_log_skip=_paths(ns.disable_access_log_for_endpoints, quiet_paths),
         log=log,
         non_default_args=non_default,
     )

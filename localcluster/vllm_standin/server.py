@@ -138,6 +138,8 @@ async def serve_standin(config: StandinConfig) -> StandinHandle:
     sock = bind_socket(config.host, config.port)
 
     def access(request: Request, status: int) -> None:
+        if request.target.partition("?")[0] in config.access_log_skip:
+            return
         line = f"{request.method} {request.target} {request.version}"
         log.uvicorn(f'{request.peer} - "{line}" {status} {_phrase(status)}')
 

@@ -161,6 +161,37 @@ def test_in_process_stand_in_binds_at_once_and_listens_after_the_startup_delay()
     assert '"GET /health HTTP/1.1" 200 OK' in text
 
 
+@pytest.mark.parametrize(
+    ("argv", "quiet", "logged"),
+    [
+        ([], (), {"/health", "/v1/models"}),
+        ([], ("/health", "/is_sleeping"), {"/v1/models"}),  # the launcher's instance entry
+        (["--disable-access-log-for-endpoints", "/v1/models"], ("/health",), {"/health"}),
+        (["--disable_access_log_for_endpoints=/health,/v1/models"], (), set()),
+    ],
+)
+def test_access_log_leaves_out_the_endpoints_named_as_vllm_does(
+    argv: list[str], quiet: tuple[str, ...], logged: set[str]
+) -> None:
+    log = io.StringIO()
+    argv = ["--host", "127.0.0.1", "--port", "0", "--startup-delay", "0", *argv]
+    config = parse(argv, env={}, log=log, quiet_paths=quiet)
+
+    async def scenario() -> None:
+        handle = await serve_standin(config)
+        try:
+            await asyncio.wait_for(handle.wait_listening(), 5)
+            async with httpx.AsyncClient(base_url=handle.url) as http:
+                for path in ("/health", "/v1/models?x=1"):
+                    assert (await http.get(path)).status_code == 200
+        finally:
+            await handle.close()
+
+    asyncio.run(scenario())
+    text = log.getvalue()
+    assert {path for path in ("/health", "/v1/models") if f'"GET {path}' in text} == logged
+
+
 def test_many_stand_ins_share_one_event_loop() -> None:
     async def scenario() -> None:
         configs = [

@@ -85,7 +85,7 @@ def test_the_launchers_run_fmas_image_plus_the_stand_in() -> None:
     assert "FROM ${FMA_IMAGE}" in dockerfile and "COPY . /app/localcluster" in dockerfile
     [server] = manifest("launcherconfig.yaml")["spec"]["podTemplate"]["spec"]["containers"]
     assert server["image"] == "ghcr.io/llm-d/fma:e2e-standin"
-    assert "--instance-entry=localcluster.vllm_standin.cli:main" in server["args"]
+    assert "--instance-entry=localcluster.vllm_standin.cli:launcher_instance" in server["args"]
 
 
 def helm_argv() -> list[str]:
