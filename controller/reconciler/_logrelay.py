@@ -8,7 +8,9 @@ feeds it:
 - launcher mode: the launcher's watch (which the controller holds anyway) announces log growth
   as `UPDATED` events carrying `log_size`; the relay then reads `GET .../instances/<id>/log`
   with `Range: bytes=<next>-` and forwards it, at most once per `PULL_PERIOD_S`. Nothing polls:
-  no news, no request.
+  no news, no request. An instance the launcher reports asleep is not read until it wakes: on
+  the hot path the binding comes before the wake, whose lines would otherwise take a second
+  read (and `set-log`) right after the first.
 - direct mode: the provider's `inference-server` log through the apiserver (`follow=true`).
 
 Nothing is doubled or lost across a controller restart: a relay sends from the log's start, and
@@ -130,6 +132,7 @@ class LogRelay:
         self.namespace = namespace
         self._pumps: dict[str, tuple[Target, asyncio.Task[None]]] = {}
         self._sizes: dict[tuple[str, str], int] = {}
+        self._asleep: set[tuple[str, str]] = set()
         self._news: dict[str, asyncio.Event] = {}
 
     # ----- what changed (called on the event loop; quick) ---------------------------------
@@ -153,6 +156,10 @@ class LogRelay:
             size = obj.get("log_size")
             if isinstance(size, int) and size > self._sizes.get((launcher_uid, iid), -1):
                 self._sizes[(launcher_uid, iid)] = size
+            if obj.get("phase") == "sleeping":
+                self._asleep.add((launcher_uid, iid))
+            else:
+                self._asleep.discard((launcher_uid, iid))
         for uid, (target, _) in self._pumps.items():
             if (
                 isinstance(target.source, InstanceLog)
@@ -216,16 +223,17 @@ class LogRelay:
         news = self._news[uid]
         at = 0
         pulled = -PULL_PERIOD_S
+        instance = (source.launcher_uid, source.instance_id)
         while True:
-            size = self._sizes.get((source.launcher_uid, source.instance_id), 0)
-            if at >= size:
+            size = self._sizes.get(instance, 0)
+            if at >= size or instance in self._asleep:
                 news.clear()
                 await news.wait()
                 continue
             # Coalesce: a bound engine's log grows by a line at each of the launcher's probes.
             await asyncio.sleep(pulled + PULL_PERIOD_S - asyncio.get_running_loop().time())
             pulled = asyncio.get_running_loop().time()
-            size = self._sizes.get((source.launcher_uid, source.instance_id), size)
+            size = self._sizes.get(instance, size)
             end = min(size, at + CHUNK_BYTES) - 1
             response = await self.http.get(url, headers={"Range": f"bytes={at}-{end}"})
             if response.status_code == 404:

@@ -282,6 +282,29 @@ def test_no_news_no_requests() -> None:
     asyncio.run(relaying(scenario))
 
 
+def test_an_asleep_instance_is_read_once_it_wakes() -> None:
+    """The hot path binds before it wakes: one read then carries the log and the wake's lines."""
+    sink = io.BytesIO()
+
+    async def scenario(fake: FakeLauncher, new_relay: Any, grow: Any, cache: Cache) -> None:
+        stub = await start_stub(sink)
+        cache.add(stub_pod(stub))
+        try:
+            relay = new_relay()
+            fake.log = b"INFO Starting vLLM API server\nINFO sleeping\n"
+            relay.log_grew(LAUNCHER_UID, {IID: {"log_size": len(fake.log), "phase": "sleeping"}})
+            await asyncio.sleep(0.3)
+            assert fake.reads == 0 and sink.getvalue() == b""
+            fake.log += b"INFO woken up\n"
+            relay.log_grew(LAUNCHER_UID, {IID: {"log_size": len(fake.log), "phase": "ready"}})
+            await wait_for(lambda: sink.getvalue() == fake.log)
+            assert fake.reads == 1
+        finally:
+            await stub.close()
+
+    asyncio.run(relaying(scenario))
+
+
 # --- a failed instance's last lines (what stays on the requester) -------------------------------
 
 
