@@ -7,6 +7,7 @@ and the collision reported in the requester status, instead of deleting the requ
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -72,8 +73,12 @@ def _kept(
     return kept
 
 
+@functools.lru_cache(maxsize=256)
 def parse_committed(value: str | None) -> RoutingMetadata | None:
-    """The `isc-routing-metadata` annotation, or None if missing or invalid."""
+    """The `isc-routing-metadata` annotation, or None if missing or invalid.
+
+    Cached by its text: every pass over a bound server reads it, and a result is never
+    changed (its mappings are read only)."""
     if value is None:
         return None
     try:

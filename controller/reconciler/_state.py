@@ -94,6 +94,7 @@ class ClusterState:
         self._iscs = _Parsed(InferenceServerConfig)
         self._lcs = _Parsed(LauncherConfig)
         self._gpu_map: tuple[str, dict[str, dict[str, int]] | None] | None = None
+        self._node_views: dict[str, tuple[str, NodeView]] = {}
         self._views: dict[str, PodView] = {}
         """The view of each Pod's latest version seen (by UID; dropped with the Pod)."""
         informers[PODS.plural].add_handlers(Handlers(on_delete=self._forget_view))
@@ -142,8 +143,20 @@ class ClusterState:
     # ----- Nodes, CRs, gpu-map -------------------------------------------------------------------
 
     def node(self, name: str | None) -> NodeView | None:
+        """The Node's view, built once per resourceVersion (a Node changes every few seconds,
+        its view about never; every pass of every server on it reads it)."""
         obj = self.nodes.get(name) if name else None
-        return node_view(obj) if obj is not None else None
+        if obj is None:
+            self._node_views.pop(str(name), None)
+            return None
+        version = str(metadata(obj).get("resourceVersion") or "")
+        cached = self._node_views.get(str(name))
+        if cached is not None and version and cached[0] == version:
+            return cached[1]
+        view = node_view(obj)
+        if version:
+            self._node_views[str(name)] = (version, view)
+        return view
 
     def isc(self, name: str) -> tuple[InferenceServerConfig | None, str | None]:
         return self._iscs.get(self.isc_store, self.namespace, name)
