@@ -24,8 +24,12 @@ class ControlToken(httpx.Auth):
         self.audience = audience
 
     def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
+        self.sign(request)
+        yield request
+
+    def sign(self, request: httpx.Request) -> None:
+        """Sets the request's `Authorization` (its body must be read: `request.content`)."""
         target = request.url.raw_path.decode("ascii")
         request.headers["Authorization"] = self.signer.authorization(
             request.method, target, request.content, self.audience
         )
-        yield request

@@ -48,7 +48,7 @@ from controller.reconciler import _pods as p
 from controller.reconciler._duality import Duality
 from controller.reconciler._executor import Executor, PassContext
 from controller.reconciler._expectations import Expectations
-from controller.reconciler._http import HttpSettings, PeerCalls, peer_call_client
+from controller.reconciler._http import HttpSettings, PeerCalls, PeerHttp, peer_call_client
 from controller.reconciler._instances import InstanceBook
 from controller.reconciler._keys import Key, KeyLabels, LauncherKey, ServerKey
 from controller.reconciler._logrelay import LogRelay
@@ -124,15 +124,17 @@ class DualPodsController:
         *,
         metrics: ControllerMetrics,
         recorder: EventRecorder,
-        peer_http: httpx.AsyncClient | None = None,
+        peer_transport: httpx.AsyncBaseTransport | None = None,
         control: ControllerAuth | None = None,
         log_client: KubeClient | None = None,
     ) -> None:
         """`control`: the credentials that sign calls to launchers and stubs (contracts §14);
         None only with `--control-auth off`, for launchers and stubs that check nothing.
-        `log_client`: the apiserver client that follows direct providers' logs, one stream per
-        bound server for as long as it serves, so it must not share `client`'s pool
-        (`kube.stream_client`); None: `client`, for a handful of servers (tests)."""
+        `peer_transport`: replaces the network to launchers, stubs and instances (tests give an
+        `httpx.MockTransport`). `log_client`: the apiserver client that follows direct
+        providers' logs, one stream per bound server for as long as it serves, so it must not
+        share `client`'s pool (`kube.stream_client`); None: `client`, for a handful of servers
+        (tests)."""
         ns = settings.namespace
         self.settings = settings
         self.informers: dict[str, Informer] = focus_informers(
@@ -146,8 +148,12 @@ class DualPodsController:
         self._detached = asyncio.Semaphore(settings.max_detached)
         self.queue: WorkQueue[Key] = WorkQueue(metrics=metrics.queue, label=self.labels)
         self.book = InstanceBook()
-        self._http = peer_http or launcher_http_client()
-        self._calls_http = peer_http or peer_call_client()
+        self._http = (
+            httpx.AsyncClient(transport=peer_transport)
+            if peer_transport
+            else launcher_http_client()
+        )
+        self._calls_http = PeerHttp(peer_transport) if peer_transport else peer_call_client()
         self.watches = LauncherWatches(self._http, _NoListener(), settings.launcher_watch)
         self.state = ClusterState(ns, self.informers, self.watches, self.book)
         self.router = EventRouter(self.state, self._enqueue, book=self.book, metrics=metrics)

@@ -39,6 +39,7 @@ from contract.launcher import LAUNCHER_PORT, log_path
 from controlauth import ControlToken, Signer
 from controller.core._snapshot import admin_port_of
 from controller.reconciler import _pods as p
+from controller.reconciler._http import PeerHttp
 from controller.reconciler._peers import base_url
 from kube import PODS, ApiError, KubeClient
 
@@ -47,6 +48,8 @@ _log = logging.getLogger(__name__)
 CHUNK_BYTES: Final = 256 * 1024
 """At most this much per `set-log` call (the launcher caps an open range at 1 MiB)."""
 _RETRY_S: Final = (0.5, 1.0, 2.0, 5.0, 10.0)
+_TIMEOUT_S, _CONNECT_S = 10.0, 2.0
+"""Of each read and `set-log`."""
 PULL_PERIOD_S: Final = 2.0
 """At most one read of an instance's log per this long: the first at once, later growth
 gathered (kubectl logs then lags vLLM by at most this)."""
@@ -119,7 +122,7 @@ class LogRelay:
     def __init__(
         self,
         state: PodLookup,
-        http: httpx.AsyncClient,
+        http: PeerHttp,
         kube: KubeClient,
         namespace: str,
         *,
@@ -235,7 +238,10 @@ class LogRelay:
             pulled = asyncio.get_running_loop().time()
             size = self._sizes.get(instance, size)
             end = min(size, at + CHUNK_BYTES) - 1
-            response = await self.http.get(url, headers={"Range": f"bytes={at}-{end}"})
+            range_ = {"Range": f"bytes={at}-{end}"}
+            response = await self.http.request(
+                "GET", url, headers=range_, timeout_s=_TIMEOUT_S, connect_s=_CONNECT_S
+            )
             if response.status_code == 404:
                 return  # the instance is gone; the binding will change
             if response.status_code not in (200, 206) or not response.content:
@@ -260,8 +266,16 @@ class LogRelay:
         for a reference stub: what it was sent)."""
         url = f"{base_url(target.ip, target.port)}{rq.SET_LOG_PATH}?startPos={at}"
         headers = {"Content-Type": "text/plain"}
-        auth = ControlToken(self.signer, target.uid) if self.signer else httpx.USE_CLIENT_DEFAULT
-        response = await self.http.post(url, content=data, headers=headers, auth=auth)
+        auth = ControlToken(self.signer, target.uid) if self.signer else None
+        response = await self.http.request(
+            "POST",
+            url,
+            content=data,
+            headers=headers,
+            auth=auth,
+            timeout_s=_TIMEOUT_S,
+            connect_s=_CONNECT_S,
+        )
         if response.status_code == 400:
             raise _StubRestartedError
         response.raise_for_status()

@@ -23,6 +23,7 @@ from controller.reconciler import (
     InstanceBook,
     PeerCalls,
 )
+from controller.reconciler._http import PeerHttp
 from controller.reconciler._peers import Peers
 from controller.reconciler._pods import pod_indexers
 from controller.reconciler._podwrites import PodWrites
@@ -204,7 +205,7 @@ async def executor(
 ) -> AsyncIterator[Wiring]:
     api, peer = Recorder(apiserver), Recorder(peers)
     kube = KubeClient(httpx.AsyncClient(transport=httpx.MockTransport(api), base_url="https://k"))
-    http = httpx.AsyncClient(transport=httpx.MockTransport(peer))
+    http = PeerHttp(httpx.MockTransport(peer))
     metrics = ControllerMetrics()
     recorder = EventRecorder(_Sink())
     expectations = Expectations(timeout_s=10, clock=lambda: NOW)

@@ -57,7 +57,7 @@ def controller(api: Recorder, peers: Recorder, *, max_detached: int = 64) -> Dua
         settings,
         metrics=ControllerMetrics(),
         recorder=EventRecorder(_Sink()),
-        peer_http=httpx.AsyncClient(transport=httpx.MockTransport(peers)),
+        peer_transport=httpx.MockTransport(peers),
     )
     stores = {name: informer.store for name, informer in made.informers.items()}
     stores["pods"].upsert(pod("req", uid="req-uid", annotations={ISC_KEY: "isc1"}))
