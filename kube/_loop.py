@@ -9,6 +9,7 @@ the launcher's instances already ran on it (through uvicorn, and vLLM's `uvloop.
 from __future__ import annotations
 
 import asyncio
+import gc
 from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
@@ -16,7 +17,14 @@ T = TypeVar("T")
 
 
 def run_event_loop(main: Callable[[], Coroutine[Any, Any, T]]) -> T:
-    """Runs the coroutine `main()` to completion on uvloop (asyncio's loop without it)."""
+    """Runs the coroutine `main()` to completion on uvloop (asyncio's loop without it).
+
+    What the process imported so far is moved out of the garbage collector's sight first
+    (`gc.freeze`): modules, classes and functions live as long as the process, and without the
+    freeze every full collection walks them again (the controller spent 4% of its CPU in the
+    collector during `bench/hot_path.py`). Frozen objects are still freed by reference counting.
+    """
+    gc.freeze()
     try:
         import uvloop
     except ImportError:  # pragma: no cover - uvicorn[standard] brings it
