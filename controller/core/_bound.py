@@ -11,6 +11,7 @@ the instance's PUT (an unknown GPU UUID, C4) is a failure reported the same way,
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 from pydantic import ValidationError
@@ -76,6 +77,14 @@ def decide_bound_launcher(snap: ServerSnapshot, provider: PodView) -> list[a.Act
 
 def _committed_config(text: str) -> dict[str, Any] | None:
     """The committed VllmConfig as the body to PUT again, or None if the text is not one."""
+    parsed = _parse_config(text)
+    return dict(parsed) if parsed is not None else None
+
+
+@functools.lru_cache(maxsize=1024)
+def _parse_config(text: str) -> dict[str, Any] | None:
+    """Parsed once per text: every pass over a bound server reads its provider's annotation
+    (the caller gets its own copy of the top level; nothing changes the values)."""
     try:
         return VllmConfig.model_validate_json(text).to_json()
     except ValidationError:

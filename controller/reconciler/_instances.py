@@ -55,6 +55,13 @@ class _Held:
         return {"awake": "ready", "asleep": "sleeping"}.get(self.state) == phase
 
 
+@dataclass(frozen=True, slots=True)
+class _Parsed:
+    raw: Mapping[str, Any]
+    state: InstanceState
+    swap_key: str | None
+
+
 @dataclass(slots=True)
 class _Times:
     first_seen: float
@@ -72,6 +79,7 @@ class InstanceBook:
     def __init__(self) -> None:
         self._held: dict[str, dict[str, _Held]] = {}
         self._times: dict[str, dict[str, _Times]] = {}
+        self._parsed: dict[str, dict[str, _Parsed]] = {}
 
     def hold(
         self, launcher: str, instance_id: str, state: Override, revision: int, *, now: float
@@ -89,13 +97,19 @@ class InstanceBook:
         times = self._times.setdefault(launcher, {})
         for instance_id in instances:
             times.setdefault(instance_id, _Times(first_seen=now))
-        for book in (times, self._held.get(launcher, {})):
+        books: tuple[dict[str, Any], ...] = (
+            times,
+            self._held.get(launcher, {}),
+            self._parsed.get(launcher, {}),
+        )
+        for book in books:
             for instance_id in [i for i in book if i not in instances]:
                 del book[instance_id]
 
     def forget_launcher(self, launcher: str) -> None:
         self._times.pop(launcher, None)
         self._held.pop(launcher, None)
+        self._parsed.pop(launcher, None)
 
     def views(
         self, launcher: str, instances: Mapping[str, Mapping[str, Any]], now: float
@@ -108,10 +122,24 @@ class InstanceBook:
                 out.append(view)
         return tuple(out)
 
+    def _state(self, launcher: str, instance_id: str, raw: Mapping[str, Any]) -> _Parsed:
+        """The instance's wire state and swap key, parsed once per report: every pass over a
+        server reads every instance of its node's launchers, and the stream replaces an
+        instance's object with each event (it never edits one), so the same object is the same
+        report."""
+        cached = self._parsed.get(launcher, {}).get(instance_id)
+        if cached is not None and cached.raw is raw:
+            return cached
+        state = InstanceState.from_wire(raw)
+        parsed = _Parsed(raw, state, swap_key(state))
+        self._parsed.setdefault(launcher, {})[instance_id] = parsed
+        return parsed
+
     def _view(
         self, launcher: str, instance_id: str, raw: Mapping[str, Any], now: float
     ) -> InstanceView | None:
-        state = InstanceState.from_wire(raw)
+        parsed = self._state(launcher, instance_id, raw)
+        state = parsed.state
         phase, running = state.phase, state.running
         held_here = self._held.get(launcher, {})
         held = held_here.get(instance_id)
@@ -123,7 +151,7 @@ class InstanceBook:
             elif running and phase != "failed":
                 phase = "ready" if held.state == "awake" else "sleeping"
         times = self._times.get(launcher, {}).get(instance_id) or _Times(first_seen=now)
-        return instance_view(state, instance_id, phase, running, times)
+        return instance_view(state, instance_id, phase, running, times, key=parsed.swap_key)
 
     def __len__(self) -> int:
         return sum(len(times) for times in self._times.values())
@@ -135,6 +163,8 @@ def instance_view(
     phase: Phase | None,
     running: bool,
     times: _Times,
+    *,
+    key: str | None,
 ) -> InstanceView:
     """An `InstanceView` from the launcher's InstanceState (contracts §5.1)."""
     return InstanceView(
@@ -148,5 +178,5 @@ def instance_view(
         last_used=times.last_used or times.first_seen,
         exit_code=state.exit_code,
         reason=state.reason or None,
-        swap_key=swap_key(state),
+        swap_key=key,
     )
