@@ -77,6 +77,8 @@ class InstanceEvent:
     log_only: bool = False
     """An `UPDATED` that only says the instance's log grew (`log_size`): news for the log
     relay, not a state change worth a reconcile pass."""
+    previous: JsonObject | None = None
+    """An `UPDATED`'s instance as the stream had it before (None: it had none)."""
 
     @property
     def instance_id(self) -> str:
@@ -221,7 +223,9 @@ class LauncherWatch:
         previous = self._instances.get(event.instance_id)
         if event.type == UPDATED and previous is not None:
             event = dataclasses.replace(
-                event, log_only=_state_of(previous) == _state_of(event.instance)
+                event,
+                log_only=_state_of(previous) == _state_of(event.instance),
+                previous=previous,
             )
         if event.type == "DELETED":
             self._instances.pop(event.instance_id, None)

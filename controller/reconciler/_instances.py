@@ -135,9 +135,30 @@ class InstanceBook:
         self._parsed.setdefault(launcher, {})[instance_id] = parsed
         return parsed
 
+    def same_view(
+        self,
+        launcher: str,
+        instance_id: str,
+        before: Mapping[str, Any],
+        after: Mapping[str, Any],
+        now: float,
+    ) -> bool:
+        """Whether a decision sees the instance alike in the two reports (a launcher's change
+        that only confirms what we hold, say: `ready` after our wake). `after` is the current
+        report: an override it ends is ended, as the next pass would."""
+        seen_before = self._view(launcher, instance_id, before, now, keep=True)
+        return seen_before == self._view(launcher, instance_id, after, now)
+
     def _view(
-        self, launcher: str, instance_id: str, raw: Mapping[str, Any], now: float
+        self,
+        launcher: str,
+        instance_id: str,
+        raw: Mapping[str, Any],
+        now: float,
+        *,
+        keep: bool = False,
     ) -> InstanceView | None:
+        """`keep`: an override the report ends is kept (the view is only looked at)."""
         parsed = self._state(launcher, instance_id, raw)
         state = parsed.state
         phase, running = state.phase, state.running
@@ -145,7 +166,8 @@ class InstanceBook:
         held = held_here.get(instance_id)
         if held is not None:
             if held.ends(phase, running, revision_of(raw), now):
-                del held_here[instance_id]  # the launcher has caught up with what we did
+                if not keep:
+                    del held_here[instance_id]  # the launcher has caught up with what we did
             elif held.state == "gone":
                 return None
             elif running and phase != "failed":

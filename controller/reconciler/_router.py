@@ -193,8 +193,16 @@ class EventRouter:
         self._launcher_changed(launcher, view)
 
     def on_event(self, launcher: str, event: InstanceEvent, view: LauncherView) -> None:
-        if event.log_only:  # the log relay's news; nothing to decide
-            self.book.seen(launcher, view.instances, self.clock())
+        now = self.clock()
+        if event.log_only or (
+            event.previous is not None
+            and self.book.same_view(
+                launcher, event.instance_id, event.previous, event.instance, now
+            )
+        ):
+            # The log relay's news, or a change no decision sees (the launcher confirming the
+            # wake or sleep we made and hold): nothing to decide.
+            self.book.seen(launcher, view.instances, now)
             return
         self._launcher_changed(launcher, view)
 

@@ -104,6 +104,36 @@ def test_stream_events_go_to_the_bound_server_or_the_launcher_item() -> None:
     assert len(added) == 1
 
 
+def test_a_launcher_confirming_our_wake_queues_nothing_and_real_news_does() -> None:
+    bound = pod("l", uid="l-uid", labels={LC_LABEL: "lc"}, annotations=BOUND, pinned="n1")
+    made, added, _ = router(bound)
+
+    def report(phase: str, revision: int, status: str = "running") -> dict[str, object]:
+        return {"instance_id": "i1", "status": status, "phase": phase, "revision": revision}
+
+    def updated(before: dict[str, object], after: dict[str, object]) -> None:
+        view = StreamView(after["revision"], MappingProxyType({"i1": after}))  # type: ignore[arg-type]
+        event = InstanceEvent("UPDATED", after, after["revision"], previous=before)  # type: ignore[arg-type]
+        made.on_event("l-uid", event, view)
+
+    made.book.hold("l-uid", "i1", "awake", 3, now=NOW)  # we woke it at revision 3
+    updated(report("sleeping", 3), report("ready", 4))
+    assert added == [], "the launcher only says what we hold"
+    updated(report("ready", 4), report("sleeping", 5))
+    assert added == [(ServerKey("req-uid", "req"), "n1")], "it fell asleep: news"
+    added.clear()
+    updated(report("sleeping", 5), report("sleeping", 6, status="stopped"))
+    assert added == [(ServerKey("req-uid", "req"), "n1")], "it stopped"
+
+
+def test_a_node_heartbeat_queues_nothing() -> None:
+    requester = pod("req", uid="u", annotations={ISC: "isc1"})
+    made, added, _ = router(requester, nodes=[node()])
+    beat = {**node(), "status": {"conditions": [{"type": "Ready", "lastHeartbeatTime": "now"}]}}
+    made.node_changed(node(), beat)
+    assert added == []
+
+
 def test_node_gpu_map_isc_and_lc_changes() -> None:
     requester = pod("req", uid="u", annotations={ISC: "isc1"})
     isc = {"metadata": {"name": "isc1", "namespace": "ns"}, "spec": {"launcherConfigName": "lc"}}
