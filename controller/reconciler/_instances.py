@@ -13,9 +13,9 @@ Two things the launcher's stream cannot tell by itself:
   one without a phase (a reference launcher, whose revisions change with its state only), or
   `HOLD_MAX_S` has passed. A newer revision alone is not enough: an fma launcher's stream also
   reports the growth of an instance's log, and our own `POST /wake_up` adds a line to it before
-  the launcher's next probe sees the engine awake; taking that revision as news made one wake
-  in five go out twice in `bench/hot_path.py`. This is the executor contract's "wait for caches
-  to show own writes", applied to launcher state.
+  the launcher's next probe sees the engine awake; taking that revision as news made about
+  half of the wakes go out twice in `bench/hot_path.py`. This is the executor contract's "wait
+  for caches to show own writes", applied to launcher state.
 - **Recency.** The reference keeps least-recently-used times in memory; so do we: when this
   controller first saw an instance, and when it last put it to sleep (reference-differences B2 would
   persist them; a restart starts them again at "now", as contracts §8.7 allows).
