@@ -309,20 +309,22 @@ async def _ndjson(response: httpx.Response) -> AsyncIterator[JsonObject]:
     Split and parsed as bytes (orjson): a controller parses every Pod change of its namespace,
     and decoding to text first, then parsing with the standard library, was a tenth of its
     CPU in `bench/hot_path.py`."""
+    async for line in _byte_lines(response):
+        if line.strip():
+            event = orjson.loads(line)
+            if isinstance(event, dict):
+                yield event
+
+
+async def _byte_lines(response: httpx.Response) -> AsyncIterator[bytes]:
+    """The response's lines as bytes, whatever its chunks; the last one even without `\n`."""
     pending = bytearray()
     async for chunk in response.aiter_bytes():
         pending += chunk
         end = pending.rfind(b"\n")
-        if end < 0:
-            continue
-        lines = bytes(pending[:end]).split(b"\n")
-        del pending[: end + 1]
-        for line in lines:
-            if line.strip():
-                event = orjson.loads(line)
-                if isinstance(event, dict):
-                    yield event
-    if pending.strip():
-        event = orjson.loads(bytes(pending))
-        if isinstance(event, dict):
-            yield event
+        if end >= 0:
+            lines = bytes(pending[:end]).split(b"\n")
+            del pending[: end + 1]
+            for line in lines:
+                yield line
+    yield bytes(pending)

@@ -33,6 +33,9 @@ from controller.core import InstanceView
 Override = Literal["awake", "asleep", "gone"]
 
 
+_AGREEING: Final[dict[Override, Phase]] = {"awake": "ready", "asleep": "sleeping"}
+"""The launcher's `phase` that confirms an override."""
+
 HOLD_MAX_S: Final = 10.0
 """An override ends at the latest this long after the call: the launcher probes each instance
 every second (`--probe-interval`), so by then its word is news, not our call's echo."""
@@ -52,7 +55,7 @@ class _Held:
             return False
         if phase is None or not running or phase == "failed" or now - self.since > HOLD_MAX_S:
             return True
-        return {"awake": "ready", "asleep": "sleeping"}.get(self.state) == phase
+        return _AGREEING.get(self.state) == phase
 
 
 @dataclass(frozen=True, slots=True)

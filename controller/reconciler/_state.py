@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, Generic, Protocol, TypeVar
 
 from pydantic import BaseModel, ValidationError
@@ -38,31 +38,53 @@ from kube import (
 _log = logging.getLogger(__name__)
 
 M = TypeVar("M", bound=BaseModel)
+T = TypeVar("T")
+
+
+class _PerVersion(Generic[T]):
+    """What `build` makes of an object, kept per key until the object's resourceVersion changes.
+
+    The stores replace an object on every change and never edit one, so a resourceVersion
+    names one content; an object without one (built by a test) is built afresh each time.
+    """
+
+    def __init__(self, build: Callable[[JsonObject], T]) -> None:
+        self.build = build
+        self._cache: dict[str, tuple[str, T]] = {}
+
+    def get(self, key: str, obj: JsonObject) -> T:
+        version = str(metadata(obj).get("resourceVersion") or "")
+        cached = self._cache.get(key)
+        if cached is not None and version and cached[0] == version:
+            return cached[1]
+        value = self.build(obj)
+        if key and version:
+            self._cache[key] = (version, value)
+        return value
+
+    def forget(self, key: str) -> None:
+        self._cache.pop(key, None)
 
 
 class _Parsed(Generic[M]):
-    """CR objects parsed into `model`, memoized per (name, resourceVersion)."""
+    """CR objects parsed into `model` (or the reason they do not parse), per version."""
 
     def __init__(self, model: type[M]) -> None:
         self.model = model
-        self._cache: dict[str, tuple[str, M | None, str | None]] = {}
+        self._parsed: _PerVersion[tuple[M | None, str | None]] = _PerVersion(self._parse)
+
+    def _parse(self, obj: JsonObject) -> tuple[M | None, str | None]:
+        try:
+            return self.model.model_validate(obj), None
+        except ValidationError as exc:
+            return None, f"invalid: {exc.errors()[0].get('msg', exc)}"
 
     def get(self, store: Store, namespace: str, name: str) -> tuple[M | None, str | None]:
         obj = store.get_by_name(namespace, name)
         if obj is None:
-            self._cache.pop(name, None)
+            self._parsed.forget(name)
             return None, "not found"
-        version = str(metadata(obj).get("resourceVersion") or "")
-        cached = self._cache.get(name)
-        if cached is not None and cached[0] == version and version:
-            return cached[1], cached[2]
-        try:
-            parsed: M | None = self.model.model_validate(obj)
-            error = None
-        except ValidationError as exc:
-            parsed, error = None, f"invalid: {exc.errors()[0].get('msg', exc)}"
-        self._cache[name] = (version, parsed, error)
-        return parsed, error
+        return self._parsed.get(name, obj)
 
 
 class InstanceSource(Protocol):
@@ -93,32 +115,21 @@ class ClusterState:
         self.book = book
         self._iscs = _Parsed(InferenceServerConfig)
         self._lcs = _Parsed(LauncherConfig)
-        self._gpu_map: tuple[str, dict[str, dict[str, int]] | None] | None = None
-        self._node_views: dict[str, tuple[str, NodeView]] = {}
-        self._views: dict[str, PodView] = {}
-        """The view of each Pod's latest version seen (by UID; dropped with the Pod)."""
+        self._gpu_map = _PerVersion(lambda obj: parse_gpu_map(obj.get("data") or {}))
+        self._node_views = _PerVersion(node_view)
+        self._views = _PerVersion(pod_view)
+        """Each Pod's view (by UID; dropped with the Pod): a hot actuation decides about ten
+        times on the same few Pods, and every pass on a node reads its Node."""
         informers[PODS.plural].add_handlers(Handlers(on_delete=self._forget_view))
 
     # ----- Pods ----------------------------------------------------------------------------------
 
     def view(self, pod: JsonObject) -> PodView:
-        """`pod_view(pod)`, built once per (UID, resourceVersion).
-
-        The stores replace an object on every change and never edit one, so a resourceVersion
-        names one content; a Pod without one (built by a test) is viewed afresh each time.
-        """
-        meta = metadata(pod)
-        uid, version = str(meta.get("uid") or ""), str(meta.get("resourceVersion") or "")
-        cached = self._views.get(uid)
-        if cached is not None and version and cached.resource_version == version:
-            return cached
-        view = pod_view(pod)
-        if uid and version:
-            self._views[uid] = view
-        return view
+        """`pod_view(pod)`, built once per (UID, resourceVersion)."""
+        return self._views.get(str(metadata(pod).get("uid") or ""), pod)
 
     def _forget_view(self, pod: JsonObject) -> None:
-        self._views.pop(str(metadata(pod).get("uid") or ""), None)
+        self._views.forget(str(metadata(pod).get("uid") or ""))
 
     def pod(self, name: str) -> JsonObject | None:
         return self.pods.get_by_name(self.namespace, name)
@@ -143,20 +154,11 @@ class ClusterState:
     # ----- Nodes, CRs, gpu-map -------------------------------------------------------------------
 
     def node(self, name: str | None) -> NodeView | None:
-        """The Node's view, built once per resourceVersion (a Node changes every few seconds,
-        its view about never; every pass of every server on it reads it)."""
         obj = self.nodes.get(name) if name else None
         if obj is None:
-            self._node_views.pop(str(name), None)
+            self._node_views.forget(str(name))
             return None
-        version = str(metadata(obj).get("resourceVersion") or "")
-        cached = self._node_views.get(str(name))
-        if cached is not None and version and cached[0] == version:
-            return cached[1]
-        view = node_view(obj)
-        if version:
-            self._node_views[str(name)] = (version, view)
-        return view
+        return self._node_views.get(str(name), obj)
 
     def isc(self, name: str) -> tuple[InferenceServerConfig | None, str | None]:
         return self._iscs.get(self.isc_store, self.namespace, name)
@@ -176,14 +178,7 @@ class ClusterState:
     def gpu_map(self) -> dict[str, dict[str, int]] | None:
         """ConfigMap `gpu-map` as node → {UUID: index}; unparsable entries skipped (§2.4)."""
         obj = self.config_maps.get_by_name(self.namespace, GPU_MAP)
-        if obj is None:
-            return None
-        version = str(metadata(obj).get("resourceVersion") or "")
-        if self._gpu_map is not None and self._gpu_map[0] == version:
-            return self._gpu_map[1]
-        parsed = parse_gpu_map(obj.get("data") or {})
-        self._gpu_map = (version, parsed)
-        return parsed
+        return self._gpu_map.get(GPU_MAP, obj) if obj is not None else None
 
     # ----- launchers -----------------------------------------------------------------------------
 
