@@ -143,10 +143,7 @@ def _hot_round(env: BenchEnv, args: argparse.Namespace, template: dict[str, Any]
     return {
         # Every Event of the whole run by reason and component (what the writes were).
         "events_by_reason": dict(
-            sum(
-                (Counter({f"{e.reason} ({e.source.component})": e.count or 1}) for e in events),
-                Counter(),
-            ).most_common()
+            sum((Counter({_event_key(e): e.count or 1}) for e in events), Counter()).most_common()
         ),
         "release_s": round(released - began, 2),
         "all_ready_s": round(finished - started, 2) if finished is not None else None,
@@ -157,6 +154,17 @@ def _hot_round(env: BenchEnv, args: argparse.Namespace, template: dict[str, Any]
         "apiserver_writes_unbind": writes_per(before, middle, count),
         "apiserver_writes_hot": writes_per(middle, after, count),
     }
+
+
+def _event_key(event: Any) -> str:
+    """Reason and component; a probe failure also says whose probe (requester or provider) and
+    which, as those are what a kubelet that cannot keep up writes."""
+    key = f"{event.reason} ({event.source.component})"
+    if event.reason != "Unhealthy":
+        return key
+    role = "provider" if "-dual-" in event.involved_object.name else "requester"
+    probe, _, detail = event.message.partition(" probe failed: ")
+    return f"{key} {role} {probe.lower()}: {detail.rpartition(': ')[2]}"
 
 
 def _is_requester(record: PodRecord) -> bool:

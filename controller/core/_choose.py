@@ -112,11 +112,8 @@ def decide_unbound_launcher_mode(  # noqa: PLR0911 - each lookup can end the pas
         wait = a.Requeue(after=max(first_stuck - snap.now, 0.0), reason="launcher starting")
         return [*cleanup, *requester_update(snap, errors=[]), wait]
     pod = _cold_launcher(template.for_node(req.node_name), req, want)
-    return [
-        *cleanup,
-        a.CreateLauncher(pod=pod, lc_name=lc_name),
-        *requester_update(snap, errors=[]),
-    ]
+    # As for a direct provider: the bound path writes the requester once, naming the launcher.
+    return [*cleanup, a.CreateLauncher(pod=pod, lc_name=lc_name)]
 
 
 def _classify(

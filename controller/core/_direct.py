@@ -17,7 +17,6 @@ from controller.core._snapshot import (
     ServerSnapshot,
     cuda_devices,
     ref,
-    requester_update,
     status_only,
 )
 
@@ -62,8 +61,11 @@ def decide_unbound_direct(snap: ServerSnapshot, gpus: tuple[str, ...]) -> list[a
     ]
     if sleepers:
         chosen = max(sleepers, key=provider_age)  # the freshest of identical sleepers
+        # `sleeping: "false"` with the bind, as on a provider created bound (§4.1): in direct
+        # mode the label says the provider is bound to serve, so the wake that follows needs
+        # no second write of the provider.
         patch = a.PodPatch(
-            labels={keys.DUAL: req.name},
+            labels={keys.DUAL: req.name, keys.SLEEPING: "false"},
             annotations={
                 keys.REQUESTER: f"{req.uid} {req.name}",
                 keys.ACCELERATORS: ",".join(gpus),
@@ -74,7 +76,9 @@ def decide_unbound_direct(snap: ServerSnapshot, gpus: tuple[str, ...]) -> list[a
         return [a.BindProvider(pod=ref(chosen), patch=patch)]
     if room := _make_room(snap, node, indices):
         return room
-    return [a.CreateDirectProvider(pod=built.pod), *requester_update(snap, errors=[])]
+    # The requester is written once, by the next pass's bound path, when the provider's name
+    # (generated) is known: status, accelerators, `dual` label and finalizer in one Update.
+    return [a.CreateDirectProvider(pod=built.pod)]
 
 
 def _make_room(snap: ServerSnapshot, node: str, indices: list[int]) -> list[a.Action]:

@@ -19,6 +19,7 @@ from controller.core._snapshot import (
     is_launcher_mode,
     ref,
     status_only,
+    wants_requester_finalizer,
 )
 from controller.core._unbind import decide_unbind
 from controller.core._views import PodView
@@ -33,12 +34,15 @@ def decide_server(snap: ServerSnapshot) -> list[a.Action]:  # noqa: PLR0911 - §
     provider = snap.providers[0] if snap.providers else None
     if req is None and provider is None:
         return [a.ForgetServer()]
-    wanted = provider is not None and provider.server_running
-    if req is not None and keys.REQUESTER_FINALIZER in req.finalizers and not wanted:
+    if (
+        req is not None
+        and keys.REQUESTER_FINALIZER in req.finalizers
+        and not wants_requester_finalizer(provider)
+    ):
         patch = a.PodPatch(remove_finalizers=(keys.REQUESTER_FINALIZER,))
         return [a.UpdateRequester(pod=ref(req), patch=patch)]
     if provider is not None and provider.deleting:
-        return _provider_deleted(snap, provider, wanted=wanted)
+        return _provider_deleted(snap, provider)
     if provider is not None and (req is None or req.deleting):
         return decide_unbind(snap, provider)
     assert req is not None
@@ -100,12 +104,12 @@ def _starting(snap: ServerSnapshot, req: PodView, provider: PodView | None) -> l
     return status_only(snap, [why], provider=provider)
 
 
-def _provider_deleted(snap: ServerSnapshot, provider: PodView, *, wanted: bool) -> list[a.Action]:
+def _provider_deleted(snap: ServerSnapshot, provider: PodView) -> list[a.Action]:
     """§8.2 step 4: a bound provider is being deleted from outside → replace the requester."""
     req = snap.requester
     actions: list[a.Action] = []
     if req is not None and not req.deleting:
-        if wanted and keys.REQUESTER_FINALIZER not in req.finalizers:
+        if keys.REQUESTER_FINALIZER not in req.finalizers:
             patch = a.PodPatch(add_finalizers=(keys.REQUESTER_FINALIZER,))
             actions.append(a.UpdateRequester(pod=ref(req), patch=patch))
         message = f'server-providing Pod "{provider.name}" is being deleted'

@@ -75,6 +75,16 @@ def status_json(errors: list[str]) -> str:
     return '{"Errors":' + (go_json(errors) if errors else "null") + "}"
 
 
+def wants_requester_finalizer(provider: PodView | None) -> bool:
+    """The requester's finalizer is held from the bind until the unbind (§8.2 step 3).
+
+    fma's change: the reference holds it only while the provider's container is Running, so a
+    cold actuation wrote the requester twice (bound, then finalizer) and a requester deleted in
+    between could go while its provider was about to start on the GPUs. Held from the bind, it
+    is written with the rest of the requester's side, and the unbind always runs first."""
+    return provider is not None
+
+
 def requester_update(
     snap: ServerSnapshot,
     *,
@@ -86,7 +96,7 @@ def requester_update(
     req = snap.requester
     if req is None or req.deleting:
         return []
-    want_finalizer = provider is not None and provider.server_running
+    want_finalizer = wants_requester_finalizer(provider)
     gpus = snap.memory.gpu_uuids
     labels = _changed(
         req.labels,

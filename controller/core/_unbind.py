@@ -121,9 +121,13 @@ def _asleep(snap: ServerSnapshot, inst: InstanceView) -> bool:
 
 
 def _direct_sleep(snap: ServerSnapshot, provider: PodView, *, wedged: bool) -> list[a.Action]:
-    if snap.memory.sleeping is True or provider.ip is None or snap.memory.failure is not None:
-        if snap.memory.failure is not None:
-            return [a.DeleteProvider(pod=ref(provider), reason="failed")]
+    if snap.memory.failure is not None:
+        return [a.DeleteProvider(pod=ref(provider), reason="failed")]
+    if provider.ip is None:
+        # fma's change: the reference unbinds it as it is, and the vLLM it then starts serves
+        # awake without a requester. A provider that never started holds nothing to keep.
+        return [a.DeleteProvider(pod=ref(provider), reason="never started: nothing to keep")]
+    if snap.memory.sleeping is True:
         return []
     if wedged:
         return [a.DeleteProvider(pod=ref(provider), reason="wedged: could not be put to sleep")]

@@ -578,7 +578,7 @@ def test_direct_gpu_map_problems() -> None:
 def test_direct_creates_then_reuses_sleeper() -> None:
     actions = decide_server(direct_snapshot())
     create = actions[0]
-    assert type(create).__name__ == "CreateDirectProvider"
+    assert kinds(actions) == ["CreateDirectProvider"], "the requester waits for the name"
     nominal = create.pod["metadata"]["annotations"]["dual-pods.llm-d.ai/nominal"]  # type: ignore[attr-defined]
     sleeper = launcher_pod(
         "r-dual-1", labels={}, annotations={"dual-pods.llm-d.ai/nominal": nominal}
@@ -588,6 +588,10 @@ def test_direct_creates_then_reuses_sleeper() -> None:
     )
     actions = decide_server(direct_snapshot(direct_providers=(terminating, sleeper)))
     assert bind_target(actions) == "r-dual-1"
+    bind = actions[0]
+    assert isinstance(bind, BindProvider)
+    # Labelled as a provider created bound is, so the wake needs no second write of it.
+    assert bind.patch.labels["dual-pods.llm-d.ai/sleeping"] == "false"
 
 
 def sleeper_on_gpu0(name: str, age: float, **overrides: Any) -> PodView:
@@ -655,6 +659,40 @@ def test_direct_bound_queries_wakes_and_relays() -> None:
     assert "did not start serving" in (
         status_of(direct_bound(ServerMemory(gpu_uuids=GPUS), created_at=NOW - 10_000)) or ""
     )
+
+
+def test_direct_hot_path_writes_the_provider_once_and_the_requester_once() -> None:
+    bound = {"dual-pods.llm-d.ai/sleeping": "false", "dual-pods.llm-d.ai/dual": "req"}
+    woken = direct_bound(ServerMemory(gpu_uuids=GPUS, sleeping=False), labels=bound)
+    assert not any(isinstance(a, UpdateProvider) for a in woken)
+    written = [a for a in woken if isinstance(a, UpdateRequester)]
+    assert len(written) == 1
+    assert written[0].patch.add_finalizers == (FIN,)
+    assert written[0].patch.labels["dual-pods.llm-d.ai/dual"] == "req-dual-x"
+
+
+def test_requester_finalizer_is_held_from_the_bind_on() -> None:
+    starting = direct_bound(ServerMemory(gpu_uuids=GPUS), ip=None, server_running=False)
+    written = [a for a in starting if isinstance(a, UpdateRequester)]
+    assert [a.patch.add_finalizers for a in written] == [(FIN,)]
+    unbound = decide_server(direct_snapshot(requester=direct_requester(finalizers=(FIN,))))
+    assert unbound == [UpdateRequester(pod=PodRef(name="req", uid="req-uid", resource_version="10"),
+                                       patch=PodPatch(remove_finalizers=(FIN,)))]  # fmt: skip
+
+
+def test_direct_unbind_deletes_a_provider_that_never_started() -> None:
+    provider = launcher_pod(
+        "req-dual-x",
+        labels={"dual-pods.llm-d.ai/sleeping": "false"},
+        annotations={"dual-pods.llm-d.ai/requester": "req-uid req"},
+        ip=None,
+        server_running=False,
+    )
+    snap = snapshot(
+        providers=(provider,), requester=None, memory=ServerMemory(unbind_started_at=NOW)
+    )
+    actions = decide_server(snap)
+    assert kinds(actions) == ["DeleteProvider"], "unbound, it would start awake for nobody"
 
 
 def test_direct_unbind_sleeps_stamps_last_used_or_deletes_when_wedged() -> None:

@@ -85,7 +85,7 @@ def test_a_cold_actuation_runs_its_passes_in_a_row_until_the_cache_lags() -> Non
         assert created["metadata"]["finalizers"] == ["dual-pods.llm-d.ai/provider"]
         assert made.memories[KEY.uid].path == "cold"
         assert await settled(made, KEY) == Result(requeue_after=1.0)
-        assert len(api.requests) == 2
+        assert len(api.requests) == 1, "the requester waits until the launcher has its name"
         launcher = pod("launcher-lc-abcde", uid="launcher-lc-abcde-uid", ip=None, rv="11",
                        annotations=created["metadata"]["annotations"],
                        labels=created["metadata"]["labels"], pinned="n1",
@@ -98,13 +98,16 @@ def test_a_cold_actuation_runs_its_passes_in_a_row_until_the_cache_lags() -> Non
         assert await settled(made, KEY) == Result(requeue_after=1.0)
         written = api.bodies()[-1]["metadata"]
         assert api.requests[-1].url.path.endswith("/pods/req")
+        assert written["labels"]["dual-pods.llm-d.ai/dual"] == "launcher-lc-abcde"
+        assert written["finalizers"] == ["dual-pods.llm-d.ai/requester"], "held from the bind"
         requester = pod("req", uid="req-uid", rv="12", labels=written["labels"],
-                        annotations={ISC_KEY: "isc1", **written["annotations"]})  # fmt: skip
+                        annotations={ISC_KEY: "isc1", **written["annotations"]},
+                        finalizers=written["finalizers"])  # fmt: skip
         made.informers[PODS.plural].store.upsert(requester)
         result = await settled(made, KEY)  # the launcher is starting: wait for it
         assert isinstance(result, Result) and result.requeue_after is not None
         assert result.requeue_after > 100  # the launcher's start deadline (900 s)
-        assert len(api.requests) == 3, "nothing written again"
+        assert len(api.requests) == 2, "one write of the requester, nothing written again"
         await made.executor.peers.calls.http.aclose()
 
     run_virtual(main)
