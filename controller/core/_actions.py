@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 Path = Literal["hot", "warm", "cold", "swap"]
 DeleteReason = Literal["stopped", "invalid", "reclaim", "evict", "obsolete", "failed", "wedged"]
@@ -62,6 +62,11 @@ class UpdatePod(Action):
 
     pod: PodRef
     patch: PodPatch
+    versioned: ClassVar[bool] = True
+    """Conditional on the resourceVersion the decision saw (a provider's bind, unbind and
+    labels: a claim must fail when anything changed). False: on the UID only, each change
+    applied by key (labels, annotations, finalizers one by one), so writes of other fields in
+    between (the kubelet's) do not make it fail."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -81,7 +86,13 @@ class UpdateProvider(UpdatePod):
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class UpdateRequester(UpdatePod):
-    """Status annotation, `accelerators`, `dual`/`instance` labels and the requester finalizer."""
+    """Status annotation, `accelerators`, `dual`/`instance` labels and the requester finalizer.
+
+    Not versioned: only this controller writes these keys, one pass per server at a time, while
+    the kubelet writes the requester's status throughout; a terminating requester's status
+    changed under about half the unbinds' finalizer removals (a 409 and a retry pass each)."""
+
+    versioned: ClassVar[bool] = False
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

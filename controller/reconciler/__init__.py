@@ -13,7 +13,7 @@ from controller.reconciler._http import CallError, HttpSettings, PeerCalls
 from controller.reconciler._instances import InstanceBook
 from controller.reconciler._keys import IscKey, Key, KeyLabels, LauncherKey, ServerKey
 from controller.reconciler._notes import note_for
-from controller.reconciler._podwrites import merge_patch
+from controller.reconciler._podwrites import PodWrites, merge_patch
 from controller.reconciler._state import ClusterState, parse_gpu_map
 
 __all__ = [
@@ -32,6 +32,7 @@ __all__ = [
     "Outcome",
     "PassContext",
     "PeerCalls",
+    "PodWrites",
     "ReconcilerSettings",
     "ServerKey",
     "merge_patch",

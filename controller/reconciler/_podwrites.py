@@ -1,11 +1,14 @@
 """The Kubernetes side of the actions: Pod updates, deletes and creates, all conditional.
 
-An `UpdatePod` becomes one JSON merge patch of `metadata` carrying the UID and the
+A versioned `UpdatePod` becomes one JSON merge patch of `metadata` carrying the UID and the
 resourceVersion the decision saw (contracts §8: every write with preconditions; a stale version
 is a 409). Finalizers are a list, which a merge patch replaces whole, so the new list is built
 from the Pod at that very version — the cached object, or the one the previous write of this
-pass returned. Deletes carry the UID always and the resourceVersion when the action asks for
-preconditions; an already deleted Pod counts as deleted.
+pass returned. An unversioned one (`UpdatePod.versioned`) is a strategic merge patch carrying
+the UID: `ObjectMeta.finalizers` merges as a set there, so it adds and removes single entries
+(`$deleteFromPrimitiveList`) and needs neither a base nor a version. Deletes carry the UID
+always and the resourceVersion when the action asks for preconditions; an already deleted Pod
+counts as deleted.
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ from controller.core import (
     with_control_env,
 )
 from controller.reconciler._expectations import Expectation
-from kube import PODS, ApiError, JsonObject, KubeClient, Preconditions, metadata
+from kube import PODS, ApiError, JsonObject, KubeClient, PatchType, Preconditions, metadata
 
 
 def _version(obj: Mapping[str, Any] | None) -> str:
@@ -50,6 +53,21 @@ def merge_patch(action: UpdatePod, base: JsonObject | None, version: str) -> Jso
     return {"metadata": meta}
 
 
+def strategic_patch(action: UpdatePod) -> JsonObject:
+    """The strategic merge patch of an unversioned `action`: each key and finalizer on its own."""
+    patch = action.patch
+    meta: dict[str, Any] = {"uid": action.pod.uid}
+    if patch.labels:
+        meta["labels"] = dict(patch.labels)
+    if patch.annotations:
+        meta["annotations"] = dict(patch.annotations)
+    if patch.add_finalizers:
+        meta["finalizers"] = list(patch.add_finalizers)
+    if patch.remove_finalizers:
+        meta["$deleteFromPrimitiveList/finalizers"] = list(patch.remove_finalizers)
+    return {"metadata": meta}
+
+
 class PodWrites:
     """Performs the Pod actions of one pass; remembers what each write returned."""
 
@@ -64,10 +82,19 @@ class PodWrites:
     async def update(
         self, action: UpdatePod, base: JsonObject | None, version: str
     ) -> tuple[JsonObject, Expectation]:
-        body = merge_patch(action, base, version)
-        updated = await self.client.patch(
-            PODS, action.pod.name, body, namespace=self.namespace, patch_type="merge"
-        )
+        kind: PatchType = "merge" if action.versioned else "strategic"
+        body = merge_patch(action, base, version) if action.versioned else strategic_patch(action)
+        try:
+            updated = await self.client.patch(
+                PODS, action.pod.name, body, namespace=self.namespace, patch_type=kind
+            )
+        except ApiError as exc:
+            if exc.invalid and "metadata.uid" in exc.message:
+                # Without a version the apiserver checks the UID as an immutable field (422):
+                # the Pod of that name is another one, ours is gone.
+                message = f'pod "{action.pod.name}" with UID {action.pod.uid} is gone'
+                raise ApiError(404, "NotFound", message, exc.body) from exc
+            raise
         return updated, _expect(action.pod, "version", updated)
 
     async def delete(self, action: DeletePod, version: str) -> tuple[JsonObject, Expectation]:

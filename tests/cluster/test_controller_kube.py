@@ -16,6 +16,7 @@ import httpx
 import pytest
 import yaml
 
+from controller.core import PodPatch, PodRef, UpdateRequester
 from controller.observability import (
     ControllerMetrics,
     HealthChecks,
@@ -24,6 +25,7 @@ from controller.observability import (
     ServerSettings,
     all_synced,
 )
+from controller.reconciler import PodWrites
 from crds import EXAMPLE_FILES
 from kube import (
     CONFIG_MAPS,
@@ -220,6 +222,55 @@ def test_stale_writes_fail_with_409_and_fresh_ones_name_the_field_manager(
             )
 
     asyncio.run(main())
+
+
+def test_requester_updates_change_single_keys_and_fail_on_another_uid(
+    cluster: LocalCluster, namespace: str
+) -> None:
+    """`UpdateRequester` as the apiserver applies it: no version to go stale, one finalizer
+    removed with the others kept, and a Pod recreated under the name is not written."""
+    fin, other = "dual-pods.llm-d.ai/requester", "example.com/keep"
+
+    async def main() -> None:
+        async with kube(cluster) as client:
+            writes = PodWrites(client, namespace)
+            body = {"metadata": {"name": "req", "finalizers": [other, fin], "labels": {"a": "1"}},
+                    # Never scheduled: no kubelet of another test runs it.
+                    "spec": {"containers": [{"name": "c", "image": "x"}],
+                             "nodeSelector": {"fma-test/nowhere": "true"}}}  # fmt: skip
+            created = await client.create(PODS, body, namespace=namespace)
+            ref = PodRef(name="req", uid=created["metadata"]["uid"])
+            # Changed since (the kubelet writes status meanwhile): no 409.
+            await patch_merge(client, PODS, created, {"metadata": {"labels": {"b": "2"}}})
+            release = UpdateRequester(
+                pod=ref, patch=PodPatch(labels={"a": None}, remove_finalizers=(fin,))
+            )
+            updated, _ = await writes.update(release, None, "")
+            assert updated["metadata"]["finalizers"] == [other]
+            assert updated["metadata"]["labels"] == {"b": "2"}
+            again = UpdateRequester(pod=ref, patch=PodPatch(add_finalizers=(fin,)))
+            updated, _ = await writes.update(again, None, "")
+            assert sorted(updated["metadata"]["finalizers"]) == sorted([other, fin])
+
+            await client.patch(PODS, "req", {"metadata": {"finalizers": None}},
+                               namespace=namespace)  # fmt: skip
+            await client.delete(PODS, "req", namespace=namespace, grace_period_s=0)
+            await until("the Pod gone", lambda: _gone(client, namespace, "req"))
+            await client.create(PODS, body | {"metadata": {"name": "req"}}, namespace=namespace)
+            with pytest.raises(ApiError) as caught:
+                await writes.update(again, None, "")
+            assert caught.value.not_found, caught.value
+            await client.delete(PODS, "req", namespace=namespace, grace_period_s=0)
+
+    asyncio.run(main())
+
+
+async def _gone(client: KubeClient, namespace: str, name: str) -> bool:
+    try:
+        await client.get(PODS, name, namespace=namespace)
+    except ApiError as exc:
+        return exc.not_found
+    return False
 
 
 def test_events_on_a_pod_are_created_and_repeats_counted(

@@ -91,8 +91,8 @@ def test_a_cold_actuation_runs_its_passes_in_a_row_until_the_cache_lags() -> Non
                        labels=created["metadata"]["labels"], pinned="n1",
                        created=dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"))  # fmt: skip
         made.informers[PODS.plural].store.upsert(launcher)
-        requester = pod("req", uid="req-uid", rv="11", annotations={ISC_KEY: "isc1"})
-        made.informers[PODS.plural].store.upsert(requester)
+        made.informers[PODS.plural].store.upsert(pod("req", uid="req-uid", rv="10",
+                                                     annotations={ISC_KEY: "isc1"}))  # fmt: skip
         # Bound: the requester's labels and status are written, and the pass that wrote them
         # decides again at once, which waits until the cache shows that write.
         assert await settled(made, KEY) == Result(requeue_after=1.0)
@@ -100,7 +100,7 @@ def test_a_cold_actuation_runs_its_passes_in_a_row_until_the_cache_lags() -> Non
         assert api.requests[-1].url.path.endswith("/pods/req")
         assert written["labels"]["dual-pods.llm-d.ai/dual"] == "launcher-lc-abcde"
         assert written["finalizers"] == ["dual-pods.llm-d.ai/requester"], "held from the bind"
-        requester = pod("req", uid="req-uid", rv="12", labels=written["labels"],
+        requester = pod("req", uid="req-uid", rv="11", labels=written["labels"],
                         annotations={ISC_KEY: "isc1", **written["annotations"]},
                         finalizers=written["finalizers"])  # fmt: skip
         made.informers[PODS.plural].store.upsert(requester)

@@ -28,6 +28,7 @@ from controller.core import (
     ServerMemory,
     Sleep,
     UnbindProvider,
+    UpdateProvider,
     UpdateRequester,
     Wake,
 )
@@ -76,8 +77,8 @@ def test_writes_chain_versions_and_carry_preconditions() -> None:
     async def main() -> None:
         cluster = state(pods=[pod("req", uid="req-uid", finalizers=["other"])])
         async with executor(cluster) as w:
-            add = UpdateRequester(pod=REQ, patch=PodPatch(add_finalizers=(FIN,)))
-            label = UpdateRequester(pod=REQ, patch=PodPatch(labels={"a": None}))
+            add = UpdateProvider(pod=REQ, patch=PodPatch(add_finalizers=(FIN,)))
+            label = UpdateProvider(pod=REQ, patch=PodPatch(labels={"a": None}))
             delete = DeleteRequester(pod=REQ)
             outcome = await w.executor.run([add, label, delete], ServerMemory(), CTX)
             assert outcome.failure is None and outcome.acted
@@ -96,6 +97,29 @@ def test_writes_chain_versions_and_carry_preconditions() -> None:
                 .headers["content-type"]
                 .startswith("application/merge-patch+json")
             )
+
+    run_virtual(main)
+
+
+def test_requester_updates_hold_on_the_uid_and_change_single_finalizers() -> None:
+    async def main() -> None:
+        cluster = state(pods=[pod("req", uid="req-uid", finalizers=["other", FIN])])
+        async with executor(cluster) as w:
+            release = UpdateRequester(
+                pod=REQ, patch=PodPatch(labels={"a": None}, remove_finalizers=(FIN,))
+            )
+            outcome = await w.executor.run([release], ServerMemory(), CTX)
+            assert outcome.failure is None
+            (body,) = w.apiserver.bodies()
+            # No resourceVersion: the kubelet's status writes in between do not make it a 409,
+            # and no whole list: a finalizer someone else adds meanwhile stays.
+            assert body["metadata"] == {
+                "uid": "req-uid",
+                "labels": {"a": None},
+                "$deleteFromPrimitiveList/finalizers": [FIN],
+            }
+            content_type = w.apiserver.requests[0].headers["content-type"]
+            assert content_type.startswith("application/strategic-merge-patch+json")
 
     run_virtual(main)
 
