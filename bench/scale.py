@@ -16,8 +16,9 @@ them (by free `nvidia.com/gpu`) and the clock starts before the first create.
 The nodes are dealt over 4 hollow-kubelet processes (`--kubelets`; a real cluster has one kubelet
 per node). One process serving 1000 containers and probing them every second falls behind on
 this machine: its probes time out, each flip of a Pod's readiness is an `Unhealthy` Event and
-two status writes, and the writes per requester then measure the harness, not fma (issue 17:
-18.2 writes per hot actuation with one process, 8.9 with four, in runs of the same commit).
+two status writes, and the writes per requester then measure the harness, not fma (issue 17,
+runs of one commit: with one process 18.2 writes per hot actuation and 2478 `Unhealthy` Events,
+with two 10.5 and 854; with four, none in the runs since).
 
 Targets (issue 6): all Ready within 60 s; controller peak RSS ≤ 300 MB.
 Run: `.venv/bin/python bench/scale.py [--requesters 500] [--nodes 50]`.
