@@ -289,7 +289,7 @@ class Executor:
             obj, expectation = await self.pods.update(action, base, version)
         else:
             obj, expectation = await self.pods.delete(action, version)
-        if obj.get("kind", "Pod") == "Pod" and obj:
+        if obj.get("kind", "Pod") == "Pod" and obj and expectation.want != "absent":
             written.pods[ref.uid] = obj
             self.write_through(obj, ctx.item)
         self.expectations.expect(ctx.item, expectation)

@@ -3,7 +3,8 @@
 The executor contract (controller/core/_actions.py): a decision made on a cache older than its
 own last write could, for example, create a second provider. So after each Pod write the
 executor records what the cache must show — the Pod at the written resourceVersion or newer,
-a created Pod present, a deleted Pod gone or terminating — and the item's next pass runs only
+a created Pod present, a deleted Pod gone or terminating, a Pod an update deleted absent — and
+the item's next pass runs only
 once the cache shows it. The informer's event for that very write re-queues the item, so the
 wait costs one watch round trip; an expectation that is never met (a Pod created and deleted
 again before the watch delivered it) expires after `timeout_s` instead of blocking forever.
@@ -20,7 +21,7 @@ from kube import JsonObject, metadata
 
 _log = logging.getLogger(__name__)
 
-Want = Literal["version", "present", "gone"]
+Want = Literal["version", "present", "gone", "absent"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,6 +44,8 @@ def met(expectation: Expectation, cached: JsonObject | None) -> bool:
     """Whether the cached Pod (by name) shows the expectation."""
     if cached is None or str(metadata(cached).get("uid") or "") != expectation.uid:
         return expectation.want != "present"  # gone, or replaced by a newer Pod of that name
+    if expectation.want == "absent":
+        return False
     if expectation.want == "gone":
         return bool(metadata(cached).get("deletionTimestamp")) or (
             expectation.resource_version > 0 and _version(cached) >= expectation.resource_version

@@ -252,9 +252,17 @@ def test_requester_updates_change_single_keys_and_fail_on_another_uid(
             updated, _ = await writes.update(again, None, "")
             assert sorted(updated["metadata"]["finalizers"]) == sorted([other, fin])
 
-            await client.patch(PODS, "req", {"metadata": {"finalizers": None}},
+            # Being deleted with no grace left: the update that empties the finalizers deletes
+            # it, and the answer is at the version stored before: the pass waits for "absent".
+            await client.patch(PODS, "req", {"metadata": {"finalizers": [fin]}},
                                namespace=namespace)  # fmt: skip
             await client.delete(PODS, "req", namespace=namespace, grace_period_s=0)
+            last = await client.get(PODS, "req", namespace=namespace)
+            release = UpdateRequester(pod=ref, patch=PodPatch(remove_finalizers=(fin,)))
+            answer, expectation = await writes.update(release, None, "")
+            assert "finalizers" not in answer["metadata"]
+            assert answer["metadata"]["resourceVersion"] == last["metadata"]["resourceVersion"]
+            assert expectation.want == "absent"
             await until("the Pod gone", lambda: _gone(client, namespace, "req"))
             await client.create(PODS, body | {"metadata": {"name": "req"}}, namespace=namespace)
             with pytest.raises(ApiError) as caught:

@@ -124,6 +124,33 @@ def test_requester_updates_hold_on_the_uid_and_change_single_finalizers() -> Non
     run_virtual(main)
 
 
+def test_an_update_that_deleted_the_requester_waits_until_it_left_the_cache() -> None:
+    def deleted(request: httpx.Request) -> httpx.Response:
+        # The apiserver's answer when the update emptied the finalizers of a Pod deleted with
+        # no grace left: the update applied, at the version stored before (v1.20).
+        meta = {
+            "name": "req",
+            "uid": "req-uid",
+            "resourceVersion": "10",
+            "deletionTimestamp": "2026-01-01T00:00:00Z",
+            "deletionGracePeriodSeconds": 0,
+        }
+        return httpx.Response(200, json={"kind": "Pod", "metadata": meta})  # fmt: skip
+
+    async def main() -> None:
+        cluster = state(pods=[pod("req", uid="req-uid", finalizers=[FIN])])
+        async with executor(cluster, apiserver=deleted) as w:
+            release = UpdateRequester(pod=REQ, patch=PodPatch(remove_finalizers=(FIN,)))
+            outcome = await w.executor.run([release], ServerMemory(), CTX)
+            assert outcome.failure is None
+            # The cache still shows version 10 with the finalizer: deciding on it would remove
+            # the finalizer again, from a Pod that is gone.
+            assert w.expectations.wait_for(CTX.item, cluster.pod)
+            assert not w.expectations.wait_for(CTX.item, lambda name: None)
+
+    run_virtual(main)
+
+
 def test_first_failure_stops_the_pass_and_is_recorded() -> None:
     def refuse(request: httpx.Request) -> httpx.Response:
         return httpx.Response(500, text="boom")
