@@ -134,8 +134,12 @@ class LogRelay:
         self.kube = kube
         self.namespace = namespace
         self._pumps: dict[str, tuple[Target, asyncio.Task[None]]] = {}
-        self._sizes: dict[tuple[str, str], int] = {}
-        self._asleep: set[tuple[str, str]] = set()
+        self._sizes: dict[str, dict[str, int]] = {}
+        """Per launcher UID, each instance's `log_size` as the launcher last reported it. Each
+        report lists all of a launcher's instances, so it replaces the launcher's entry: a
+        deleted instance (and, with `pod_deleted`, a deleted launcher) leaves nothing behind."""
+        self._asleep: dict[str, frozenset[str]] = {}
+        """Per launcher UID, the instances it reports `sleeping` (not read until awake)."""
         self._news: dict[str, asyncio.Event] = {}
 
     # ----- what changed (called on the event loop; quick) ---------------------------------
@@ -152,17 +156,20 @@ class LogRelay:
         binding = p.bound_to(pod)
         for uid in {p.uid(pod), binding[0] if binding else ""} - {""}:
             self._stop(uid)
+        self._sizes.pop(p.uid(pod), None)
+        self._asleep.pop(p.uid(pod), None)
 
     def log_grew(self, launcher_uid: str, instances: Mapping[str, Mapping[str, Any]]) -> None:
         """The launcher's view: remember each instance's `log_size`, wake waiting pumps."""
+        known = self._sizes.get(launcher_uid, {})
+        sizes: dict[str, int] = {}
         for iid, obj in instances.items():
             size = obj.get("log_size")
-            if isinstance(size, int) and size > self._sizes.get((launcher_uid, iid), -1):
-                self._sizes[(launcher_uid, iid)] = size
-            if obj.get("phase") == "sleeping":
-                self._asleep.add((launcher_uid, iid))
-            else:
-                self._asleep.discard((launcher_uid, iid))
+            sizes[iid] = max(size if isinstance(size, int) else -1, known.get(iid, -1))
+        self._sizes[launcher_uid] = sizes
+        self._asleep[launcher_uid] = frozenset(
+            iid for iid, obj in instances.items() if obj.get("phase") == "sleeping"
+        )
         for uid, (target, _) in self._pumps.items():
             if (
                 isinstance(target.source, InstanceLog)
@@ -226,17 +233,17 @@ class LogRelay:
         news = self._news[uid]
         at = 0
         pulled = -PULL_PERIOD_S
-        instance = (source.launcher_uid, source.instance_id)
+        launcher, iid = source.launcher_uid, source.instance_id
         while True:
-            size = self._sizes.get(instance, 0)
-            if at >= size or instance in self._asleep:
+            size = self._sizes.get(launcher, {}).get(iid, 0)
+            if at >= size or iid in self._asleep.get(launcher, ()):
                 news.clear()
                 await news.wait()
                 continue
             # Coalesce: a bound engine's log grows by a line at each of the launcher's probes.
             await asyncio.sleep(pulled + PULL_PERIOD_S - asyncio.get_running_loop().time())
             pulled = asyncio.get_running_loop().time()
-            size = self._sizes.get(instance, size)
+            size = self._sizes.get(launcher, {}).get(iid, size)
             end = min(size, at + CHUNK_BYTES) - 1
             range_ = {"Range": f"bytes={at}-{end}"}
             response = await self.http.request(

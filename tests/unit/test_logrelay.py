@@ -305,6 +305,19 @@ def test_an_asleep_instance_is_read_once_it_wakes() -> None:
     asyncio.run(relaying(scenario))
 
 
+def test_what_it_knows_of_gone_instances_and_launchers_is_dropped() -> None:
+    """A launcher's report lists all its instances: a long-running controller keeps nothing of
+    the instances deleted since, nor of deleted launchers."""
+    relay = LogRelay(Cache(launcher()), None, None, "ns")  # type: ignore[arg-type]
+    relay.log_grew(LAUNCHER_UID, {"a": {"log_size": 5}, "b": {"log_size": 7, "phase": "sleeping"}})
+    relay.log_grew(LAUNCHER_UID, {"b": {"log_size": 3, "phase": "ready"}})
+    # (private records: what a leak would be; a log's size never goes back)
+    assert relay._sizes == {LAUNCHER_UID: {"b": 7}}
+    assert relay._asleep == {LAUNCHER_UID: frozenset()}
+    relay.pod_deleted(launcher())
+    assert relay._sizes == {} and relay._asleep == {}
+
+
 # --- a failed instance's last lines (what stays on the requester) -------------------------------
 
 
