@@ -4,10 +4,10 @@ The executor contract (controller/core/_actions.py): a decision made on a cache 
 own last write could, for example, create a second provider. So after each Pod write the
 executor records what the cache must show — the Pod at the written resourceVersion or newer,
 a created Pod present, a deleted Pod gone or terminating, a Pod an update deleted absent — and
-the item's next pass runs only
-once the cache shows it. The informer's event for that very write re-queues the item, so the
-wait costs one watch round trip; an expectation that is never met (a Pod created and deleted
-again before the watch delivered it) expires after `timeout_s` instead of blocking forever.
+the item's next pass runs only once the cache shows it. The informer's event for that very
+write re-queues the item, so the wait costs one watch round trip; an expectation that is never
+met (a Pod created and deleted again before the watch delivered it) expires after `timeout_s`
+instead of blocking forever.
 """
 
 from __future__ import annotations

@@ -26,6 +26,7 @@ from controller.core import (
     UpdatePod,
     with_control_env,
 )
+from controller.reconciler import _pods as p
 from controller.reconciler._expectations import Expectation
 from kube import PODS, ApiError, JsonObject, KubeClient, PatchType, Preconditions, metadata
 
@@ -140,7 +141,7 @@ def _deleted_by(answer: JsonObject) -> bool:
     on most unbinds at scale. So the pass waits for the Pod to leave the cache instead."""
     meta = metadata(answer)
     return (
-        bool(meta.get("deletionTimestamp"))
+        p.is_deleting(answer)
         and meta.get("deletionGracePeriodSeconds") == 0
         and not meta.get("finalizers")
     )
