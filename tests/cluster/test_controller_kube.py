@@ -240,8 +240,10 @@ def test_requester_updates_change_single_keys_and_fail_on_another_uid(
                              "nodeSelector": {"fma-test/nowhere": "true"}}}  # fmt: skip
             created = await client.create(PODS, body, namespace=namespace)
             ref = PodRef(name="req", uid=created["metadata"]["uid"])
-            # Changed since (the kubelet writes status meanwhile): no 409.
-            await patch_merge(client, PODS, created, {"metadata": {"labels": {"b": "2"}}})
+            # Changed since (the kubelet writes status meanwhile): no 409. (Unconditional: the
+            # scheduler's status write may already have changed `created`.)
+            await client.patch(PODS, "req", {"metadata": {"labels": {"b": "2"}}},
+                               namespace=namespace)  # fmt: skip
             release = UpdateRequester(
                 pod=ref, patch=PodPatch(labels={"a": None}, remove_finalizers=(fin,))
             )
